@@ -1,0 +1,22 @@
+# loftr_ros — the two commands a newcomer needs are `make demo` and `make test`.
+# Both set up .venv (ROS 2 core from PyPI wheels, torch, ...) and build install/ on first use.
+
+ENV := scripts/ros_env.sh
+PYTEST_ARGS ?=
+
+.PHONY: setup build test demo clean
+
+setup:
+	@bash scripts/setup_venv.sh
+
+# Rebuild install/ after editing sources (setup does it too, when something changed).
+build: setup
+
+test: setup
+	@$(ENV) python -m pytest test $(PYTEST_ARGS)
+
+demo: setup
+	@$(ENV) python -m loftr_ros.tools.demo $(if $(BAG),--bag $(BAG)) $(DEMO_ARGS)
+
+clean:
+	rm -rf build install log build.log demo_output

@@ -1,0 +1,1 @@
+"""ROS-independent core of loftr_ros: matching, conversions, geometry, evaluation."""

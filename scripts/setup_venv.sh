@@ -21,6 +21,10 @@ newer() {  # newer STAMP FILE...: true when STAMP is missing or older than any F
   return 1
 }
 
+# One setup or build at a time (parallel `make test` runs share .venv and install/).
+exec 9>"$ROOT/.setup.lock"
+flock 9
+
 if [ ! -x "$PY" ]; then
   python3 -m venv "$VENV"
 fi

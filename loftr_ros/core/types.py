@@ -1,0 +1,52 @@
+"""Result type shared by every backend, the node, the service and the bag tools."""
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Correspondences between a reference image (0) and a current image (1).
+
+    keypoints0, keypoints1: [N x 2] float32, sub-pixel (x, y) in each ORIGINAL image's pixel
+        frame (OpenCV convention: the centre of the top-left pixel is (0, 0)).
+    scores: [N] float32 confidence in [0, 1], sorted best first.
+    inliers: [N] uint8 (1 = inlier) from geometric verification, or None when it was off or
+        could not run (too few matches).
+    geometry_model: '', 'fundamental', 'essential' or 'homography': what produced `inliers`.
+    image_size0, image_size1: (width, height) of the images as given to `match`.
+    timings: seconds per stage, e.g. {'preprocess': ..., 'model': ..., 'verify': ..., 'total': ...}.
+    """
+
+    keypoints0: np.ndarray
+    keypoints1: np.ndarray
+    scores: np.ndarray
+    image_size0: tuple
+    image_size1: tuple
+    inliers: Optional[np.ndarray] = None
+    geometry_model: str = ''
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.scores)
+        if self.keypoints0.shape != (n, 2) or self.keypoints1.shape != (n, 2):
+            msg = (f'keypoints must be [{n} x 2] like scores, got {self.keypoints0.shape} '
+                   f'and {self.keypoints1.shape}')
+            raise ValueError(msg)
+        if self.inliers is not None and self.inliers.shape != (n,):
+            msg = f'inliers must be [{n}], got {self.inliers.shape}'
+            raise ValueError(msg)
+
+    def __len__(self):
+        return len(self.scores)
+
+    @property
+    def num_inliers(self):
+        return int(self.inliers.sum()) if self.inliers is not None else len(self)
+
+    @classmethod
+    def empty(cls, image_size0, image_size1, timings=None):
+        return cls(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32),
+                   np.zeros(0, np.float32), tuple(image_size0), tuple(image_size1),
+                   timings=dict(timings or {}))

@@ -1,0 +1,53 @@
+"""Suite-wide settings and fixtures.
+
+DDS stays on this machine for every test and every process a test starts: the environment is
+set here once, before anything imports rclpy.
+"""
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(100, 199)))
+os.environ.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='loftr_ros_test_log_'))
+# Two CPU threads is what CI has; more only slows small models down through contention.
+os.environ.setdefault('OMP_NUM_THREADS', '2')
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / 'shared' / 'data'
+EUROC_DIR = SHARED_DATA / 'euroc_v101_stereo'
+
+
+@pytest.fixture(scope='session')
+def euroc_dir():
+    """The shared EuRoC stereo sample (bag/ and calibration.yaml); skips when absent."""
+    if not (EUROC_DIR / 'bag' / 'metadata.yaml').exists():
+        pytest.skip(f'shared EuRoC stereo data not found at {EUROC_DIR}')
+    return EUROC_DIR
+
+
+@pytest.fixture(scope='session')
+def euroc_calibration(euroc_dir):
+    from loftr_ros.core.camera import load_euroc_calibration
+    return load_euroc_calibration(euroc_dir / 'calibration.yaml')
+
+
+@pytest.fixture(scope='session')
+def euroc_stereo_frames(euroc_dir):
+    """All stereo pairs of the sample as a list of (stamp_ns, left mono8, right mono8)."""
+    import numpy as np
+    from rosbags.highlevel import AnyReader
+
+    left, right = {}, {}
+    with AnyReader([euroc_dir / 'bag']) as reader:
+        connections = [c for c in reader.connections
+                       if c.topic in ('/cam0/image_raw', '/cam1/image_raw')]
+        for connection, _, raw in reader.messages(connections=connections):
+            msg = reader.deserialize(raw, connection.msgtype)
+            image = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :msg.width]
+            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            (left if connection.topic == '/cam0/image_raw' else right)[stamp] = image.copy()
+    return [(stamp, left[stamp], right[stamp]) for stamp in sorted(set(left) & set(right))]

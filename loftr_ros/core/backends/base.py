@@ -1,0 +1,130 @@
+"""The interface every matching backend implements, and the data it exchanges with the Matcher.
+
+A backend is a class deriving from :class:`Backend`, in its own module, registered by name in
+``loftr_ros.core.backends.BACKENDS``. The :class:`~loftr_ros.core.matcher.Matcher` does
+everything around the model, so a backend only sees ready tensors:
+
+1. The Matcher validates the caller's image, converts it to float32 in [0, 1] (grayscale, or RGB
+   when ``grayscale`` is False), resizes it so that its long side is ``config.resize`` pixels
+   (``-1``: the backend's ``default_resize``; ``0``: no resizing), zero-pads it on the right and
+   bottom to a multiple of ``stride``, and moves it to the device as a ``[1 x C x H x W]``
+   float32 tensor (C = 1 or 3).
+2. ``extract(tensor)`` runs the per-image part of the model once per image (keypoints and
+   descriptors of a sparse method, the backbone of a dense one; ``None`` when there is
+   none). The result is cached in :class:`PreparedImage` ``.features``, so that an image which
+   takes part in several pairs (consecutive-frame matching) is processed once.
+3. ``match(prepared0, prepared1)`` matches two prepared images and returns
+   :class:`BackendMatches` in the MODEL-INPUT pixel frame of each image (the padded tensor,
+   OpenCV convention: the centre of the top-left pixel is (0, 0)), as floats, sub-pixel where the
+   model refines, never rounded. Each image may have its own size; a backend whose model needs
+   equal sizes pads the smaller one itself (right/bottom only, so coordinates do not move).
+   Scores must be in [0, 1] (higher is better); they need not be sorted or thresholded.
+4. The Matcher maps the keypoints back to original pixels, drops matches that fall in the
+   padding, applies ``confidence_threshold``, sorts by score, keeps ``max_matches`` and runs the
+   geometric verification.
+
+Both calls run under ``torch.inference_mode()``; with ``precision`` fp16/bf16 (CUDA only) also
+under ``torch.autocast(device_type='cuda', dtype=self.dtype)``; a backend may in addition convert
+its weights to ``self.dtype`` when that is faster and exact enough.
+
+Options: ``DEFAULT_CONF`` (a class attribute, one comment per key) holds the backend's own
+options; ``config.options`` overrides them key by key and an unknown key raises ConfigError
+listing the valid ones (:func:`merge_options`). Weights come from ``config.weights`` ('' means
+the backend's default); a backend resolves them through :mod:`loftr_ros.core.weights` and raises
+WeightsError when they cannot be had. A missing optional dependency raises BackendError naming
+the package.
+"""
+from dataclasses import dataclass
+from typing import Any, Dict, NamedTuple, Tuple
+
+import numpy as np
+import torch
+
+from loftr_ros.core.config import MatcherConfig
+from loftr_ros.core.errors import ConfigError
+from loftr_ros.core.preprocessing import ImageTransform
+
+
+@dataclass
+class PreparedImage:
+    """One image ready for matching, with its per-image features.
+
+    tensor: [1 x C x H x W] float32 in [0, 1] on the matcher's device, resized and padded.
+    transform: how `tensor` was made from the original image (maps coordinates both ways).
+    features: what the backend's `extract` returned for it (None when it has no per-image stage).
+    matcher_id: id() of the Matcher that prepared it; features are only valid for that one.
+    """
+
+    tensor: torch.Tensor
+    transform: ImageTransform
+    features: Any
+    matcher_id: int
+
+    @property
+    def image_size(self) -> Tuple[int, int]:
+        """(width, height) of the original image."""
+        return self.transform.original_size
+
+
+class BackendMatches(NamedTuple):
+    """Raw matches of a backend, in each image's model-input pixel frame.
+
+    keypoints0, keypoints1: [N x 2] floats (torch tensor on any device, or numpy array).
+    scores: [N] confidences in [0, 1].
+    """
+
+    keypoints0: Any
+    keypoints1: Any
+    scores: Any
+
+
+def merge_options(backend: str, defaults: Dict[str, Any], options: Dict[str, Any],
+                  ) -> Dict[str, Any]:
+    """`defaults` updated with `options`; ConfigError naming the valid keys on an unknown one."""
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        valid = ', '.join(sorted(defaults)) or '(none)'
+        msg = f"unknown option(s) {', '.join(unknown)} for backend '{backend}'; valid: {valid}"
+        raise ConfigError(msg)
+    return {**defaults, **options}
+
+
+class Backend:
+    """Base class of the matching backends (see the module docstring for the protocol)."""
+
+    # Registry name, e.g. 'xfeat'.
+    name = ''
+    # Backend options with their defaults; override per backend, one comment per key.
+    DEFAULT_CONF: Dict[str, Any] = {}
+    # Model input sides must be multiples of this (the Matcher pads to it).
+    stride = 1
+    # Long side in pixels used when config.resize is -1; 0 keeps the original size.
+    default_resize = 0
+    # True: the model takes [1 x 1 x H x W] grayscale; False: [1 x 3 x H x W] RGB.
+    grayscale = True
+
+    def __init__(self, config: MatcherConfig, device: torch.device, dtype: torch.dtype):
+        self.config = config
+        self.device = device
+        self.dtype = dtype
+        self.conf = merge_options(self.name, self.DEFAULT_CONF, dict(config.options))
+
+    @property
+    def model_name(self) -> str:
+        """Name for the Matches.model field and reports, e.g. 'xfeat' or
+        'eloftr:zju-community/efficientloftr'."""
+        return self.name
+
+    def extract(self, image: torch.Tensor) -> Any:
+        """Per-image features of a [1 x C x H x W] model input; None when the backend has no
+        per-image stage (the default)."""
+        return None
+
+    def match(self, image0: PreparedImage, image1: PreparedImage) -> BackendMatches:
+        """Match two prepared images (their `.tensor` and `.features`)."""
+        raise NotImplementedError(f'{type(self).__name__} does not implement match')
+
+
+def empty_matches() -> BackendMatches:
+    return BackendMatches(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32),
+                          np.zeros(0, np.float32))

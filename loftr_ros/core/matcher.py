@@ -1,0 +1,162 @@
+"""The matching engine: one API over every backend, usable without ROS.
+
+    matcher = Matcher(MatcherConfig(backend='xfeat'))
+    result = matcher.match(image0, image1)          # numpy arrays or PreparedImage objects
+    frame = matcher.prepare(image)                   # per-image features, reusable across pairs
+
+See :mod:`loftr_ros.core.backends.base` for what a backend does and what the Matcher does
+around it (conversion, resize, padding, mapping back, thresholds, verification).
+"""
+import contextlib
+import dataclasses
+import time
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from loftr_ros.core.backends import backend_class
+from loftr_ros.core.backends.base import PreparedImage
+from loftr_ros.core.camera import CameraModel
+from loftr_ros.core.config import MatcherConfig
+from loftr_ros.core.devices import resolve_device, resolve_dtype
+from loftr_ros.core.geometry import verify_matches
+from loftr_ros.core.preprocessing import (ImageTransform, image_size, normalize_image,
+                                          resize_and_pad)
+from loftr_ros.core.types import MatchResult
+
+ImageInput = Union[np.ndarray, PreparedImage]
+
+# Size (height, width) of the textured image matched once at load to warm the backend up.
+WARMUP_SHAPE = (480, 640)
+
+
+def _as_numpy(values, columns: Optional[int] = None) -> np.ndarray:
+    """A backend's tensor or array as float64 numpy (keeping sub-pixel precision)."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().to('cpu', torch.float64).numpy()
+    values = np.asarray(values, np.float64)
+    return values.reshape(-1, columns) if columns else values.reshape(-1)
+
+
+def _warmup_images():
+    """Two views of a smooth random texture shifted by a few pixels (deterministic)."""
+    rng = np.random.default_rng(0)
+    height, width = WARMUP_SHAPE
+    coarse = rng.random((height // 8 + 2, width // 8 + 2)).astype(np.float32)
+    texture = np.kron(coarse, np.ones((8, 8), np.float32))
+    return texture[:height, :width], texture[5:height + 5, 3:width + 3]
+
+
+class Matcher:
+    """Builds the backend of a MatcherConfig and matches image pairs.
+
+    Raises ConfigError (invalid device/precision/options), BackendError (missing package) or
+    WeightsError (weights not found or not loadable) when built.
+    """
+
+    def __init__(self, config: MatcherConfig):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_dtype(config.precision, self.device)
+        self.backend = backend_class(config.backend)(config, self.device, self.dtype)
+        resize = config.resize if config.resize >= 0 else self.backend.default_resize
+        self.long_side = resize
+        if config.warmup:
+            self.match(*_warmup_images())
+
+    @property
+    def model_name(self) -> str:
+        """What the Matches.model field reports, e.g. 'xfeat' or
+        'eloftr:zju-community/efficientloftr'."""
+        return self.backend.model_name
+
+    def _model_context(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def prepare(self, image: np.ndarray) -> PreparedImage:
+        """Validate and preprocess one image and compute its per-image features.
+
+        image: HxW mono or HxWx3 BGR, uint8/uint16/float32/float64 (floats in [0, 1]).
+        Raises ImageError for an empty image, a wrong shape or channel count, NaN/inf values or
+        an unsupported dtype.
+        """
+        return self._prepare_timed(image)[0]
+
+    def _prepare_timed(self, image: np.ndarray):
+        """(PreparedImage, preprocessing seconds, feature extraction seconds)."""
+        start = time.perf_counter()
+        normalized = normalize_image(image, self.backend.grayscale)
+        transform = ImageTransform.create(image_size(image), self.long_side, self.backend.stride)
+        model_input = resize_and_pad(normalized, transform)
+        if model_input.ndim == 2:
+            model_input = model_input[None]
+        else:
+            model_input = model_input.transpose(2, 0, 1)
+        tensor = torch.from_numpy(np.ascontiguousarray(model_input))[None].to(self.device)
+        extract_start = time.perf_counter()
+        with torch.inference_mode(), self._model_context():
+            features = self.backend.extract(tensor)
+        end = time.perf_counter()
+        prepared = PreparedImage(tensor, transform, features, id(self))
+        return prepared, extract_start - start, end - extract_start
+
+    def _prepared(self, image: ImageInput):
+        """(PreparedImage, preprocessing seconds, extraction seconds) of an input; zero seconds
+        for an image prepared earlier."""
+        if isinstance(image, PreparedImage):
+            if image.matcher_id != id(self):
+                msg = 'PreparedImage was made by another Matcher; prepare it with this one'
+                raise ValueError(msg)
+            return image, 0.0, 0.0
+        return self._prepare_timed(image)
+
+    def match(self, image0: ImageInput, image1: ImageInput,
+              camera0: Optional[CameraModel] = None,
+              camera1: Optional[CameraModel] = None) -> MatchResult:
+        """Match a reference image (0) with a current image (1).
+
+        image0, image1: numpy arrays (see `prepare`) or PreparedImage objects of this matcher.
+        camera0, camera1: camera models for essential-matrix verification (optional).
+        Returns a MatchResult in original pixel coordinates, best scores first; timings are
+        seconds spent in this call ('model' includes the per-image stage of images prepared
+        here, not of PreparedImage inputs).
+        """
+        start = time.perf_counter()
+        prepared0, preprocess0, extract0 = self._prepared(image0)
+        prepared1, preprocess1, extract1 = self._prepared(image1)
+        match_start = time.perf_counter()
+        with torch.inference_mode(), self._model_context():
+            raw = self.backend.match(prepared0, prepared1)
+        keypoints0 = _as_numpy(raw.keypoints0, 2)
+        keypoints1 = _as_numpy(raw.keypoints1, 2)
+        scores = _as_numpy(raw.scores)
+        verify_start = time.perf_counter()
+        result = self._finish(prepared0, prepared1, keypoints0, keypoints1, scores,
+                              camera0, camera1)
+        end = time.perf_counter()
+        timings = {'preprocess': preprocess0 + preprocess1,
+                   'model': extract0 + extract1 + verify_start - match_start,
+                   'verify': end - verify_start,
+                   'total': end - start}
+        return dataclasses.replace(result, timings=timings)
+
+    def _finish(self, prepared0, prepared1, keypoints0, keypoints1, scores, camera0, camera1,
+                ) -> MatchResult:
+        """Map back, drop padding and low scores, sort, cap and verify."""
+        transform0, transform1 = prepared0.transform, prepared1.transform
+        keep = (transform0.inside(keypoints0) & transform1.inside(keypoints1) &
+                (scores >= self.config.confidence_threshold))
+        order = np.argsort(-scores[keep], kind='stable')
+        if self.config.max_matches:
+            order = order[:self.config.max_matches]
+        points0 = transform0.to_original(keypoints0[keep][order]).astype(np.float32)
+        points1 = transform1.to_original(keypoints1[keep][order]).astype(np.float32)
+        inliers, geometry_model = verify_matches(
+            points0, points1, self.config.geometry, self.config.ransac_threshold,
+            self.config.ransac_confidence, camera0, camera1)
+        return MatchResult(points0, points1, scores[keep][order].astype(np.float32),
+                           transform0.original_size, transform1.original_size, inliers,
+                           geometry_model)

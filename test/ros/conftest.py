@@ -5,7 +5,6 @@ Matches and diagnostics.
 DDS stays on this machine: test/conftest.py sets the loopback environment before anything
 here imports rclpy, and the node processes inherit it.
 """
-import array
 import os
 import signal
 import subprocess
@@ -23,10 +22,9 @@ from rclpy.context import Context  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 
 from loftr_ros.msg import Matches  # noqa: E402
-from loftr_ros.ros.conversions import image_msg_from_array  # noqa: E402
 
 MATCHES_TOPIC = '/matcher_node/matches'
 
@@ -220,19 +218,3 @@ def harness(ros_context):
     helper = Harness(ros_context)
     yield helper
     helper.close()
-
-
-def image_msg(image, encoding, stamp_ns, frame_id):
-    msg = image_msg_from_array(image, encoding)
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 10**9)
-    msg.header.frame_id = frame_id
-    return msg
-
-
-def compressed_msg(data: bytes, fmt, stamp_ns, frame_id):
-    msg = CompressedImage()
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 10**9)
-    msg.header.frame_id = frame_id
-    msg.format = fmt
-    msg.data = array.array('B', data)
-    return msg

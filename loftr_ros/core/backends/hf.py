@@ -1,0 +1,80 @@
+"""Any Hugging Face keypoint-matching model (EfficientLoFTR, LightGlue, SuperGlue) through
+transformers' ``AutoModelForKeypointMatching``.
+
+The model is fed the Matcher's tensors directly (the image processor's resizing would move
+coordinates outside our exact mapping), and the keypoints are read from the model output as
+floats: transformers' ``post_process_keypoint_matching`` casts them to int32, throwing away the
+sub-pixel refinement, so its pairing logic is reproduced here without the cast.
+"""
+import torch
+
+from loftr_ros.core.backends.base import Backend, BackendMatches
+from loftr_ros.core.errors import WeightsError
+from loftr_ros.core.weights import resolve_weights
+
+DEFAULT_MODEL = 'zju-community/efficientloftr'
+# Model types whose keypoints lie in a frame where the centre of pixel (x, y) is at
+# (x + 0.5, y + 0.5): the LoFTR family puts coarse cell i at 8 * i in the corner-based frame it
+# was trained in (see kornia's LoFTR docstring). Detector-based models (SuperPoint keypoints of
+# LightGlue/SuperGlue) use pixel indices, i.e. our frame.
+_CORNER_FRAME_MODEL_TYPES = ('efficientloftr',)
+
+
+class HuggingFaceBackend(Backend):
+    name = 'hf'
+    DEFAULT_CONF = {}
+    # EfficientLoFTR's coarse level is at 1/8 and its attention aggregates 4x4 coarse cells.
+    stride = 32
+    # The image processors' default size is 640x480.
+    default_resize = 640
+    # The models take grayscale replicated into 3 channels (what the image processors produce).
+    grayscale = True
+
+    def __init__(self, config, device, dtype):
+        super().__init__(config, device, dtype)
+        from transformers import AutoModelForKeypointMatching
+
+        self.weights = config.weights or DEFAULT_MODEL
+        path = resolve_weights(config.weights, DEFAULT_MODEL, self.name)
+        try:
+            self.model = AutoModelForKeypointMatching.from_pretrained(str(path))
+        except (OSError, ValueError, KeyError) as error:
+            msg = f"backend 'hf': cannot load a keypoint-matching model from {path}: {error}"
+            raise WeightsError(msg) from None
+        model_config = self.model.config
+        if hasattr(model_config, 'coarse_matching_threshold'):
+            # EfficientLoFTR keeps only coarse matches above this score; the Matcher's threshold
+            # is the same test on the same score.
+            model_config.coarse_matching_threshold = config.confidence_threshold
+        self.frame_offset = 0.5 if model_config.model_type in _CORNER_FRAME_MODEL_TYPES else 0.0
+        self.model.to(device).eval()
+
+    @property
+    def model_name(self) -> str:
+        return f'hf:{self.weights}'
+
+    def match(self, image0, image1) -> BackendMatches:
+        height = max(image0.tensor.shape[-2], image1.tensor.shape[-2])
+        width = max(image0.tensor.shape[-1], image1.tensor.shape[-1])
+        pair = torch.zeros((1, 2, 3, height, width), device=self.device)
+        for index, image in enumerate((image0, image1)):
+            # The pair is one tensor: the smaller image is padded further (right/bottom).
+            pair[0, index, :, :image.tensor.shape[-2], :image.tensor.shape[-1]] = image.tensor[0]
+        outputs = self.model(pixel_values=pair)
+        keypoints = outputs.keypoints[0].float() * torch.tensor([width, height],
+                                                                device=self.device)
+        keypoints = keypoints - self.frame_offset
+        matches, scores = outputs.matches[0], outputs.matching_scores[0]
+        mask = getattr(outputs, 'mask', None)
+        if mask is None:
+            # EfficientLoFTR: entry i of both sides is one match, -1 where there is none.
+            valid = matches[0] > -1
+            return BackendMatches(keypoints[0][valid], keypoints[1][valid], scores[0][valid])
+        # LightGlue/SuperGlue: keypoints per image (mask marks the real ones), matches[0] indexes
+        # image 1's keypoints.
+        keypoints0 = keypoints[0][mask[0] > 0]
+        keypoints1 = keypoints[1][mask[1] > 0]
+        matches0 = matches[0][mask[0] > 0]
+        scores0 = scores[0][mask[0] > 0]
+        valid = (matches0 > -1) & (matches0 < len(keypoints1))
+        return BackendMatches(keypoints0[valid], keypoints1[matches0[valid]], scores0[valid])

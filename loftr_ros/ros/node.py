@@ -97,6 +97,10 @@ class MatcherNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        # First, so that destroy_node() works on a node whose construction failed below.
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._worker = None
         declare_parameters(self)
         self.mode = self._param('mode')
         self._check_choices()
@@ -116,10 +120,8 @@ class MatcherNode(Node):
                          for name in ('max_rate', 'max_lines', 'style')}
         self._last_overlay = 0.0
 
-        self._cond = threading.Condition()
         self._pending = None          # newest job not yet taken by the worker
         self._reset_requested = False
-        self._stopping = False
         self.worker_failed = False
         self._reference: Optional[Reference] = None
         self._last_stamp: Dict[str, int] = {}
@@ -471,7 +473,8 @@ class MatcherNode(Node):
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        if self._worker.is_alive() and threading.current_thread() is not self._worker:
+        if (self._worker is not None and self._worker.is_alive()
+                and threading.current_thread() is not self._worker):
             self._worker.join(timeout=30)
         return super().destroy_node()
 

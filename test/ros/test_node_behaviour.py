@@ -241,8 +241,9 @@ def test_runtime_parameters_apply_and_invalid_values_are_rejected(
 
 
 def test_weights_that_cannot_load_give_one_fatal_line_and_exit_1(node_process):
-    node = node_process(**{'matcher.backend': 'xfeat', 'matcher.weights': '/nonexistent/xfeat.pt'})
+    node = node_process(**{'matcher.backend': 'loftr',
+                           'matcher.weights': '/nonexistent/outdoor_ds.ckpt'})
     assert node.process.wait(60) == 1
     log = node.log
-    assert 'cannot start:' in log and '/nonexistent/xfeat.pt' in log
+    assert "cannot start: backend 'loftr': weights path /nonexistent/outdoor_ds.ckpt" in log
     assert 'Traceback' not in log

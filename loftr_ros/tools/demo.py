@@ -1,0 +1,319 @@
+"""`make demo`: the matcher node end to end, in under a minute on a laptop CPU.
+
+Starts ``matcher_node`` in its own process (stereo mode, xfeat: real weights that install
+offline), plays a stereo sequence to it over DDS, prints a line per matched pair and a summary
+(pairs, matches per pair, latency, drops), and writes the node's overlay images to
+demo_output/.
+
+The default sequence is a real photo collage (scikit-image's bundled photos) rendered by
+loftr_ros.core.synthetic along a known stereo camera path, so the summary can also say how
+many matches lie on the true epipolar geometry. ``--bag DIR`` replays the image topics of a
+rosbag2 directory instead (sqlite3 or mcap): two image topics are played as a stereo pair, one
+as a consecutive-frame sequence.
+
+    python -m loftr_ros.tools.demo [--bag DIR] [--backend xfeat] [--frames 16] [--rate 2]
+"""
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUTPUT_DIR = Path('demo_output')
+NODE_TOPICS = {'matches': '/matcher_node/matches', 'overlay': '/matcher_node/overlay'}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog='make demo', description=__doc__.split('\n\n')[0])
+    parser.add_argument('--bag', type=Path, help='rosbag2 directory to replay instead')
+    parser.add_argument('--backend', default='xfeat',
+                        help='matcher backend (default xfeat; eloftr needs its weights)')
+    parser.add_argument('--weights', default='', help="weights for the backend ('' default)")
+    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
+    parser.add_argument('--frames', type=int, default=16,
+                        help='stereo pairs to render, or frames/pairs to replay from a bag')
+    parser.add_argument('--rate', type=float, default=2.0,
+                        help='synthetic pairs published per second')
+    parser.add_argument('--speed', type=float, default=0.1,
+                        help='bag playback speed factor (a 20 Hz bag at 0.1: 2 pairs/s)')
+    parser.add_argument('--output', type=Path, default=OUTPUT_DIR,
+                        help='where overlay PNGs and the node log go')
+    return parser.parse_args(argv)
+
+
+def synthetic_sequence(count):
+    """[(stamp_ns, {topic: bgr image})] of a stereo camera moving in front of the photo wall,
+    and the stereo calibration to check matches against."""
+    from loftr_ros.core import synthetic
+    camera = synthetic.default_camera(640, 480, 500.0)
+    frames = []
+    for index, pose in enumerate(synthetic.camera_path(count)):
+        left_pose, right_pose = synthetic.stereo_pair(pose)
+        left, _ = synthetic.render(camera, left_pose, supersample=1)
+        right, _ = synthetic.render(camera, right_pose, supersample=1)
+        frames.append({'left': left, 'right': right})
+        print(f'\rrendering the synthetic stereo sequence: {index + 1}/{count}', end='',
+              flush=True)
+    print()
+    return frames, synthetic.stereo_calibration(camera)
+
+
+def start_node(args, mode, remappings, log_path):
+    from ament_index_python.packages import get_package_share_directory
+    share = Path(get_package_share_directory('loftr_ros'))
+    params_file = share / 'config' / ('stereo_matcher.yaml' if mode == 'stereo'
+                                      else 'matcher.yaml')
+    command = [sys.executable, '-m', 'loftr_ros.matcher_node', '--ros-args',
+               '--params-file', str(params_file),
+               '-p', f'matcher.backend:={args.backend}', '-p', f'matcher.device:={args.device}',
+               '-p', 'overlay.max_rate:=100.0', '-p', 'diagnostics.period:=0.5',
+               '-p', 'qos_reliability:=reliable', '-p', 'qos_depth:=2']
+    if args.weights:
+        command += ['-p', f'matcher.weights:={args.weights}']
+    for source, target in remappings.items():
+        command += ['-r', f'{source}:={target}']
+    log = open(log_path, 'w')
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log
+
+
+class DemoClient:
+    """Publishes the sequence, collects Matches/overlays/diagnostics (own executor thread)."""
+
+    def __init__(self, context, topics, output, calibration):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        from loftr_ros.msg import Matches
+        self.node = rclpy.create_node('loftr_ros_demo', context=context)
+        qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        self.publishers = {topic: self.node.create_publisher(Image, topic, qos)
+                           for topic in topics}
+        self.output = output
+        self.calibration = calibration
+        self.published = {}      # current stamp -> time.monotonic() when published
+        self.results = []        # (latency_s, matches, inliers, within_1px or None)
+        self.matched_stamps = set()
+        self.overlays = 0
+        self.diagnostics = {}
+        self.lock = threading.Condition()
+        self.node.create_subscription(Matches, NODE_TOPICS['matches'], self._on_matches, 50)
+        self.node.create_subscription(Image, NODE_TOPICS['overlay'], self._on_overlay, 10)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def wait_for_node(self, process, timeout=120.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False
+            if (all(p.get_subscription_count() for p in self.publishers.values())
+                    and self.node.count_publishers(NODE_TOPICS['matches'])
+                    and self.node.count_publishers(NODE_TOPICS['overlay'])):
+                time.sleep(0.5)
+                return True
+            time.sleep(0.1)
+        return False
+
+    def publish(self, topic, msg):
+        from loftr_ros.ros.conversions import stamp_to_ns
+        with self.lock:
+            self.published[stamp_to_ns(msg.header.stamp)] = time.monotonic()
+        self.publishers[topic].publish(msg)
+
+    def _on_matches(self, msg):
+        from loftr_ros.core.camera import sampson_distances
+        from loftr_ros.ros.conversions import result_from_matches_msg, stamp_to_ns
+        received = time.monotonic()
+        result = result_from_matches_msg(msg)
+        accuracy = None
+        if self.calibration is not None and len(result):
+            distances = sampson_distances(result.keypoints0, result.keypoints1,
+                                          self.calibration)
+            accuracy = float(np.mean(distances < 1.0))
+        with self.lock:
+            sent = self.published.get(stamp_to_ns(msg.header.stamp), received)
+            self.results.append((received - sent, len(result), result.num_inliers, accuracy))
+            self.matched_stamps.add(stamp_to_ns(msg.header.stamp))
+            number = len(self.results)
+            self.lock.notify_all()
+        line = (f'  pair {number:3d}  stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}'
+                f'  {len(result):5d} matches ({result.num_inliers} inliers'
+                f'{", " + result.geometry_model if result.geometry_model else ""})'
+                f'  latency {(received - sent) * 1e3:6.0f} ms')
+        if accuracy is not None:
+            line += f'  {accuracy * 100:5.1f} % within 1 px of the true epipolar lines'
+        print(line, flush=True)
+
+    def _on_overlay(self, msg):
+        import cv2
+
+        from loftr_ros.core.image_conversion import image_from_msg
+        self.overlays += 1
+        cv2.imwrite(str(self.output / f'overlay_{self.overlays:04d}.png'), image_from_msg(msg))
+
+    def _on_diagnostics(self, msg):
+        for status in msg.status:
+            if 'matcher_node' in status.name:
+                with self.lock:
+                    self.diagnostics = {kv.key: kv.value for kv in status.values}
+
+    def wait_for(self, stamp_ns, timeout):
+        """Wait until the Matches of the pair with this current stamp arrived."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while stamp_ns not in self.matched_stamps:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.lock.wait(left)
+        return True
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=5)
+        self.node.destroy_node()
+
+
+def bag_sequence(bag_dir, count):
+    """(mode, {role: bag topic}, [(topic, msg)]) for up to `count` frames (or pairs)."""
+    from loftr_ros.core.errors import BagError
+    from loftr_ros.ros.player import bag_image_messages, bag_image_topics
+    topics = [topic for topic, _ in bag_image_topics(bag_dir)]
+    if not topics:
+        raise BagError(f'bag {bag_dir} has no sensor_msgs Image/CompressedImage topic')
+    if len(topics) >= 2:
+        mode, roles = 'stereo', {'left/image': topics[0], 'right/image': topics[1]}
+    else:
+        mode, roles = 'consecutive', {'image': topics[0]}
+    messages = []
+    for topic, msg in bag_image_messages(bag_dir, list(roles.values())):
+        messages.append((topic, msg))
+        if len(messages) >= count * len(roles):
+            break
+    return mode, roles, messages
+
+
+def summarize(client, published_pairs, started):
+    with client.lock:
+        results = list(client.results)
+        diagnostics = dict(client.diagnostics)
+    latencies = np.array([r[0] for r in results]) * 1e3
+    counts = np.array([r[1] for r in results])
+    inliers = np.array([r[2] for r in results])
+    accuracies = [r[3] for r in results if r[3] is not None]
+    drops = {key[6:]: value for key, value in diagnostics.items()
+             if key.startswith('drops.') and value != '0'}
+    print('\nSummary')
+    print(f'  pairs published      {published_pairs}')
+    print(f'  pairs matched        {len(results)}  (model {diagnostics.get("model", "?")} on '
+          f'{diagnostics.get("device", "?")})')
+    if len(results):
+        print(f'  matches per pair     median {np.median(counts):.0f}  (min {counts.min()}, '
+              f'max {counts.max()}); inliers median {np.median(inliers):.0f}')
+        print(f'  latency publish->Matches received  p50 {np.percentile(latencies, 50):.0f} ms'
+              f'  p95 {np.percentile(latencies, 95):.0f} ms')
+    if accuracies:
+        print(f'  on the true epipolar geometry (<1 px Sampson): '
+              f'{np.mean(accuracies) * 100:.1f} % of matches')
+    print(f'  drops                {", ".join(f"{k}: {v}" for k, v in drops.items()) or "none"}'
+          f'  (superseded = a newer pair arrived while the model was busy)')
+    print(f'  overlays             {client.overlays} PNGs in {client.output}/')
+    print(f'  wall time            {time.monotonic() - started:.0f} s')
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    args.output.mkdir(parents=True, exist_ok=True)
+    for old in args.output.glob('overlay_*.png'):
+        old.unlink()
+
+    from loftr_ros.core.errors import LoftrRosError
+    from loftr_ros.ros.conversions import image_msg_from_array, make_header, stamp_to_ns
+    try:
+        if args.bag is not None:
+            mode, roles, messages = bag_sequence(args.bag, args.frames)
+            frames, calibration = None, None
+            print(f'replaying {len(messages)} messages of {", ".join(roles.values())} from '
+                  f'{args.bag} ({mode} mode)')
+        else:
+            mode, roles = 'stereo', {'left/image': '/demo/left/image_raw',
+                                     'right/image': '/demo/right/image_raw'}
+    except LoftrRosError as error:
+        print(f'demo: {error}', file=sys.stderr)
+        return 1
+
+    log_path = args.output / 'matcher_node.log'
+    process, log = start_node(args, mode, roles, log_path)
+    try:
+        if args.bag is None:
+            frames, calibration = synthetic_sequence(args.frames)
+        import rclpy
+        from rclpy.context import Context
+        context = Context()
+        rclpy.init(context=context)
+        client = DemoClient(context, list(roles.values()), args.output, calibration)
+        try:
+            print(f'starting matcher_node ({args.backend}, log: {log_path})...', flush=True)
+            if not client.wait_for_node(process):
+                print(f'demo: matcher_node did not come up; its log ({log_path}):',
+                      file=sys.stderr)
+                print(log_path.read_text()[-3000:], file=sys.stderr)
+                return 1
+            last_stamp = None
+            published = 0
+            if frames is not None:
+                for index, images in enumerate(frames):
+                    stamp = client.node.get_clock().now().nanoseconds
+                    for side in ('left', 'right'):
+                        msg = image_msg_from_array(images[side], 'bgr8',
+                                                   make_header(stamp, f'demo_{side}'))
+                        client.publish(roles[f'{side}/image'], msg)
+                    last_stamp, published = stamp, published + 1
+                    time.sleep(1.0 / args.rate)
+            else:
+                speed = args.speed
+                first_bag, first_wall = None, time.monotonic()
+                for topic, msg in messages:
+                    stamp = stamp_to_ns(msg.header.stamp)
+                    first_bag = stamp if first_bag is None else first_bag
+                    wait = first_wall + (stamp - first_bag) * 1e-9 / speed - time.monotonic()
+                    time.sleep(max(0.0, wait))
+                    client.publish(topic, msg)
+                    if topic == list(roles.values())[-1]:
+                        last_stamp, published = stamp, published + 1
+            if last_stamp is not None and not client.wait_for(last_stamp, timeout=30.0):
+                print('demo: the last pair was not matched within 30 s', file=sys.stderr)
+            time.sleep(0.6)  # one more diagnostics period
+            summarize(client, published, started)
+        finally:
+            client.close()
+            context.try_shutdown()
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        log.close()
+    print('\nTry EfficientLoFTR instead (needs its weights: run once with internet, or point '
+          'to a local copy):\n'
+          "  make demo DEMO_ARGS='--backend eloftr'\n"
+          "  make demo DEMO_ARGS='--backend eloftr --weights /path/to/efficientloftr'\n"
+          'Replay your own stereo bag: make demo BAG=/path/to/rosbag2_dir')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

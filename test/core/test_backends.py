@@ -1,0 +1,159 @@
+"""Backends with their real pretrained weights on real images: EuRoC stereo pairs checked
+against the calibrated epipolar geometry, and a real photo warped by a known homography."""
+import importlib.util
+
+import cv2
+import numpy as np
+import pytest
+
+from loftr_ros.core.backends import BACKENDS, backend_class
+from loftr_ros.core.camera import sampson_distances
+from loftr_ros.core.config import MatcherConfig
+from loftr_ros.core.errors import BackendError, ConfigError
+from loftr_ros.core.matcher import Matcher
+
+# Stereo pairs spread over the 4.7 s sample (indices into euroc_stereo_frames).
+EUROC_PAIRS = (10, 45, 80)
+
+
+@pytest.fixture(scope='module')
+def xfeat_matcher():
+    return Matcher(MatcherConfig(backend='xfeat', warmup=False))
+
+
+def _epipolar_errors(matcher, frames, calibration, pairs):
+    """Per pair: (number of matches, Sampson distances in pixels)."""
+    results = []
+    for index in pairs:
+        _, left, right = frames[index]
+        result = matcher.match(left, right)
+        results.append((len(result), sampson_distances(result.keypoints0, result.keypoints1,
+                                                       calibration)))
+    return results
+
+
+def test_opencv_sift_on_euroc_stereo(euroc_stereo_frames, euroc_calibration):
+    matcher = Matcher(MatcherConfig(backend='opencv', warmup=False))
+    for count, errors in _epipolar_errors(matcher, euroc_stereo_frames, euroc_calibration,
+                                          EUROC_PAIRS):
+        assert count >= 50
+        assert (errors < 1.0).mean() >= 0.85
+
+
+def test_xfeat_on_euroc_stereo(xfeat_matcher, euroc_stereo_frames, euroc_calibration):
+    for count, errors in _epipolar_errors(xfeat_matcher, euroc_stereo_frames, euroc_calibration,
+                                          EUROC_PAIRS):
+        assert count >= 200
+        # XFeat places keypoints on whole pixels (no sub-pixel refinement): 78 % of its matches
+        # are within 1 px (median 0.48 px) on these pairs, nearly all within 2 px.
+        assert (errors < 1.0).mean() >= 0.7
+        assert (errors < 2.0).mean() >= 0.9
+
+
+@pytest.mark.slow
+def test_lightglue_disk_on_euroc_stereo(euroc_stereo_frames, euroc_calibration):
+    matcher = Matcher(MatcherConfig(backend='lightglue', warmup=False))
+    assert matcher.model_name == 'lightglue:disk'
+    for count, errors in _epipolar_errors(matcher, euroc_stereo_frames, euroc_calibration,
+                                          EUROC_PAIRS[:2]):
+        assert count >= 200
+        assert (errors < 1.0).mean() >= 0.9
+
+
+def _warped_photo(size):
+    """scikit-image's astronaut photo at `size` (BGR) and its warp by a known homography
+    (rotation, zoom out and perspective about the centre)."""
+    import skimage.data
+
+    width, height = size
+    photo = cv2.resize(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR), size,
+                       interpolation=cv2.INTER_AREA)
+    rotation = cv2.getRotationMatrix2D((width / 2, height / 2), 12, 0.85)
+    homography = np.vstack([rotation, [0.00012, -0.00008, 1.0]])
+    return photo, cv2.warpPerspective(photo, homography, size), homography
+
+
+def _homography_errors(matcher, size):
+    image0, image1, homography = _warped_photo(size)
+    result = matcher.match(image0, image1)
+    expected = cv2.perspectiveTransform(result.keypoints0[:, None].astype(np.float64),
+                                        homography)[:, 0]
+    return np.linalg.norm(result.keypoints1 - expected, axis=1)
+
+
+@pytest.mark.parametrize('size', [(752, 480), (1280, 720)])
+def test_opencv_on_a_photo_warped_by_a_homography(size):
+    matcher = Matcher(MatcherConfig(backend='opencv', warmup=False))
+    errors = _homography_errors(matcher, size)
+    assert len(errors) >= 100
+    assert (errors < 3.0).mean() >= 0.9
+
+
+def test_xfeat_on_a_photo_warped_by_a_homography(xfeat_matcher):
+    errors = _homography_errors(xfeat_matcher, (752, 480))
+    assert len(errors) >= 200
+    assert (errors < 3.0).mean() >= 0.9
+
+
+def test_prepared_images_give_the_same_matches(euroc_stereo_frames):
+    """Consecutive-frame use: the features of frame 1, computed once by prepare(), serve as the
+    current image of one pair and the reference of the next, with the same matches as from
+    scratch."""
+    matcher = Matcher(MatcherConfig(backend='xfeat', resize=376, warmup=False))
+    frames = [left for _, left, _ in euroc_stereo_frames[:3]]
+    prepared = [matcher.prepare(frame) for frame in frames]
+    for first in (0, 1):
+        reused = matcher.match(prepared[first], prepared[first + 1])
+        direct = matcher.match(frames[first], frames[first + 1])
+        assert len(reused) >= 100
+        np.testing.assert_array_equal(reused.keypoints0, direct.keypoints0)
+        np.testing.assert_array_equal(reused.keypoints1, direct.keypoints1)
+        np.testing.assert_array_equal(reused.scores, direct.scores)
+    assert reused.timings['preprocess'] == 0.0
+
+
+def test_unknown_backend_option_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown option.*top_kk.*valid: detection_threshold"):
+        Matcher(MatcherConfig(backend='xfeat', options={'top_kk': 10}, warmup=False))
+
+
+@pytest.mark.parametrize('backend, options, message', [
+    ('opencv', {'detector': 'surf'}, "unknown detector 'surf', valid: sift, orb"),
+    ('opencv', {'ratio': 1.5}, 'ratio must be in'),
+    ('xfeat', {'matcher': 'nn'}, "unknown matcher 'nn'"),
+    ('lightglue', {'features': 'superpoint'}, "unknown features 'superpoint'"),
+    ('loftr', {'variant': 'night'}, "unknown variant 'night'"),
+])
+def test_invalid_backend_options(backend, options, message):
+    with pytest.raises(ConfigError, match=message):
+        Matcher(MatcherConfig(backend=backend, options=options, warmup=False))
+
+
+def test_packaged_weights_backends_refuse_a_weights_path():
+    with pytest.raises(ConfigError, match="leave 'weights' empty"):
+        Matcher(MatcherConfig(backend='xfeat', weights='/tmp/x.pt', warmup=False))
+
+
+@pytest.mark.skipif(importlib.util.find_spec('torchvision') is not None,
+                    reason='torchvision is installed, so ALIKED can load')
+def test_aliked_without_torchvision_is_a_clear_error():
+    with pytest.raises(BackendError, match="'aliked' need torchvision.*features: disk"):
+        Matcher(MatcherConfig(backend='lightglue', options={'features': 'aliked'},
+                              warmup=False))
+
+
+def test_orb_matches_with_cross_check(euroc_stereo_frames):
+    matcher = Matcher(MatcherConfig(backend='opencv', options={'detector': 'orb'},
+                                    warmup=False))
+    _, left, right = euroc_stereo_frames[10]
+    result = matcher.match(left, right)
+    assert matcher.model_name == 'opencv:orb'
+    assert len(result) >= 50
+
+
+def test_registry_names_every_configurable_backend():
+    from loftr_ros.core import config
+
+    assert set(BACKENDS) == set(config.BACKENDS)
+    with pytest.raises(BackendError, match="unknown backend 'sift'"):
+        backend_class('sift')

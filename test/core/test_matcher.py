@@ -1,0 +1,168 @@
+"""The Matcher around any backend: input handling, thresholds, ordering, verification, timings,
+device and precision errors. Uses the opencv backend (no weights, fast)."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from loftr_ros.core.config import MatcherConfig
+from loftr_ros.core.errors import ConfigError, ImageError
+from loftr_ros.core.matcher import Matcher
+
+
+@pytest.fixture(scope='module')
+def matcher():
+    return Matcher(MatcherConfig(backend='opencv', warmup=False))
+
+
+@pytest.fixture(scope='module')
+def stereo_pair(euroc_stereo_frames):
+    _, left, right = euroc_stereo_frames[20]
+    return left, right
+
+
+def test_result_is_sorted_float_and_in_original_pixels(matcher, stereo_pair):
+    left, right = stereo_pair
+    result = matcher.match(left, right)
+    assert result.keypoints0.dtype == np.float32 and result.scores.dtype == np.float32
+    assert result.image_size0 == (752, 480) and result.image_size1 == (752, 480)
+    assert np.all(np.diff(result.scores) <= 0)
+    assert np.all(result.scores >= matcher.config.confidence_threshold)
+    # Sub-pixel: not rounded to whole pixels anywhere on the way.
+    assert np.any(result.keypoints0 != np.round(result.keypoints0))
+    for points in (result.keypoints0, result.keypoints1):
+        assert np.all((points >= -0.5) & (points < [751.5, 479.5]))
+    assert result.inliers is None and result.geometry_model == ''
+    assert set(result.timings) == {'preprocess', 'model', 'verify', 'total'}
+    assert result.timings['total'] >= result.timings['model'] > 0
+
+
+def test_resize_maps_back_to_original_pixels(stereo_pair, euroc_calibration):
+    """Matching at half resolution still gives keypoints in the 752x480 frame that obey the
+    calibrated epipolar geometry."""
+    from loftr_ros.core.camera import sampson_distances
+
+    left, right = stereo_pair
+    half = Matcher(MatcherConfig(backend='opencv', resize=376, warmup=False))
+    result = half.match(left, right)
+    assert result.keypoints0[:, 0].max() > 600
+    errors = sampson_distances(result.keypoints0, result.keypoints1, euroc_calibration)
+    assert np.median(errors) < 0.5
+
+
+def test_max_matches_keeps_the_best(matcher, stereo_pair):
+    left, right = stereo_pair
+    everything = matcher.match(left, right)
+    capped = Matcher(MatcherConfig(backend='opencv', max_matches=25, warmup=False)
+                     ).match(left, right)
+    assert len(capped) == 25
+    np.testing.assert_array_equal(capped.scores, everything.scores[:25])
+
+
+def test_confidence_threshold_filters(stereo_pair):
+    left, right = stereo_pair
+    strict = Matcher(MatcherConfig(backend='opencv', confidence_threshold=0.6, warmup=False))
+    result = strict.match(left, right)
+    assert len(result) > 0 and result.scores.min() >= 0.6
+
+
+def test_input_types_give_the_same_matches(matcher, stereo_pair):
+    left, right = stereo_pair
+    reference = matcher.match(left, right)
+    variants = [
+        (left.astype(np.uint16) * 257, right.astype(np.uint16) * 257),
+        (left.astype(np.float32) / 255, right.astype(np.float64) / 255),
+        (np.dstack([left] * 3), right[:, :, None]),
+    ]
+    for image0, image1 in variants:
+        result = matcher.match(image0, image1)
+        np.testing.assert_array_equal(result.keypoints0, reference.keypoints0)
+        np.testing.assert_array_equal(result.scores, reference.scores)
+
+
+def test_images_of_different_sizes(matcher, stereo_pair):
+    left, right = stereo_pair
+    result = matcher.match(left, right[40:, 60:])
+    assert result.image_size1 == (692, 440)
+    assert len(result) > 50
+    # right[40:, 60:] moves every point of the right image by (-60, -40): the same left
+    # keypoint finds the same right point, shifted back into the full frame.
+    full = matcher.match(left, right)
+    full_by_point = {tuple(p): q for p, q in zip(full.keypoints0.tolist(), full.keypoints1)}
+    shifted = [(full_by_point[tuple(p)], q + [60, 40])
+               for p, q in zip(result.keypoints0.tolist(), result.keypoints1)
+               if tuple(p) in full_by_point]
+    assert len(shifted) > 20
+    distances = [np.linalg.norm(a - b) for a, b in shifted]
+    assert np.median(distances) < 0.05
+
+
+@pytest.mark.parametrize('geometry, expected', [('fundamental', 'fundamental'),
+                                                ('essential', 'essential'),
+                                                ('homography', 'homography')])
+def test_verification_fills_inliers(stereo_pair, euroc_calibration, geometry, expected):
+    left, right = stereo_pair
+    verifying = Matcher(MatcherConfig(backend='opencv', geometry=geometry, warmup=False))
+    result = verifying.match(left, right, euroc_calibration.camera0, euroc_calibration.camera1)
+    assert result.geometry_model == expected
+    assert result.inliers.dtype == np.uint8 and result.inliers.shape == (len(result),)
+    assert 0 < result.num_inliers <= len(result)
+
+
+def test_essential_without_cameras_is_fundamental(stereo_pair):
+    left, right = stereo_pair
+    verifying = Matcher(MatcherConfig(backend='opencv', geometry='essential', warmup=False))
+    assert verifying.match(left, right).geometry_model == 'fundamental'
+
+
+def test_too_few_matches_leaves_inliers_unset():
+    verifying = Matcher(MatcherConfig(backend='opencv', geometry='fundamental', warmup=False))
+    blank = np.zeros((120, 160), np.uint8)
+    result = verifying.match(blank, blank)
+    assert len(result) == 0 and result.inliers is None
+
+
+@pytest.mark.parametrize('image, message', [
+    (np.zeros((0, 10), np.uint8), 'empty'),
+    (np.zeros((10, 10, 2), np.uint8), 'channels'),
+    (np.full((10, 10), np.nan, np.float32), 'NaN'),
+    (np.zeros((10, 10), np.int64), 'unsupported image dtype'),
+])
+def test_bad_images_raise_image_error(matcher, image, message):
+    with pytest.raises(ImageError, match=message):
+        matcher.prepare(image)
+    with pytest.raises(ImageError, match=message):
+        matcher.match(np.zeros((10, 10), np.uint8), image)
+
+
+def test_prepared_image_of_another_matcher_is_refused(matcher):
+    other = Matcher(MatcherConfig(backend='opencv', warmup=False))
+    prepared = other.prepare(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match='another Matcher'):
+        matcher.match(prepared, prepared)
+
+
+def test_half_precision_on_cpu_is_a_config_error():
+    with pytest.raises(ConfigError, match="precision 'fp16' needs a CUDA device"):
+        Matcher(MatcherConfig(backend='opencv', device='cpu', precision='fp16'))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is available here')
+def test_cuda_without_a_gpu_is_a_config_error():
+    with pytest.raises(ConfigError, match="device 'cuda:1' requested but CUDA is not available"):
+        Matcher(MatcherConfig(backend='opencv', device='cuda:1'))
+
+
+def test_model_name_and_warmup():
+    warmed = Matcher(MatcherConfig(backend='opencv', warmup=True))
+    assert warmed.model_name == 'opencv:sift'
+    assert warmed.device == torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def test_core_imports_no_ros():
+    """The engine is usable without ROS: importing it pulls in no rclpy."""
+    code = ('import sys, loftr_ros.core.matcher, loftr_ros.core.drawing, loftr_ros.tools.match; '
+            "assert 'rclpy' not in sys.modules, 'rclpy imported'")
+    subprocess.run([sys.executable, '-c', code], check=True)

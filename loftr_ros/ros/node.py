@@ -78,6 +78,8 @@ class Statistics:
         self.drops = Counter()     # cause -> frames or pairs that were not matched
         self.latency = deque(maxlen=STATS_WINDOW)     # image stamp -> publish, seconds
         self.processing = deque(maxlen=STATS_WINDOW)  # arrival -> publish, seconds
+        self.matching = deque(maxlen=STATS_WINDOW)    # the matcher's own time, seconds
+        self.overhead = deque(maxlen=STATS_WINDOW)    # processing - matching: the node's part
         self.matches = deque(maxlen=STATS_WINDOW)
 
     def count(self, attribute: str):
@@ -346,6 +348,9 @@ class MatcherNode(Node):
             self._stats.processed += 1
             self._stats.latency.append(latency)
             self._stats.processing.append(processing)
+            matching = result.timings.get('total', float('nan'))
+            self._stats.matching.append(matching)
+            self._stats.overhead.append(processing - matching)
             self._stats.matches.append(len(result))
         self._maybe_publish_overlay(result, reference, current)
 
@@ -430,6 +435,7 @@ class MatcherNode(Node):
             resets = stats.resets
             drops = dict(stats.drops)
             latency, processing = list(stats.latency), list(stats.processing)
+            matching, overhead = list(stats.matching), list(stats.overhead)
             matches = list(stats.matches)
         last_time, last_frames, last_jobs, last_processed = self._last_diagnostics
         elapsed = max(now - last_time, 1e-9)
@@ -448,6 +454,10 @@ class MatcherNode(Node):
             'latency_p95_ms': _percentile_ms(latency, 95),
             'processing_p50_ms': _percentile_ms(processing, 50),
             'processing_p95_ms': _percentile_ms(processing, 95),
+            'matcher_p50_ms': _percentile_ms(matching, 50),
+            'matcher_p95_ms': _percentile_ms(matching, 95),
+            'overhead_p50_ms': _percentile_ms(overhead, 50),
+            'overhead_p95_ms': _percentile_ms(overhead, 95),
             'matches_per_pair': f'{np.mean(matches):.1f}' if matches else 'n/a',
             'stamp_resets': str(resets),
             'drops_total': str(sum(drops.values())),

@@ -1,0 +1,228 @@
+"""End-to-end latency of matcher_node and its overhead beyond the model.
+
+For each image size, a stereo pair of a real photo collage (loftr_ros.core.synthetic) is
+matched:
+  1. reference: Matcher.match() called directly in this process (the model's own time);
+  2. lockstep: the node in ANOTHER process, one pair published at a time, stamped with the
+     current time; latency = Matches received here - image stamp. The node's overhead (image
+     arrival to Matches ready, minus the matcher's time for that pair) comes from its
+     /diagnostics;
+  3. rate: pairs published at --rate Hz; latency and what the node dropped (latest wins).
+--soak-minutes N runs phase 3 for N minutes and reports the node's memory growth.
+
+    scripts/ros_env.sh python benchmarks/bench_node.py [--backend opencv] [--rate 20]
+        [--pairs 30] [--sizes 640x480,752x480] [--device auto] [--soak-minutes 10]
+"""
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--backend', default='opencv')
+    parser.add_argument('--device', default='auto')
+    parser.add_argument('--sizes', default='640x480,752x480')
+    parser.add_argument('--pairs', type=int, default=30)
+    parser.add_argument('--rate', type=float, default=20.0)
+    parser.add_argument('--soak-minutes', type=float, default=0.0)
+    return parser.parse_args()
+
+
+def stereo_images(width, height):
+    from loftr_ros.core import synthetic
+    camera = synthetic.default_camera(width, height, 0.8 * width)
+    left_pose, right_pose = synthetic.stereo_pair(synthetic.camera_path(1)[0])
+    left, _ = synthetic.render(camera, left_pose, supersample=1)
+    right, _ = synthetic.render(camera, right_pose, supersample=1)
+    return cv2.cvtColor(left, cv2.COLOR_BGR2GRAY), cv2.cvtColor(right, cv2.COLOR_BGR2GRAY)
+
+
+def percentiles(values_s):
+    values = np.asarray(values_s) * 1e3
+    if not len(values):
+        return 'n/a', 'n/a'
+    return f'{np.percentile(values, 50):.1f}', f'{np.percentile(values, 95):.1f}'
+
+
+def reference_times(backend, device, left, right, repeats):
+    from loftr_ros.core.config import MatcherConfig
+    from loftr_ros.core.matcher import Matcher
+    matcher = Matcher(MatcherConfig(backend=backend, device=device))
+    matcher.match(left, right)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matcher.match(left, right)
+        times.append(time.perf_counter() - start)
+    return times, str(matcher.device), matcher.model_name
+
+
+class Client:
+    def __init__(self, context):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        from loftr_ros.msg import Matches
+        self.node = rclpy.create_node('bench_node_client', context=context)
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.left = self.node.create_publisher(Image, '/left/image', qos)
+        self.right = self.node.create_publisher(Image, '/right/image', qos)
+        self.latencies = {}
+        self.diagnostics = {}
+        self.cond = threading.Condition()
+        self.node.create_subscription(Matches, '/matcher_node/matches', self._on_matches, 100)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+
+    def _on_matches(self, msg):
+        now = self.node.get_clock().now().nanoseconds
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        with self.cond:
+            self.latencies[stamp] = (now - stamp) * 1e-9
+            self.cond.notify_all()
+
+    def _on_diagnostics(self, msg):
+        with self.cond:
+            self.diagnostics = {kv.key: kv.value for kv in msg.status[0].values}
+
+    def publish_pair(self, left_msg, right_msg):
+        from loftr_ros.ros.conversions import make_header
+        stamp = self.node.get_clock().now().nanoseconds
+        left_msg.header = make_header(stamp, 'left')
+        right_msg.header = make_header(stamp, 'right')
+        self.left.publish(left_msg)
+        self.right.publish(right_msg)
+        return stamp
+
+    def wait(self, stamp, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while stamp not in self.latencies:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+        return True
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=5)
+        self.node.destroy_node()
+
+
+def rss_mib(pid):
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+    return float('nan')
+
+
+def run_size(args, width, height):
+    import rclpy
+    from rclpy.context import Context
+
+    from loftr_ros.ros.conversions import image_msg_from_array
+    left, right = stereo_images(width, height)
+    reference, device, model = reference_times(args.backend, args.device, left, right,
+                                               args.pairs)
+    node = subprocess.Popen(
+        [sys.executable, '-m', 'loftr_ros.matcher_node', '--ros-args', '-p', 'mode:=stereo',
+         '-p', f'matcher.backend:={args.backend}', '-p', f'matcher.device:={args.device}',
+         '-p', 'diagnostics.period:=0.5'],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    context = Context()
+    rclpy.init(context=context)
+    client = Client(context)
+    try:
+        deadline = time.monotonic() + 120
+        while not (client.left.get_subscription_count() and client.right.get_subscription_count()
+                   and client.node.count_publishers('/matcher_node/matches')):
+            if time.monotonic() > deadline or node.poll() is not None:
+                raise SystemExit(f'matcher_node did not start ({width}x{height})')
+            time.sleep(0.1)
+        time.sleep(0.5)
+        left_msg = image_msg_from_array(left, 'mono8')
+        right_msg = image_msg_from_array(right, 'mono8')
+        lockstep = []
+        for index in range(args.pairs + 2):
+            stamp = client.publish_pair(left_msg, right_msg)
+            if client.wait(stamp) and index >= 2:  # two warm-up pairs
+                lockstep.append(client.latencies[stamp])
+        time.sleep(0.6)  # one diagnostics period: the lockstep figures as the node saw them
+        with client.cond:
+            client.latencies.clear()
+            lock_diagnostics = dict(client.diagnostics)
+        period = 1.0 / args.rate
+        seconds = args.soak_minutes * 60 if args.soak_minutes else args.pairs * period
+        start = time.monotonic()
+        rss_start = rss_mib(node.pid)
+        sent = 0
+        while time.monotonic() - start < seconds:
+            client.publish_pair(left_msg, right_msg)
+            sent += 1
+            time.sleep(max(0.0, start + sent * period - time.monotonic()))
+        time.sleep(1.5)
+        rss_end = rss_mib(node.pid)
+        with client.cond:
+            rated = list(client.latencies.values())
+            diagnostics = dict(client.diagnostics)
+    finally:
+        client.close()
+        context.try_shutdown()
+        node.send_signal(signal.SIGINT)
+        node.wait(20)
+    ref50, ref95 = percentiles(reference)
+    lock50, lock95 = percentiles(lockstep)
+    rate50, rate95 = percentiles(rated)
+    drops = {k[6:]: v for k, v in diagnostics.items() if k.startswith('drops.')}
+    return {
+        'size': f'{width}x{height}', 'model': model, 'device': device,
+        'reference': f'{ref50} / {ref95}', 'lockstep': f'{lock50} / {lock95}',
+        'node_matcher': f"{lock_diagnostics.get('matcher_p50_ms')} / "
+                        f"{lock_diagnostics.get('matcher_p95_ms')}",
+        'node_overhead': f"{lock_diagnostics.get('overhead_p50_ms')} / "
+                         f"{lock_diagnostics.get('overhead_p95_ms')}",
+        'rate': f'{rate50} / {rate95}', 'sent': sent, 'matched': len(rated),
+        'drops': ', '.join(f'{k} {v}' for k, v in drops.items()) or 'none',
+        'rss': f'{rss_start:.0f} -> {rss_end:.0f} MiB over {seconds:.0f} s',
+    }
+
+
+def main():
+    args = parse_args()
+    rows = []
+    for size in args.sizes.split(','):
+        width, height = (int(v) for v in size.split('x'))
+        rows.append(run_size(args, width, height))
+        print(rows[-1], flush=True)
+    print(f'\nmatcher_node, stereo mono8, backend {args.backend}, {args.pairs} pairs, '
+          f'rate phase {args.rate:g} Hz{", soak " + str(args.soak_minutes) + " min" if args.soak_minutes else ""}')
+    print('times in ms, p50 / p95. node overhead = time from image arrival at the node to '
+          'Matches ready, minus the matcher\'s own time for that pair (measured in the node)\n')
+    print('| size | model | device | Matcher.match in this process | matcher time in node | '
+          'node overhead | end-to-end lockstep | end-to-end at rate | sent / matched | drops | '
+          'node RSS |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|')
+    for r in rows:
+        print(f"| {r['size']} | {r['model']} | {r['device']} | {r['reference']} | "
+              f"{r['node_matcher']} | {r['node_overhead']} | {r['lockstep']} | {r['rate']} | "
+              f"{r['sent']} / {r['matched']} | {r['drops']} | {r['rss']} |")
+
+
+if __name__ == '__main__':
+    main()

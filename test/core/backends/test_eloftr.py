@@ -1,0 +1,128 @@
+"""The 'eloftr' backend: the native EfficientLoFTR behind the Matcher.
+
+Weights are random (no trained weights are reachable here), written by the test in the
+Hugging Face and the official formats; they make the code paths and the coordinate handling
+checkable, not the match quality (the parity with transformers is tested in
+test/core/models/test_efficientloftr.py).
+"""
+import numpy as np
+import pytest
+import torch
+
+from loftr_ros.core.config import MatcherConfig
+from loftr_ros.core.errors import ConfigError, WeightsError
+from loftr_ros.core.matcher import Matcher
+from loftr_ros.core.models.efficientloftr import EfficientLoFTR
+from loftr_ros.core.models.efficientloftr_weights import (save_hf, save_official,
+                                                          synthetic_weights)
+from loftr_ros.core.synthetic import load_photo
+
+# A reduced architecture for speed (the published one is tested with an official checkpoint).
+SMALL_CONF = dict(stage_blocks=(1, 1, 2, 2), stage_channels=(16, 16, 32, 64), hidden_size=64,
+                  num_layers=2)
+
+
+def photo_frames(count, width, height, step=(3, 2)):
+    """`count` grayscale crops of a real photo, each shifted by `step` pixels from the last."""
+    import cv2
+    gray = cv2.cvtColor(load_photo('astronaut'), cv2.COLOR_BGR2GRAY)
+    gray = cv2.resize(gray, (width + 64, width + 64), interpolation=cv2.INTER_AREA)
+    return [np.ascontiguousarray(gray[8 + t * step[1]:8 + t * step[1] + height,
+                                      8 + t * step[0]:8 + t * step[0] + width])
+            for t in range(count)]
+
+
+def as_tensor(image):
+    return torch.from_numpy(image.astype(np.float32) / 255)[None, None]
+
+
+@pytest.fixture(scope='module')
+def hf_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp('eloftr_hf')
+    model = EfficientLoFTR(SMALL_CONF)
+    synthetic_weights(model, [as_tensor(photo_frames(1, 384, 288)[0])], seed=2)
+    save_hf(model, directory)
+    return directory
+
+
+@pytest.fixture(scope='module')
+def matcher(hf_dir):
+    return Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu', resize=0,
+                                 warmup=False))
+
+
+def test_matches_are_the_models_in_original_pixels(matcher):
+    """752x480 is padded to 768x480: the backend returns the model's keypoints shifted to the
+    pixel-centre frame, the Matcher keeps those inside the image and sorts them by score."""
+    prepared = [matcher.prepare(frame) for frame in photo_frames(2, 752, 480, step=(2, 1))]
+    assert prepared[0].tensor.shape[-2:] == (480, 768)
+    result = matcher.match(*prepared)
+    with torch.inference_mode():
+        raw = matcher.backend.model.match_features(prepared[0].features, prepared[1].features)
+    keypoints0 = raw['keypoints0'].numpy() - 0.5
+    keypoints1 = raw['keypoints1'].numpy() - 0.5
+    scores = raw['scores'].numpy()
+    inside = ((keypoints0 < [752, 480]).all(1) & (keypoints1 < [752, 480]).all(1) &
+              (keypoints0 >= -0.5).all(1) & (keypoints1 >= -0.5).all(1))
+    assert inside.sum() >= 20
+    order = np.argsort(-scores[inside], kind='stable')
+    np.testing.assert_allclose(result.keypoints0, keypoints0[inside][order], atol=1e-4)
+    np.testing.assert_allclose(result.keypoints1, keypoints1[inside][order], atol=1e-4)
+    np.testing.assert_allclose(result.scores, scores[inside][order], atol=1e-6)
+    assert result.keypoints0.dtype == np.float32 and result.image_size0 == (752, 480)
+    assert matcher.model_name.startswith('eloftr:')
+
+
+def test_reused_frame_features_equal_matching_from_scratch(matcher):
+    """Consecutive mode: each frame is prepared once and is the reference of the next pair."""
+    frames = photo_frames(3, 384, 288)
+    prepared = [matcher.prepare(frame) for frame in frames]
+    for t in (1, 2):
+        reused = matcher.match(prepared[t - 1], prepared[t])
+        scratch = matcher.match(frames[t - 1], frames[t])
+        assert len(scratch.scores) > 0
+        np.testing.assert_array_equal(reused.keypoints0, scratch.keypoints0)
+        np.testing.assert_array_equal(reused.keypoints1, scratch.keypoints1)
+        np.testing.assert_array_equal(reused.scores, scratch.scores)
+
+
+def test_confidence_threshold_is_the_coarse_threshold(hf_dir):
+    config = MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu', resize=0,
+                           warmup=False, confidence_threshold=0.6)
+    matcher = Matcher(config)
+    assert matcher.backend.model.conf['coarse_threshold'] == 0.6
+    result = matcher.match(*photo_frames(2, 384, 288))
+    assert (result.scores >= 0.6).all()
+
+
+@pytest.mark.slow
+def test_official_checkpoint_full_and_optimized_modes(tmp_path):
+    """The published architecture from an official-format checkpoint, both configurations."""
+    model = EfficientLoFTR()
+    synthetic_weights(model, [as_tensor(photo_frames(1, 192, 160)[0])], seed=3)
+    path = tmp_path / 'eloftr_outdoor.ckpt'
+    save_official(model, path)
+    frames = photo_frames(2, 192, 160)
+    for mode in ('full', 'optimized'):
+        config = MatcherConfig(backend='eloftr', weights=str(path), device='cpu', resize=0,
+                               warmup=False, confidence_threshold=0.0, options={'mode': mode})
+        matcher = Matcher(config)
+        result = matcher.match(*frames)
+        assert matcher.model_name == f'eloftr:{path}'
+        assert len(result.scores) > 0
+        assert ((result.scores >= 0) & (result.scores <= 1)).all()
+
+
+def test_missing_weights_path(tmp_path):
+    config = MatcherConfig(backend='eloftr', weights=str(tmp_path / 'none.ckpt'), device='cpu')
+    with pytest.raises(WeightsError, match='none.ckpt'):
+        Matcher(config)
+
+
+def test_invalid_options(hf_dir):
+    with pytest.raises(ConfigError, match="unknown option.*valid: channels_last, compile"):
+        Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
+                              options={'refine_all': True}))
+    with pytest.raises(ConfigError, match="mode must be one of full, optimized"):
+        Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
+                              options={'mode': 'fast'}))

@@ -75,6 +75,7 @@ class Statistics:
         self.jobs = 0              # pairs (stereo) or frames (consecutive) handed to the worker
         self.processed = 0         # Matches published
         self.resets = 0            # stamps jumped backwards: state reset
+        self.overlays = 0          # overlay images published
         self.drops = Counter()     # cause -> frames or pairs that were not matched
         self.latency = deque(maxlen=STATS_WINDOW)     # image stamp -> publish, seconds
         self.processing = deque(maxlen=STATS_WINDOW)  # arrival -> publish, seconds
@@ -372,6 +373,7 @@ class MatcherNode(Node):
             image = draw_matches(reference.image, current.image, result,
                                  max_lines=self._overlay['max_lines'])
         self._overlay_pub.publish(image_msg_from_array(image, 'bgr8', current.header))
+        self._stats.count('overlays')
 
     # -- service --------------------------------------------------------------------------
 
@@ -432,7 +434,7 @@ class MatcherNode(Node):
         stats = self._stats
         with stats.lock:
             frames, jobs, processed = stats.frames, stats.jobs, stats.processed
-            resets = stats.resets
+            resets, overlays = stats.resets, stats.overlays
             drops = dict(stats.drops)
             latency, processing = list(stats.latency), list(stats.processing)
             matching, overhead = list(stats.matching), list(stats.overhead)
@@ -460,6 +462,7 @@ class MatcherNode(Node):
             'overhead_p95_ms': _percentile_ms(overhead, 95),
             'matches_per_pair': f'{np.mean(matches):.1f}' if matches else 'n/a',
             'stamp_resets': str(resets),
+            'overlays_published': str(overlays),
             'drops_total': str(sum(drops.values())),
         }
         values.update({f'drops.{cause}': str(number) for cause, number in sorted(drops.items())})

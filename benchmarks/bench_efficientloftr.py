@@ -1,0 +1,175 @@
+"""Native EfficientLoFTR vs transformers' EfficientLoFTRForKeypointMatching, same weights.
+
+    scripts/ros_env.sh python benchmarks/bench_efficientloftr.py [--iterations 5]
+        [--device cpu|cuda] [--threads 2] [--output benchmarks/results/bench_efficientloftr_cpu.md]
+
+Trained weights are not reachable offline, so both models get the same random weights of the
+published architecture (loftr_ros.core.models.efficientloftr_weights.synthetic_weights: batch
+norms calibrated on the frames, peaked coarse confidences). Run time depends on the weights only
+through the number of coarse matches the native model refines (transformers refines every
+coarse cell); it is printed with each row, and `--threshold 0` refines every mutual nearest
+neighbour (an upper bound of that work).
+
+Rows, ms per pair (median and p95 of --iterations after one warm-up), in one process:
+- transformers: the model called directly on a [1 x 2 x 3 x H x W] pair, as its docs show;
+- native, pair: the eloftr backend through the Matcher, both images from scratch;
+- native, consecutive without reuse: frames t-1, t of a rendered camera path, both processed;
+- native, consecutive with reuse: each frame prepared once (backbone and first self-attention)
+  and reused as the reference of the next pair, what the node's consecutive mode does.
+On CUDA each row runs in fp32 and fp16 (autocast). Ratios are against transformers in the same
+precision.
+"""
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from loftr_ros.core.config import MatcherConfig
+from loftr_ros.core.matcher import Matcher
+from loftr_ros.core.models.efficientloftr import EfficientLoFTR
+from loftr_ros.core.models.efficientloftr_weights import save_hf, synthetic_weights
+from loftr_ros.core.synthetic import camera_path, default_camera, render_views
+
+
+def summary(seconds):
+    values = sorted(seconds)
+    p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+    return 1000 * statistics.median(values), 1000 * p95
+
+
+def timed(function, iterations, device):
+    """Seconds per call of `function(i)` for i in range(iterations), after one warm-up call."""
+    function(0)
+    seconds = []
+    for index in range(iterations):
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        function(index + 1)
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def gray(view):
+    import cv2
+    return cv2.cvtColor(view.image, cv2.COLOR_BGR2GRAY)
+
+
+def bench_transformers(weights_dir, frames, threshold, device, precision, iterations):
+    from transformers import EfficientLoFTRForKeypointMatching
+    model = EfficientLoFTRForKeypointMatching.from_pretrained(weights_dir).to(device).eval()
+    model.config.coarse_matching_threshold = threshold
+    tensors = [torch.from_numpy(f.astype(np.float32) / 255).to(device) for f in frames]
+    autocast = torch.autocast('cuda', dtype=torch.float16, enabled=precision == 'fp16')
+
+    def run(index):
+        pair = torch.stack([tensors[index], tensors[index + 1]])[None, :, None]
+        with torch.inference_mode(), autocast:
+            return model(pixel_values=pair.expand(-1, -1, 3, -1, -1))
+
+    outputs = run(0)
+    matches = int((outputs.matches[0, 1] > -1).sum())
+    return timed(run, iterations, device), matches
+
+
+def make_matcher(weights_dir, threshold, device, precision, options=None):
+    config = MatcherConfig(backend='eloftr', weights=str(weights_dir), device=device.type,
+                           precision=precision, resize=0, confidence_threshold=threshold,
+                           options=options or {})
+    return Matcher(config)
+
+
+def bench_native(matcher, frames, iterations, device):
+    pair = timed(lambda i: matcher.match(frames[i], frames[i + 1]), iterations, device)
+    matches = len(matcher.match(frames[0], frames[1]).scores)
+    prepared = {}
+
+    def consecutive_with_reuse(index):
+        if index not in prepared:
+            prepared[index] = matcher.prepare(frames[index])
+        prepared[index + 1] = matcher.prepare(frames[index + 1])
+        return matcher.match(prepared.pop(index), prepared[index + 1])
+
+    with_reuse = timed(consecutive_with_reuse, iterations, device)
+    return pair, with_reuse, matches
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--threads', type=int, default=2, help='CPU threads (torch)')
+    parser.add_argument('--iterations', type=int, default=5)
+    parser.add_argument('--width', type=int, default=640)
+    parser.add_argument('--height', type=int, default=480)
+    parser.add_argument('--threshold', type=float, default=0.2,
+                        help='coarse confidence threshold of both models (0: all mutual NNs)')
+    parser.add_argument('--skip-transformers', action='store_true')
+    parser.add_argument('--output', type=Path, help='also write the table (markdown) here')
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    camera = default_camera(args.width, args.height)
+    views = render_views(camera_path(args.iterations + 2), camera)
+    frames = [gray(view) for view in views]
+
+    model = EfficientLoFTR()
+    calibration = torch.from_numpy(frames[0].astype(np.float32) / 255)[None, None]
+    pad = (-args.width % 32, -args.height % 32)
+    calibration = torch.nn.functional.pad(calibration, [0, pad[0], 0, pad[1]])
+    synthetic_weights(model, [calibration], seed=0)
+    precisions = ['fp32', 'fp16'] if device.type == 'cuda' else ['fp32']
+
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        save_hf(model, directory)
+        for precision in precisions:
+            reference = None
+            if not args.skip_transformers:
+                seconds, matches = bench_transformers(directory, frames, args.threshold, device,
+                                                      precision, args.iterations)
+                reference = summary(seconds)[0]
+                rows.append((precision, 'transformers (refines every cell)', seconds, matches,
+                             reference))
+            for mode in ('full', 'optimized'):
+                matcher = make_matcher(directory, args.threshold, device, precision,
+                                       {'mode': mode})
+                pair, with_reuse, matches = bench_native(matcher, frames, args.iterations,
+                                                         device)
+                label = f'native {mode}'
+                rows.append((precision, f'{label}, pair (= consecutive without reuse)', pair,
+                             matches, reference))
+                rows.append((precision, f'{label}, consecutive with reuse', with_reuse,
+                             matches, reference))
+
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'
+    header = (f'EfficientLoFTR {args.width}x{args.height}, {name}, torch '
+              f'{torch.__version__}, {args.threads} CPU threads, {args.iterations} iterations, '
+              f'coarse threshold {args.threshold}')
+    lines = [header, '',
+             '| precision | model | median ms | p95 ms | coarse matches | speed-up vs transformers |',
+             '|---|---|---|---|---|---|']
+    for precision, label, seconds, matches, reference in rows:
+        median, p95 = summary(seconds)
+        ratio = f'{reference / median:.2f}x' if reference else '-'
+        lines.append(f'| {precision} | {label} | {median:.0f} | {p95:.0f} | {matches} | {ratio} |')
+    by_label = {(r[0], r[1]): summary(r[2])[0] for r in rows}
+    for precision in precisions:
+        for mode in ('full', 'optimized'):
+            scratch = by_label[(precision, f'native {mode}, pair (= consecutive without reuse)')]
+            reuse = by_label[(precision, f'native {mode}, consecutive with reuse')]
+            lines.append(f'\nreuse speed-up ({precision}, {mode}): {scratch / reuse:.2f}x')
+    text = '\n'.join(lines)
+    print(text)
+    if args.output:
+        args.output.write_text(text + '\n')
+
+
+if __name__ == '__main__':
+    main()

@@ -98,7 +98,9 @@ def normalize_image(image: np.ndarray, grayscale: bool) -> np.ndarray:
         msg = f'image must have 1, 3 (BGR) or 4 (BGRA) channels, got {image.shape[2]}'
         raise ImageError(msg)
     if image.dtype in _INTEGER_FULL_SCALE:
-        scaled = image.astype(np.float32) * np.float32(1.0 / _INTEGER_FULL_SCALE[image.dtype])
+        # Division (not multiplication by the reciprocal) gives the same values as the
+        # reference pipelines' x / 255.
+        scaled = image.astype(np.float32) / np.float32(_INTEGER_FULL_SCALE[image.dtype])
     elif image.dtype in _FLOAT_DTYPES:
         if not np.isfinite(image).all():
             msg = 'image contains NaN or infinite values'

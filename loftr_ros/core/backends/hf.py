@@ -67,9 +67,11 @@ class HuggingFaceBackend(Backend):
         matches, scores = outputs.matches[0], outputs.matching_scores[0]
         mask = getattr(outputs, 'mask', None)
         if mask is None:
-            # EfficientLoFTR: entry i of both sides is one match, -1 where there is none.
-            valid = matches[0] > -1
-            return BackendMatches(keypoints[0][valid], keypoints[1][valid], scores[0][valid])
+            # EfficientLoFTR: each side lists its matched keypoints where its entry of `matches`
+            # is not -1; the n-th of side 0 pairs with the n-th of side 1, exactly as
+            # EfficientLoFTRImageProcessor.post_process_keypoint_matching pairs them.
+            valid0, valid1 = matches[0] > -1, matches[1] > -1
+            return BackendMatches(keypoints[0][valid0], keypoints[1][valid1], scores[0][valid0])
         # LightGlue/SuperGlue: keypoints per image (mask marks the real ones), matches[0] indexes
         # image 1's keypoints.
         keypoints0 = keypoints[0][mask[0] > 0]

@@ -5,6 +5,7 @@ Weights: a local official checkpoint (``outdoor_ds.ckpt``, ``indoor_ds_new.ckpt`
 published copy of the chosen variant, taken from torch hub's cache or downloaded.
 """
 import copy
+import pickle
 
 import torch
 
@@ -91,7 +92,7 @@ def _checkpoint_state_dict(path, backend: str, model: torch.nn.Module) -> dict:
     dict itself), checked against the model so that a wrong file names its keys."""
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError) as error:
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
         msg = f"backend '{backend}': cannot read checkpoint {path}: {error}"
         raise WeightsError(msg) from None
     state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None

@@ -35,11 +35,15 @@ def rclpy_image_from_bag_message(msg):
 def bag_image_topics(bag_dir) -> List[Tuple[str, str]]:
     """(topic, msgtype) of the image topics of a bag, sorted by topic."""
     from rosbags.highlevel import AnyReader, AnyReaderError
+    if not Path(bag_dir).exists():
+        msg = f'cannot read bag {bag_dir}: no such file or directory'
+        raise BagError(msg)
     try:
         with AnyReader([Path(bag_dir)]) as reader:
             return sorted({(c.topic, c.msgtype) for c in reader.connections
                            if c.msgtype in IMAGE_TYPES})
-    except AnyReaderError as error:
+    except (AnyReaderError, OSError) as error:
+        # rosbags reports a directory without metadata.yaml as FileNotFoundError.
         msg = f'cannot read bag {bag_dir}: {error}'
         raise BagError(msg) from None
 

@@ -161,6 +161,21 @@ def test_stereo_images_of_different_sizes_are_skipped(photo_views, start_node, h
     assert diagnostics['drops.size_mismatch'] == '1'
 
 
+def test_stereo_stamps_jumping_backwards_reset_pairing(photo_views, start_node, harness):
+    start_node(mode='stereo', **FAST)
+    harness.wait_for_subscribers(['/left/image', '/right/image'])
+    for count, stamp in enumerate([START, START + 50 * MS, START - 10 * 10**9], start=1):
+        harness.publish('/left/image', image_msg(photo_views[0], 'mono8', stamp, 'left'))
+        harness.publish('/right/image', image_msg(photo_views[1], 'mono8', stamp, 'right'))
+        assert stamp_to_ns(harness.wait_matches(count)[-1].header.stamp) == stamp
+        if count == 2:  # a right frame without partner is pending when the stamps jump
+            harness.publish('/right/image', image_msg(photo_views[1], 'mono8',
+                                                      stamp + 20 * MS, 'right'))
+    diagnostics = harness.diagnostics_after(time.monotonic())
+    assert diagnostics['stamp_resets'] == '1'
+    assert diagnostics['drops.stamp_reset'] == '1'
+
+
 def test_service_returns_the_matches_of_the_topic_path(photo_views, start_node, harness):
     node = start_node(mode='stereo', **{**FAST, 'matcher.backend': 'xfeat'})
     harness.wait_for_subscribers(['/left/image', '/right/image'])

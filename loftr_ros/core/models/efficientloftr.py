@@ -573,11 +573,10 @@ class EfficientLoFTR(nn.Module):
         similarity = (desc0 @ desc1) / self.conf['coarse_temperature']
         if self.conf['skip_softmax']:
             return similarity
-        # softmax(dim=1) * softmax(dim=2) in one pass over the matrix, without the two softmax
-        # temporaries.
-        log_rows = similarity.logsumexp(dim=2, keepdim=True)
-        log_cols = similarity.logsumexp(dim=1, keepdim=True)
-        return torch.exp(2 * similarity - log_rows - log_cols)
+        # Dual softmax; in place: the matrix is large (L0 x L1 = 4800^2 at 640x480).
+        confidence = similarity.softmax(dim=2)
+        confidence *= similarity.softmax(dim=1)
+        return confidence
 
     def match_features(self, feats0: ImageFeatures, feats1: ImageFeatures,
                        intermediates: Optional[Dict[str, torch.Tensor]] = None
@@ -633,9 +632,9 @@ class EfficientLoFTR(nn.Module):
     @staticmethod
     def _dual_softmax_scores(similarity: torch.Tensor, batch_ids: torch.Tensor,
                              ids0: torch.Tensor, ids1: torch.Tensor) -> torch.Tensor:
-        """Dual-softmax confidence of the selected entries only, without the full matrices."""
-        row_lse = similarity.logsumexp(dim=2)[batch_ids, ids0]
-        col_lse = similarity.logsumexp(dim=1)[batch_ids, ids1]
+        """Dual-softmax confidence of the selected entries only, from their rows and columns."""
+        row_lse = similarity[batch_ids, ids0].logsumexp(dim=-1)
+        col_lse = similarity.transpose(1, 2)[batch_ids, ids1].logsumexp(dim=-1)
         values = similarity[batch_ids, ids0, ids1]
         return torch.exp(2 * values - row_lse - col_lse)
 

@@ -311,3 +311,20 @@ def test_transformers_refinement_deviates(reference):
     matches, _ = reference._get_matches_from_scores(scores)
     slots = {(matches[0, 0, k].item(), matches[0, 1, k].item()) for k in (14, 15)}
     assert slots == {(15, 15), (14, 14)}
+
+
+def test_optimized_mode_scores_are_dual_softmax_confidences(weights_dir):
+    """Skipping the softmaxes selects by raw similarity; the reported scores are still the
+    dual-softmax confidences of the selected entries."""
+    model = load_efficientloftr(weights_dir / 'hf',
+                                {'skip_softmax': True, 'coarse_threshold': 0.0})
+    image0, image1 = photo_pair(320, 256)
+    intermediates = {}
+    with torch.inference_mode():
+        result = model.match_features(model.extract(image0), model.extract(image1),
+                                      intermediates)
+    similarity = intermediates['confidence']
+    confidence = similarity.softmax(dim=1) * similarity.softmax(dim=2)
+    assert len(result['scores']) >= 20
+    expected = confidence[0, intermediates['ids0'], intermediates['ids1']]
+    torch.testing.assert_close(result['scores'], expected, rtol=0, atol=1e-4)

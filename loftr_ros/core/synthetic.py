@@ -1,0 +1,308 @@
+"""Synthetic image sequences with exact ground truth: real photos on a multi-plane scene.
+
+The scene is a wall of photos 8 m in front of the origin plus three tilted photo patches at
+other depths (a single plane would make relative pose degenerate). The photos are the ones
+bundled with scikit-image (no download). A view is rendered for a pinhole camera ``K`` and a
+pose ``(R, t)`` mapping world to camera coordinates (``x_cam = R @ x_world + t``), in the
+OpenCV camera convention (x right, y down, z forward). The world frame is the camera frame of
+a camera at the origin looking at the wall.
+
+Rendering warps each photo onto the image with its plane's exact homography, keeps the nearest
+plane per pixel (z-buffer on inverse depth) and supersamples to anti-alias; pixels that see no
+plane keep the backdrop colour. OpenCV samples textures at 1/32-texel positions, so image
+content is exact to about 0.03 px while poses, intrinsics and depth maps are exact.
+"""
+import functools
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from loftr_ros.core.camera import CameraModel, StereoCalibration
+
+# Photos bundled inside the scikit-image wheel (skimage/data/*.png|jpg): no network needed.
+PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'motorcycle', 'immunohistochemistry',
+          'camera', 'retina', 'gravel')
+# Grey value of pixels that see no plane.
+BACKDROP = 40
+
+
+def load_photo(name: str) -> np.ndarray:
+    """A photo bundled with scikit-image as HxWx3 uint8 BGR (grey photos are replicated)."""
+    if name not in PHOTOS:
+        raise ValueError(f"unknown photo '{name}', valid: {', '.join(PHOTOS)}")
+    from skimage import data
+    image = data.stereo_motorcycle()[0] if name == 'motorcycle' else getattr(data, name)()
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2BGR)
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Camera-from-world rigid transform: x_cam = R @ x_world + t."""
+
+    R: np.ndarray
+    t: np.ndarray
+
+    @classmethod
+    def look_at(cls, centre: Sequence[float], target: Sequence[float], roll_deg: float = 0.0):
+        """A camera at `centre` whose optical axis points at `target`, image y towards world +y
+        (down), then rolled about the optical axis."""
+        centre = np.asarray(centre, np.float64)
+        z = np.asarray(target, np.float64) - centre
+        z /= np.linalg.norm(z)
+        x = np.cross([0.0, 1.0, 0.0], z)
+        x /= np.linalg.norm(x)
+        y = np.cross(z, x)
+        roll = np.deg2rad(roll_deg)
+        c, s = np.cos(roll), np.sin(roll)
+        R = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]]) @ np.stack([x, y, z])
+        return cls(R, -R @ centre)
+
+    @property
+    def centre(self) -> np.ndarray:
+        """Camera centre in world coordinates."""
+        return -self.R.T @ self.t
+
+    def world_from_camera(self) -> np.ndarray:
+        """The inverse transform as a 4x4 matrix (what TUM/EuRoC ground truth files hold)."""
+        T = np.eye(4)
+        T[:3, :3] = self.R.T
+        T[:3, 3] = self.centre
+        return T
+
+
+def relative_pose(pose0: Pose, pose1: Pose) -> Tuple[np.ndarray, np.ndarray]:
+    """(R, t) of camera 0 in camera 1: x1 = R @ x0 + t."""
+    R = pose1.R @ pose0.R.T
+    return R, pose1.t - R @ pose0.t
+
+
+@dataclass(frozen=True)
+class TexturedPlane:
+    """A photo on a rectangle: texture pixel (0, 0)'s outer corner sits at `origin`, `axis_u`
+    spans the texture's full width and `axis_v` its full height (world vectors, metres)."""
+
+    origin: np.ndarray
+    axis_u: np.ndarray
+    axis_v: np.ndarray
+    texture: np.ndarray
+
+    def texture_to_world(self) -> np.ndarray:
+        """[3 x 3] A with world point = A @ (a, b, 1) for texture pixel centre (a, b)."""
+        height, width = self.texture.shape[:2]
+        offset = self.origin + 0.5 * (self.axis_u / width + self.axis_v / height)
+        return np.stack([self.axis_u / width, self.axis_v / height, offset], axis=1)
+
+    def world_point(self, a: float, b: float) -> np.ndarray:
+        """World position of texture pixel coordinates (a, b)."""
+        return self.texture_to_world() @ np.array([a, b, 1.0])
+
+
+@dataclass(frozen=True)
+class View:
+    """One rendered image with its exact ground truth.
+
+    image: HxWx3 uint8 BGR; depth: HxW float32 z in the camera frame (metres) of the plane seen
+    through each pixel centre, inf where no plane is seen; stamp_ns: nanoseconds.
+    """
+
+    image: np.ndarray
+    depth: np.ndarray
+    camera: CameraModel
+    pose: Pose
+    stamp_ns: int
+
+
+def default_camera(width: int = 640, height: int = 480, focal: float = 500.0) -> CameraModel:
+    """A distortion-free pinhole camera with its principal point at the image centre."""
+    return CameraModel.from_intrinsics(focal, focal, (width - 1) / 2, (height - 1) / 2,
+                                       size=(width, height))
+
+
+def _rotation(axis: str, degrees: float) -> np.ndarray:
+    c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
+    if axis == 'x':
+        return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def _patch(photo: np.ndarray, centre, width_m: float, rotation: np.ndarray) -> TexturedPlane:
+    height_m = width_m * photo.shape[0] / photo.shape[1]
+    axis_u = rotation @ np.array([width_m, 0.0, 0.0])
+    axis_v = rotation @ np.array([0.0, height_m, 0.0])
+    origin = np.asarray(centre, np.float64) - (axis_u + axis_v) / 2
+    return TexturedPlane(origin, axis_u, axis_v, photo)
+
+
+def _fit(photo: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Centre-crop to the aspect ratio of width x height, then resize."""
+    h, w = photo.shape[:2]
+    if w * height > h * width:
+        crop = h * width // height
+        photo = photo[:, (w - crop) // 2:(w - crop) // 2 + crop]
+    else:
+        crop = w * height // width
+        photo = photo[(h - crop) // 2:(h - crop) // 2 + crop]
+    shrink = photo.shape[1] > width
+    return cv2.resize(photo, (width, height),
+                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+@functools.lru_cache(maxsize=1)
+def default_scene() -> Tuple[TexturedPlane, ...]:
+    """The wall (24 m x 12 m at z = 8 m, six photos) and three patches at 2.8-5 m, each tilted.
+
+    From the origin the wall fills a 640x480, f=500 view; a camera that yaws more than about
+    25 degrees away from +z starts to see past the wall's edge.
+    """
+    tiles = [_fit(load_photo(name), 640, 480) for name in
+             ('rocket', 'coffee', 'motorcycle', 'immunohistochemistry', 'camera', 'retina')]
+    wall_texture = np.concatenate([np.concatenate(tiles[:3], axis=1),
+                                   np.concatenate(tiles[3:], axis=1)], axis=0)
+    wall = TexturedPlane(np.array([-12.0, -6.0, 8.0]), np.array([24.0, 0.0, 0.0]),
+                         np.array([0.0, 12.0, 0.0]), wall_texture)
+    astronaut = _patch(_fit(load_photo('astronaut'), 400, 400), (-1.6, -0.6, 4.0), 1.8,
+                       _rotation('y', 30.0))
+    chelsea = _patch(_fit(load_photo('chelsea'), 450, 300), (1.9, 0.9, 5.0), 2.4,
+                     _rotation('y', -15.0) @ _rotation('x', -25.0))
+    gravel = _patch(_fit(load_photo('gravel'), 300, 300), (0.3, 1.2, 2.8), 1.0,
+                    _rotation('x', 55.0))
+    return (wall, astronaut, chelsea, gravel)
+
+
+def _pixel_grid(width: int, height: int) -> np.ndarray:
+    """Homogeneous pixel centres [3 x H x W] (float64)."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    return np.stack([xs, ys, np.ones_like(xs)])
+
+
+def _inverse_depth(plane: TexturedPlane, K: np.ndarray, pose: Pose, grid: np.ndarray):
+    """1/z of the plane along each pixel's ray (affine in the pixel for a plane);
+    negative or zero where the plane is behind the camera or seen edge-on."""
+    normal = pose.R @ np.cross(plane.axis_u, plane.axis_v)
+    distance = normal @ (pose.R @ plane.origin + pose.t)
+    coefficients = np.linalg.inv(K).T @ normal / distance
+    return np.tensordot(coefficients, grid, axes=1)
+
+
+def _inside(plane: TexturedPlane, K: np.ndarray, pose: Pose, grid: np.ndarray) -> np.ndarray:
+    """Whether each pixel's ray meets the plane's rectangle (texture coords in range)."""
+    to_texture = np.linalg.inv(_texture_to_image(plane, K, pose))
+    ab = np.tensordot(to_texture, grid, axes=1)
+    a, b = ab[0] / ab[2], ab[1] / ab[2]
+    height, width = plane.texture.shape[:2]
+    return (a >= -0.5) & (a <= width - 0.5) & (b >= -0.5) & (b <= height - 0.5)
+
+
+def _texture_to_image(plane: TexturedPlane, K: np.ndarray, pose: Pose) -> np.ndarray:
+    """Homography from texture pixel coordinates to image pixel coordinates."""
+    A = plane.texture_to_world()
+    # World point = A @ (a, b, 1); camera point = R @ world + t = (R @ A + t e3^T) @ (a, b, 1).
+    camera_from_texture = pose.R @ A
+    camera_from_texture[:, 2] += pose.t
+    return K @ camera_from_texture
+
+
+def render(camera: CameraModel, pose: Pose, planes: Sequence[TexturedPlane] = None,
+           supersample: int = 2) -> Tuple[np.ndarray, np.ndarray]:
+    """Image (HxWx3 uint8 BGR) and depth (HxW float32, inf where empty) of the scene.
+
+    The camera must have no distortion; its size is the image size.
+    """
+    if camera.dist.size and np.any(camera.dist):
+        raise ValueError('render supports distortion-free cameras only')
+    planes = default_scene() if planes is None else planes
+    width, height = camera.size
+    # Supersampled pixel (x', y') = s * x + (s - 1) / 2 keeps pixel centres aligned.
+    s = int(supersample)
+    scale = np.array([[s, 0.0, (s - 1) / 2], [0.0, s, (s - 1) / 2], [0.0, 0.0, 1.0]])
+    K_fine = scale @ camera.K
+    fine_grid = _pixel_grid(width * s, height * s)
+    colour = np.full((height * s, width * s, 3), float(BACKDROP), np.float32)
+    nearest = np.zeros((height * s, width * s), np.float64)
+    # Back to front (farthest plane centre first), so that coverage blending at a patch's edge
+    # mixes it with what lies behind it; the inverse-depth test keeps occlusion exact.
+    order = sorted(planes, key=lambda p: -np.linalg.norm(
+        pose.R @ (p.origin + (p.axis_u + p.axis_v) / 2) + pose.t))
+    for plane in order:
+        H = _texture_to_image(plane, K_fine, pose)
+        size = (width * s, height * s)
+        warped = cv2.warpPerspective(plane.texture.astype(np.float32), H, size,
+                                     flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        coverage = cv2.warpPerspective(np.ones(plane.texture.shape[:2], np.float32), H, size,
+                                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        inverse_depth = _inverse_depth(plane, K_fine, pose, fine_grid)
+        visible = (inverse_depth > 1e-6) & (inverse_depth > nearest) & (coverage > 0)
+        alpha = np.where(visible, coverage, 0.0)[..., None]
+        colour = alpha * warped + (1 - alpha) * colour
+        nearest = np.where(visible & (coverage >= 0.5), inverse_depth, nearest)
+    if s > 1:
+        colour = cv2.resize(colour, (width, height), interpolation=cv2.INTER_AREA)
+    image = np.clip(np.rint(colour), 0, 255).astype(np.uint8)
+    return image, _depth(camera.K, pose, planes, width, height)
+
+
+def _depth(K: np.ndarray, pose: Pose, planes: Sequence[TexturedPlane], width: int, height: int):
+    grid = _pixel_grid(width, height)
+    nearest = np.zeros((height, width), np.float64)
+    for plane in planes:
+        inverse_depth = _inverse_depth(plane, K, pose, grid)
+        hit = (inverse_depth > 1e-6) & _inside(plane, K, pose, grid)
+        nearest = np.where(hit & (inverse_depth > nearest), inverse_depth, nearest)
+    with np.errstate(divide='ignore'):
+        return np.where(nearest > 0, 1.0 / nearest, np.inf).astype(np.float32)
+
+
+def render_views(poses: Sequence[Pose], camera: CameraModel = None, fps: float = 20.0,
+                 start_ns: int = 1_000_000_000, planes: Sequence[TexturedPlane] = None,
+                 ) -> List[View]:
+    """One view per pose, stamped at `fps` from `start_ns`."""
+    camera = camera or default_camera()
+    period_ns = int(round(1e9 / fps))
+    views = []
+    for index, pose in enumerate(poses):
+        image, depth = render(camera, pose, planes)
+        views.append(View(image, depth, camera, pose, start_ns + index * period_ns))
+    return views
+
+
+def camera_path(num_frames: int, step_m: float = 0.25, target=(0.0, 0.0, 6.0)) -> List[Pose]:
+    """A smooth figure-of-eight in front of the scene, always looking near `target`.
+
+    Consecutive frames are about `step_m` apart (at the fastest point) and turn by a few
+    degrees, with some roll: enough parallax for relative pose from consecutive pairs.
+    """
+    period = 2 * np.pi * 1.2 / step_m  # frames per loop for a 1.2 m x-amplitude
+    poses = []
+    for index in range(num_frames):
+        phase = 2 * np.pi * index / period
+        centre = (1.2 * np.sin(phase), 0.4 * np.sin(2 * phase), 0.3 * np.sin(0.5 * phase))
+        look = (target[0] + 0.5 * np.cos(phase), target[1] + 0.3 * np.cos(1.5 * phase), target[2])
+        poses.append(Pose.look_at(centre, look, roll_deg=4.0 * np.sin(phase)))
+    return poses
+
+
+def pan_path(num_frames: int, end_yaw_deg: float = 70.0) -> List[Pose]:
+    """A camera at the origin yawing from facing the wall to `end_yaw_deg` (to the right).
+
+    Beyond about 25 degrees the view starts to leave the scene: the overlap with the first
+    frame shrinks to nothing and the last frames show mostly the empty backdrop.
+    """
+    poses = []
+    for yaw in np.linspace(0.0, end_yaw_deg, num_frames):
+        R = _rotation('y', float(yaw)).T
+        poses.append(Pose(R, np.zeros(3)))
+    return poses
+
+
+def stereo_pair(pose: Pose, baseline_m: float = 0.11) -> Tuple[Pose, Pose]:
+    """Left camera at `pose`, right camera `baseline_m` along the left camera's x axis."""
+    return pose, Pose(pose.R.copy(), pose.t - np.array([baseline_m, 0.0, 0.0]))
+
+
+def stereo_calibration(camera: CameraModel, baseline_m: float = 0.11) -> StereoCalibration:
+    """The calibration of :func:`stereo_pair` for two identical cameras."""
+    return StereoCalibration(camera, camera, np.eye(3), np.array([-baseline_m, 0.0, 0.0]))

@@ -10,7 +10,8 @@ through the number of coarse matches the native model refines (transformers refi
 coarse cell); it is printed with each row, and `--threshold 0` refines every mutual nearest
 neighbour (an upper bound of that work).
 
-Rows, ms per pair (median and p95 of --iterations after one warm-up), in one process:
+Rows, ms per pair (median and p95 of --iterations after one warm-up), in one process, the
+models taking turns pair by pair:
 - transformers: the model called directly on a [1 x 2 x 3 x H x W] pair, as its docs show;
 - native, pair: the eloftr backend through the Matcher, both images from scratch;
 - native, consecutive without reuse: frames t-1, t of a rendered camera path, both processed;
@@ -20,6 +21,7 @@ On CUDA each row runs in fp32 and fp16 (autocast). Ratios are against transforme
 precision.
 """
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -41,63 +43,61 @@ def summary(seconds):
     return 1000 * statistics.median(values), 1000 * p95
 
 
-def timed(function, iterations, device):
-    """Seconds per call of `function(i)` for i in range(iterations), after one warm-up call."""
-    function(0)
-    seconds = []
-    for index in range(iterations):
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        function(index + 1)
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    return seconds
-
-
 def gray(view):
     import cv2
     return cv2.cvtColor(view.image, cv2.COLOR_BGR2GRAY)
 
 
-def bench_transformers(weights_dir, frames, threshold, device, precision, iterations):
+class Clock:
+    """Wall-clock seconds of calls, synchronizing CUDA around each."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def __call__(self, function):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        output = function()
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start, output
+
+
+def transformers_runner(weights_dir, frames, threshold, device, precision):
+    """f(i) -> (coarse match count) matching frames i, i+1 with transformers."""
     from transformers import EfficientLoFTRForKeypointMatching
     model = EfficientLoFTRForKeypointMatching.from_pretrained(weights_dir).to(device).eval()
     model.config.coarse_matching_threshold = threshold
     tensors = [torch.from_numpy(f.astype(np.float32) / 255).to(device) for f in frames]
-    autocast = torch.autocast('cuda', dtype=torch.float16, enabled=precision == 'fp16')
 
     def run(index):
         pair = torch.stack([tensors[index], tensors[index + 1]])[None, :, None]
+        autocast = torch.autocast('cuda', dtype=torch.float16, enabled=precision == 'fp16')
         with torch.inference_mode(), autocast:
-            return model(pixel_values=pair.expand(-1, -1, 3, -1, -1))
-
-    outputs = run(0)
-    matches = int((outputs.matches[0, 1] > -1).sum())
-    return timed(run, iterations, device), matches
+            outputs = model(pixel_values=pair.expand(-1, -1, 3, -1, -1))
+        return int((outputs.matches[0, 1] > -1).sum())
+    return run
 
 
-def make_matcher(weights_dir, threshold, device, precision, options=None):
+def native_runners(weights_dir, frames, threshold, device, precision, mode):
+    """(pair, consecutive-with-reuse) functions of i for the eloftr backend via the Matcher."""
     config = MatcherConfig(backend='eloftr', weights=str(weights_dir), device=device.type,
                            precision=precision, resize=0, confidence_threshold=threshold,
-                           options=options or {})
-    return Matcher(config)
-
-
-def bench_native(matcher, frames, iterations, device):
-    pair = timed(lambda i: matcher.match(frames[i], frames[i + 1]), iterations, device)
-    matches = len(matcher.match(frames[0], frames[1]).scores)
+                           options={'mode': mode})
+    matcher = Matcher(config)
     prepared = {}
 
+    def pair(index):
+        return len(matcher.match(frames[index], frames[index + 1]).scores)
+
     def consecutive_with_reuse(index):
+        # Frame `index` was prepared as the current frame of the previous pair.
         if index not in prepared:
             prepared[index] = matcher.prepare(frames[index])
         prepared[index + 1] = matcher.prepare(frames[index + 1])
-        return matcher.match(prepared.pop(index), prepared[index + 1])
-
-    with_reuse = timed(consecutive_with_reuse, iterations, device)
-    return pair, with_reuse, matches
+        return len(matcher.match(prepared.pop(index), prepared[index + 1]).scores)
+    return pair, consecutive_with_reuse
 
 
 def main():
@@ -114,6 +114,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    load_before = os.getloadavg()[0]
 
     camera = default_camera(args.width, args.height)
     views = render_views(camera_path(args.iterations + 2), camera)
@@ -129,31 +130,38 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         save_hf(model, directory)
+        clock = Clock(device)
         for precision in precisions:
-            reference = None
+            runners = {}
             if not args.skip_transformers:
-                seconds, matches = bench_transformers(directory, frames, args.threshold, device,
-                                                      precision, args.iterations)
-                reference = summary(seconds)[0]
-                rows.append((precision, 'transformers (refines every cell)', seconds, matches,
-                             reference))
+                runners['transformers (refines every cell)'] = transformers_runner(
+                    directory, frames, args.threshold, device, precision)
             for mode in ('full', 'optimized'):
-                matcher = make_matcher(directory, args.threshold, device, precision,
-                                       {'mode': mode})
-                pair, with_reuse, matches = bench_native(matcher, frames, args.iterations,
-                                                         device)
-                label = f'native {mode}'
-                rows.append((precision, f'{label}, pair (= consecutive without reuse)', pair,
-                             matches, reference))
-                rows.append((precision, f'{label}, consecutive with reuse', with_reuse,
-                             matches, reference))
+                pair, reuse = native_runners(directory, frames, args.threshold, device,
+                                             precision, mode)
+                runners[f'native {mode}, pair (= consecutive without reuse)'] = pair
+                runners[f'native {mode}, consecutive with reuse'] = reuse
+            # Warm-up on pair 0, then the runners take turns on each pair so that a load
+            # change on a shared machine affects all of them alike.
+            matches = {label: run(0) for label, run in runners.items()}
+            seconds = {label: [] for label in runners}
+            for index in range(1, args.iterations + 1):
+                for label, run in runners.items():
+                    elapsed, matches[label] = clock(lambda: run(index))
+                    seconds[label].append(elapsed)
+            reference = (summary(seconds['transformers (refines every cell)'])[0]
+                         if not args.skip_transformers else None)
+            rows += [(precision, label, seconds[label], matches[label], reference)
+                     for label in runners]
 
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'
+    # The machine may be shared: the load average says how much the figures are disturbed.
     header = (f'EfficientLoFTR {args.width}x{args.height}, {name}, torch '
               f'{torch.__version__}, {args.threads} CPU threads, {args.iterations} iterations, '
-              f'coarse threshold {args.threshold}')
+              f'coarse threshold {args.threshold}, load average before/after '
+              f'{load_before:.1f}/{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs')
     lines = [header, '',
-             '| precision | model | median ms | p95 ms | coarse matches | speed-up vs transformers |',
+             '| precision | model | median ms | p95 ms | matches | speed-up vs transformers |',
              '|---|---|---|---|---|---|']
     for precision, label, seconds, matches, reference in rows:
         median, p95 = summary(seconds)

@@ -31,6 +31,7 @@ from loftr_ros.core.camera import CameraModel
 from loftr_ros.core.errors import ConfigError, ImageError, LoftrRosError
 from loftr_ros.core.image_conversion import image_from_compressed_msg, image_from_msg
 from loftr_ros.core.keyframe import KeyframePolicy
+from loftr_ros.core.matcher import Matcher
 from loftr_ros.core.sync import LEFT, RIGHT, StereoSynchronizer
 from loftr_ros.ros.conversions import (image_msg_from_array, matches_msg_from_result,
                                        stamp_to_ns)
@@ -109,14 +110,11 @@ class MatcherNode(Node):
         self.mode = self._param('mode')
         self._check_choices()
         config = matcher_config_from_parameters(self)
-        # Deferred: importing torch and the backends takes seconds and is not needed to
-        # declare parameters (e.g. for `--help`-style listing).
-        from loftr_ros.core.matcher import Matcher
         self.get_logger().info(f'loading {config.backend} matcher on {config.device}...')
         self._matcher = Matcher(config)
         self._matcher_lock = threading.Lock()
         self._stats = Statistics()
-        self._warned: Dict[tuple, list] = {}
+        self._warned: Dict[tuple, tuple] = {}  # (topic, cause) -> (last time, suppressed)
         self._reference_mode = self._param('consecutive.reference')
         self._keyframe_policy = KeyframePolicy(self._param('keyframe.min_matches'),
                                                self._param('keyframe.min_overlap'))
@@ -192,8 +190,8 @@ class MatcherNode(Node):
                 lambda msg, side=side, topic=topic: self._on_image(msg, side, topic),
                 self._image_qos, callback_group=self._input_group)
             if self._param('use_camera_info'):
-                info_topic = base.rsplit('/', 1)[0] + '/camera_info' if '/' in base \
-                    else 'camera_info'
+                # 'image' -> 'camera_info', 'left/image' -> 'left/camera_info'
+                info_topic = base[:-len('image')] + 'camera_info'
                 self.create_subscription(
                     CameraInfo, info_topic,
                     lambda msg, side=side, topic=info_topic: self._on_camera_info(msg, side,

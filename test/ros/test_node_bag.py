@@ -75,6 +75,8 @@ def test_consecutive_mode_on_the_bag_keeps_the_keyframe_while_the_view_holds(
         harness.publish('/image', frame)
         if index:
             harness.wait_matches(index)
+        else:
+            time.sleep(0.3)  # the keyframe must not be superseded by the next frame
     matches = harness.wait_matches(len(frames) - 1)
     first = stamp_to_ns(frames[0].header.stamp)
     for msg, frame in zip(matches, frames[1:]):

@@ -49,7 +49,8 @@ def gray(view):
 
 
 class Clock:
-    """Wall-clock seconds of calls, synchronizing CUDA around each."""
+    """Wall-clock and process CPU seconds of calls, synchronizing CUDA around each. On a shared
+    CPU the process time is the steadier figure: waiting for a core does not count."""
 
     def __init__(self, device):
         self.device = device
@@ -57,11 +58,11 @@ class Clock:
     def __call__(self, function):
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         output = function()
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
-        return time.perf_counter() - start, output
+        return time.perf_counter() - start, time.process_time() - start_cpu, output
 
 
 def transformers_runner(weights_dir, frames, threshold, device, precision):
@@ -145,14 +146,17 @@ def main():
             # change on a shared machine affects all of them alike.
             matches = {label: run(0) for label, run in runners.items()}
             seconds = {label: [] for label in runners}
+            cpu_seconds = {label: [] for label in runners}
             for index in range(1, args.iterations + 1):
                 for label, run in runners.items():
-                    elapsed, matches[label] = clock(lambda: run(index))
+                    elapsed, cpu, matches[label] = clock(lambda: run(index))
                     seconds[label].append(elapsed)
-            reference = (summary(seconds['transformers (refines every cell)'])[0]
-                         if not args.skip_transformers else None)
-            rows += [(precision, label, seconds[label], matches[label], reference)
-                     for label in runners]
+                    cpu_seconds[label].append(cpu)
+            reference_label = 'transformers (refines every cell)'
+            reference = None if args.skip_transformers else (
+                summary(seconds[reference_label])[0], summary(cpu_seconds[reference_label])[0])
+            rows += [(precision, label, seconds[label], cpu_seconds[label], matches[label],
+                      reference) for label in runners]
 
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'
     # The machine may be shared: the load average says how much the figures are disturbed.
@@ -161,18 +165,26 @@ def main():
               f'coarse threshold {args.threshold}, load average before/after '
               f'{load_before:.1f}/{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs')
     lines = [header, '',
-             '| precision | model | median ms | p95 ms | matches | speed-up vs transformers |',
-             '|---|---|---|---|---|---|']
-    for precision, label, seconds, matches, reference in rows:
+             '| precision | model | median ms | p95 ms | CPU-time median ms | matches '
+             '| speed-up vs transformers (wall / CPU time) |',
+             '|---|---|---|---|---|---|---|']
+    for precision, label, seconds, cpu_seconds, matches, reference in rows:
         median, p95 = summary(seconds)
-        ratio = f'{reference / median:.2f}x' if reference else '-'
-        lines.append(f'| {precision} | {label} | {median:.0f} | {p95:.0f} | {matches} | {ratio} |')
-    by_label = {(r[0], r[1]): summary(r[2])[0] for r in rows}
+        cpu_median = summary(cpu_seconds)[0]
+        ratio = (f'{reference[0] / median:.2f}x / {reference[1] / cpu_median:.2f}x'
+                 if reference else '-')
+        lines.append(f'| {precision} | {label} | {median:.0f} | {p95:.0f} | {cpu_median:.0f} '
+                     f'| {matches} | {ratio} |')
+    by_label = {(r[0], r[1]): (summary(r[2])[0], summary(r[3])[0]) for r in rows}
     for precision in precisions:
         for mode in ('full', 'optimized'):
             scratch = by_label[(precision, f'native {mode}, pair (= consecutive without reuse)')]
             reuse = by_label[(precision, f'native {mode}, consecutive with reuse')]
-            lines.append(f'\nreuse speed-up ({precision}, {mode}): {scratch / reuse:.2f}x')
+            lines.append(f'\nreuse speed-up ({precision}, {mode}): {scratch[0] / reuse[0]:.2f}x '
+                         f'wall, {scratch[1] / reuse[1]:.2f}x CPU time')
+    if device.type != 'cuda':
+        lines.append('\nCUDA fp32/fp16 rows: not measured in this run (no GPU); run with '
+                     '--device cuda on a GPU machine.')
     text = '\n'.join(lines)
     print(text)
     if args.output:

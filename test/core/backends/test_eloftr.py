@@ -75,7 +75,7 @@ def test_matches_are_the_models_in_original_pixels(matcher):
 
 def test_reused_frame_features_equal_matching_from_scratch(matcher):
     """Consecutive mode: each frame is prepared once and is the reference of the next pair."""
-    frames = photo_frames(3, 384, 288)
+    frames = photo_frames(3, 320, 256)
     prepared = [matcher.prepare(frame) for frame in frames]
     for t in (1, 2):
         reused = matcher.match(prepared[t - 1], prepared[t])
@@ -99,10 +99,10 @@ def test_confidence_threshold_is_the_coarse_threshold(hf_dir):
 def test_official_checkpoint_full_and_optimized_modes(tmp_path):
     """The published architecture from an official-format checkpoint, both configurations."""
     model = EfficientLoFTR()
-    synthetic_weights(model, [as_tensor(photo_frames(1, 192, 160)[0])], seed=3)
+    synthetic_weights(model, [as_tensor(photo_frames(1, 160, 128)[0])], seed=3)
     path = tmp_path / 'eloftr_outdoor.ckpt'
     save_official(model, path)
-    frames = photo_frames(2, 192, 160)
+    frames = photo_frames(2, 160, 128)
     for mode in ('full', 'optimized'):
         config = MatcherConfig(backend='eloftr', weights=str(path), device='cpu', resize=0,
                                warmup=False, confidence_threshold=0.0, options={'mode': mode})

@@ -217,18 +217,32 @@ def assert_parity(native, reference_run, confidence_tolerance=1e-4):
     return result
 
 
-@pytest.mark.parametrize('weights_file', ['hf', 'eloftr_official.ckpt'])
+@pytest.mark.slow
 @pytest.mark.parametrize('size', [(640, 480), (752, 480)])
-def test_parity_with_transformers(weights_dir, reference_runs, weights_file, size):
-    """The three-branch model: the same arithmetic as the reference up to rounding. An official
-    checkpoint carries no configuration: the reduced architecture is given."""
-    conf = None if weights_file == 'hf' else small_conf()
-    native = load_efficientloftr(weights_dir / weights_file, conf, reparameterize=False)
+def test_parity_with_transformers(weights_dir, reference_runs, size):
+    """The three-branch model from the Hugging Face directory: the same arithmetic as the
+    reference up to rounding."""
+    native = load_efficientloftr(weights_dir / 'hf', reparameterize=False)
     result = assert_parity(native, reference_runs(size))
     # 752x480 is padded to 768x480: matches exist in the valid part (the Matcher drops the rest).
     assert (result['keypoints0'][:, 0] < size[0]).sum() >= 20
 
 
+@pytest.mark.slow
+def test_parity_from_official_checkpoint(weights_dir, reference_runs):
+    """The official-format checkpoint (written through the key table) holds the very tensors of
+    the Hugging Face directory, and matches like the reference. It carries no configuration:
+    the reduced architecture is given."""
+    official = load_efficientloftr(weights_dir / 'eloftr_official.ckpt', small_conf(),
+                                   reparameterize=False)
+    from_hf = load_efficientloftr(weights_dir / 'hf', reparameterize=False).state_dict()
+    state = official.state_dict()
+    assert state.keys() == from_hf.keys()
+    assert all(torch.equal(state[key], from_hf[key]) for key in state)
+    assert_parity(official, reference_runs((752, 480)))
+
+
+@pytest.mark.slow
 def test_parity_of_reparameterized_model(weights_dir, reference_runs):
     """The deployed (fused) model: one 3x3 convolution sums in another order than three
     branches, and the peaked test weights amplify the rounding in the coarse confidences

@@ -542,7 +542,8 @@ class EfficientLoFTR(nn.Module):
 
     def _check_input(self, image: torch.Tensor):
         if image.ndim != 4 or image.shape[1] != 1:
-            msg = f'EfficientLoFTR expects [B x 1 x H x W] grayscale images, got {tuple(image.shape)}'
+            msg = ('EfficientLoFTR expects [B x 1 x H x W] grayscale images, got '
+                   f'{tuple(image.shape)}')
             raise ValueError(msg)
         if image.shape[-2] % self.stride or image.shape[-1] % self.stride:
             msg = (f'EfficientLoFTR input sides must be multiples of {self.stride}, got '

@@ -100,8 +100,8 @@ def official_to_hf_modules(conf: Dict[str, Any]) -> List[Tuple[str, str]]:
             table += [(f'{official}.{o}', f'{hf}.{h}') for o, h in ATTENTION_RULES]
     table.append(('fine_preprocess.layer3_outconv', 'refinement_layer.out_conv'))
     for index, level in enumerate((2, 1)):
-        table += [(f'fine_preprocess.layer{level}_{o}', f'refinement_layer.out_conv_layers.{index}.{h}')
-                  for o, h in PYRAMID_RULES]
+        hf = f'refinement_layer.out_conv_layers.{index}'
+        table += [(f'fine_preprocess.layer{level}_{o}', f'{hf}.{h}') for o, h in PYRAMID_RULES]
     return table
 
 
@@ -156,14 +156,17 @@ def conf_from_hf_config(config: Dict[str, Any], source: str) -> Dict[str, Any]:
     for size, stride in (('q_aggregation_kernel_size', 'q_aggregation_stride'),
                          ('kv_aggregation_kernel_size', 'kv_aggregation_stride')):
         if config.get(size, 4) != config.get(stride, 4):
-            msg = f'{source}: {size} must equal {stride} (got {config.get(size)}, {config.get(stride)})'
+            msg = (f'{source}: {size} must equal {stride} '
+                   f'(got {config.get(size)}, {config.get(stride)})')
             raise WeightsError(msg)
     heads = config.get('num_attention_heads', 8)
     if config.get('num_key_value_heads', heads) != heads:
         raise WeightsError(f'{source}: grouped key/value heads are not supported')
     rope = config.get('rope_parameters') or {}
-    if rope.get('rope_type', 'default') != 'default' or rope.get('partial_rotary_factor', 4.0) != 4.0:
-        raise WeightsError(f'{source}: only the default 2D rotary encoding is supported, got {rope}')
+    if (rope.get('rope_type', 'default') != 'default'
+            or rope.get('partial_rotary_factor', 4.0) != 4.0):
+        msg = f'{source}: only the default 2D rotary encoding is supported, got {rope}'
+        raise WeightsError(msg)
     conf = {key: config[field] for field, key in HF_CONFIG_FIELDS.items() if field in config}
     conf['rope_theta'] = rope.get('rope_theta', config.get('rope_theta', 10000.0))
     for key in ('stage_blocks', 'stage_strides', 'stage_channels'):
@@ -192,7 +195,8 @@ def _load_torch_file(path: Path) -> Dict[str, torch.Tensor]:
         checkpoint = checkpoint['state_dict']
     if not isinstance(checkpoint, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint.items()):
-        msg = f'{path}: not a state dict (expected a mapping of names to tensors, or a checkpoint with one under "state_dict")'
+        msg = (f'{path}: not a state dict (expected a mapping of names to tensors, or a '
+               'checkpoint with one under "state_dict")')
         raise WeightsError(msg)
     return checkpoint
 
@@ -292,7 +296,8 @@ def load_state_into(model: EfficientLoFTR, state_dict: Dict[str, torch.Tensor], 
         if unexpected:
             names = [from_native_key(k, layout, model.conf) for k in unexpected]
             parts.append(f'unexpected keys {_key_list(names)}')
-        msg = f"{source}: checkpoint does not fit the EfficientLoFTR configuration: {'; '.join(parts)}"
+        msg = (f'{source}: checkpoint does not fit the EfficientLoFTR configuration: '
+               f"{'; '.join(parts)}")
         raise WeightsError(msg)
     for key, value in state_dict.items():
         if value.shape != expected[key].shape:

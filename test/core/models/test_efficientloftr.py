@@ -139,7 +139,7 @@ def original_fine_matching(feat_0, feat_1, mkpts0_c, mkpts1_c, slicedim=8, tempe
     softmax_matrix_f = softmax_matrix_f.reshape(M, WW, W + 2, W + 2)
     softmax_matrix_f = softmax_matrix_f[..., 1:-1, 1:-1].reshape(M, WW, WW)
     # get_fine_ds_match
-    val, idx = torch.max(softmax_matrix_f.reshape(M, -1), dim=-1)
+    _, idx = torch.max(softmax_matrix_f.reshape(M, -1), dim=-1)
     idx = idx[:, None]
     idx_l, idx_r = idx // WW, idx % WW
     grid = create_meshgrid(W, W, False, feat_0.device) - W // 2 + 0.5
@@ -175,7 +175,7 @@ def assert_close_scaled(actual, expected, name, tolerance=1e-4):
 
 def assert_parity(native, reference_run, confidence_tolerance=1e-4):
     image0, image1, (outputs, expected) = reference_run
-    height, width = image0.shape[-2:]
+    width = image0.shape[-1]
     with torch.inference_mode():
         backbone = [native.backbone(image) for image in (image0, image1)]
         intermediates = {}

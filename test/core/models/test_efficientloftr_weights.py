@@ -25,7 +25,8 @@ KNOWN_PAIRS = [
     ('matcher.backbone.layer3.13.rbr_identity.running_var',
      'efficientloftr.backbone.stages.3.blocks.13.identity.running_var'),
     ('matcher.loftr_coarse.layers.0.aggregate.weight',
-     'efficientloftr.local_feature_transformer.layers.0.self_attention.aggregation.q_aggregation.weight'),
+     'efficientloftr.local_feature_transformer.layers.0.self_attention.aggregation.'
+     'q_aggregation.weight'),
     ('matcher.loftr_coarse.layers.4.merge.weight',
      'efficientloftr.local_feature_transformer.layers.2.self_attention.attention.o_proj.weight'),
     ('matcher.loftr_coarse.layers.7.mlp.2.weight',

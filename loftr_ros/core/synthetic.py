@@ -173,28 +173,32 @@ def default_scene() -> Tuple[TexturedPlane, ...]:
     return (wall, astronaut, chelsea, gravel)
 
 
-def _pixel_grid(width: int, height: int) -> np.ndarray:
-    """Homogeneous pixel centres [3 x H x W] (float64)."""
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    return np.stack([xs, ys, np.ones_like(xs)])
+def _affine_map(coefficients: np.ndarray, width: int, height: int) -> np.ndarray:
+    """c0 * x + c1 * y + c2 at every pixel centre [H x W] (float64), by broadcasting."""
+    xs = np.arange(width, dtype=np.float64)[None, :]
+    ys = np.arange(height, dtype=np.float64)[:, None]
+    return coefficients[0] * xs + (coefficients[1] * ys + coefficients[2])
 
 
-def _inverse_depth(plane: TexturedPlane, K: np.ndarray, pose: Pose, grid: np.ndarray):
+def _inverse_depth(plane: TexturedPlane, K: np.ndarray, pose: Pose, width: int, height: int):
     """1/z of the plane along each pixel's ray (affine in the pixel for a plane);
     negative or zero where the plane is behind the camera or seen edge-on."""
     normal = pose.R @ np.cross(plane.axis_u, plane.axis_v)
     distance = normal @ (pose.R @ plane.origin + pose.t)
     coefficients = np.linalg.inv(K).T @ normal / distance
-    return np.tensordot(coefficients, grid, axes=1)
+    return _affine_map(coefficients, width, height)
 
 
-def _inside(plane: TexturedPlane, K: np.ndarray, pose: Pose, grid: np.ndarray) -> np.ndarray:
+def _inside(plane: TexturedPlane, K: np.ndarray, pose: Pose, width: int, height: int,
+            ) -> np.ndarray:
     """Whether each pixel's ray meets the plane's rectangle (texture coords in range)."""
     to_texture = np.linalg.inv(_texture_to_image(plane, K, pose))
-    ab = np.tensordot(to_texture, grid, axes=1)
-    a, b = ab[0] / ab[2], ab[1] / ab[2]
-    height, width = plane.texture.shape[:2]
-    return (a >= -0.5) & (a <= width - 0.5) & (b >= -0.5) & (b <= height - 0.5)
+    a, b, w = (_affine_map(row, width, height) for row in to_texture)
+    a /= w
+    b /= w
+    texture_height, texture_width = plane.texture.shape[:2]
+    return ((a >= -0.5) & (a <= texture_width - 0.5) &
+            (b >= -0.5) & (b <= texture_height - 0.5))
 
 
 def _texture_to_image(plane: TexturedPlane, K: np.ndarray, pose: Pose) -> np.ndarray:
@@ -220,7 +224,6 @@ def render(camera: CameraModel, pose: Pose, planes: Sequence[TexturedPlane] = No
     s = int(supersample)
     scale = np.array([[s, 0.0, (s - 1) / 2], [0.0, s, (s - 1) / 2], [0.0, 0.0, 1.0]])
     K_fine = scale @ camera.K
-    fine_grid = _pixel_grid(width * s, height * s)
     colour = np.full((height * s, width * s, 3), float(BACKDROP), np.float32)
     nearest = np.zeros((height * s, width * s), np.float64)
     # Back to front (farthest plane centre first), so that coverage blending at a patch's edge
@@ -229,15 +232,18 @@ def render(camera: CameraModel, pose: Pose, planes: Sequence[TexturedPlane] = No
         pose.R @ (p.origin + (p.axis_u + p.axis_v) / 2) + pose.t))
     for plane in order:
         H = _texture_to_image(plane, K_fine, pose)
-        size = (width * s, height * s)
-        warped = cv2.warpPerspective(plane.texture.astype(np.float32), H, size,
-                                     flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        coverage = cv2.warpPerspective(np.ones(plane.texture.shape[:2], np.float32), H, size,
-                                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        inverse_depth = _inverse_depth(plane, K_fine, pose, fine_grid)
+        # Colour plus a coverage channel, warped together with a zero border: premultiplied
+        # alpha, so a plane's edge blends with what lies behind it.
+        texture = np.dstack([plane.texture.astype(np.float32),
+                             np.ones(plane.texture.shape[:2], np.float32)])
+        warped = cv2.warpPerspective(texture, H, (width * s, height * s),
+                                     flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        coverage = warped[..., 3]
+        inverse_depth = _inverse_depth(plane, K_fine, pose, width * s, height * s)
         visible = (inverse_depth > 1e-6) & (inverse_depth > nearest) & (coverage > 0)
-        alpha = np.where(visible, coverage, 0.0)[..., None]
-        colour = alpha * warped + (1 - alpha) * colour
+        rows, cols = np.nonzero(visible)
+        alpha = coverage[rows, cols, None]
+        colour[rows, cols] = warped[rows, cols, :3] + (1 - alpha) * colour[rows, cols]
         nearest = np.where(visible & (coverage >= 0.5), inverse_depth, nearest)
     if s > 1:
         colour = cv2.resize(colour, (width, height), interpolation=cv2.INTER_AREA)
@@ -246,11 +252,10 @@ def render(camera: CameraModel, pose: Pose, planes: Sequence[TexturedPlane] = No
 
 
 def _depth(K: np.ndarray, pose: Pose, planes: Sequence[TexturedPlane], width: int, height: int):
-    grid = _pixel_grid(width, height)
     nearest = np.zeros((height, width), np.float64)
     for plane in planes:
-        inverse_depth = _inverse_depth(plane, K, pose, grid)
-        hit = (inverse_depth > 1e-6) & _inside(plane, K, pose, grid)
+        inverse_depth = _inverse_depth(plane, K, pose, width, height)
+        hit = (inverse_depth > 1e-6) & _inside(plane, K, pose, width, height)
         nearest = np.where(hit & (inverse_depth > nearest), inverse_depth, nearest)
     with np.errstate(divide='ignore'):
         return np.where(nearest > 0, 1.0 / nearest, np.inf).astype(np.float32)

@@ -325,3 +325,29 @@ def test_overlay_is_drawn_only_while_subscribed_and_rate_limited(photo_views, st
     publish_pairs(3, 7)
     time.sleep(0.3)
     assert harness.diagnostics_after(time.monotonic())['overlays_published'] == '2'
+
+
+def test_consecutive_overlay_is_a_flow_view_on_the_current_image(photo_views, start_node,
+                                                                 harness):
+    from sensor_msgs.msg import Image
+
+    from loftr_ros.core.image_conversion import image_from_msg
+    node = start_node(mode='consecutive', **{**FAST, 'overlay.max_rate': 100.0}).node
+    overlays = []
+    harness.node.create_subscription(Image, '/matcher_node/overlay', overlays.append, 10)
+    harness.wait_for_subscribers(['/image'])
+    deadline = time.monotonic() + 10
+    while node._overlay_pub.get_subscription_count() == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    harness.publish('/image', image_msg(photo_views[0], 'mono8', START, 'camera'))
+    settle()
+    publish_and_wait(harness, '/image', photo_views[1], START + 50 * MS, 1)
+    deadline = time.monotonic() + 10
+    while not overlays:
+        assert time.monotonic() < deadline, 'no overlay received'
+        time.sleep(0.05)
+    image = image_from_msg(overlays[0])
+    assert image.shape == (240, 320, 3)
+    # Lines are drawn in colour over the grey frame.
+    assert np.any(image[:, :, 0] != image[:, :, 1])

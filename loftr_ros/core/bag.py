@@ -1,0 +1,190 @@
+"""Image streams of rosbag2 (sqlite3, mcap) and ROS 1 bags, paired for matching.
+
+Reading goes through ``rosbags.highlevel.AnyReader``; images (raw or compressed, detected per
+topic from its message type) are converted by :mod:`loftr_ros.core.image_conversion`. Pairs
+are built the way the node builds them: stereo by header stamp within a slop
+(:class:`loftr_ros.core.sync.StereoSynchronizer`), or consecutive frames of one topic (every
+k-th frame with ``step``).
+"""
+import sqlite3
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from loftr_ros.core.camera import CameraModel
+from loftr_ros.core.errors import BagError, ConfigError, ImageError
+from loftr_ros.core.image_conversion import image_from_compressed_msg, image_from_msg
+from loftr_ros.core.sync import LEFT, RIGHT, StereoSynchronizer
+
+IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
+CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image of a topic: `index` counts the topic's messages from 0 in bag order."""
+
+    topic: str
+    index: int
+    stamp_ns: int
+    frame_id: str
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class FramePair:
+    """A reference frame (0: left, or the earlier frame) and a current frame (1)."""
+
+    frame0: Frame
+    frame1: Frame
+
+
+def _reader_errors():
+    from rosbags.highlevel import AnyReaderError
+    from rosbags.rosbag1 import ReaderError as Ros1ReaderError
+    from rosbags.rosbag2 import ReaderError as Ros2ReaderError
+    from rosbags.serde import SerdeError
+    return (AnyReaderError, Ros1ReaderError, Ros2ReaderError, SerdeError, sqlite3.Error,
+            struct.error, EOFError, OSError, ValueError, IndexError, KeyError)
+
+
+def _stamp_ns(msg) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+class BagReader:
+    """Context manager over one bag (a rosbag2 directory or file, or a ROS 1 ``.bag``)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._reader = None
+
+    def __enter__(self):
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def open(self):
+        from rosbags.highlevel import AnyReader
+        if not self.path.exists():
+            raise BagError(f'bag {self.path} does not exist')
+        reader = AnyReader([self.path])
+        try:
+            reader.open()
+        except _reader_errors() as error:
+            raise BagError(f'cannot open bag {self.path}: {error}') from None
+        self._reader = reader
+
+    def close(self):
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    @property
+    def topics(self) -> Dict[str, str]:
+        """topic -> message type of every connection in the bag."""
+        return {c.topic: c.msgtype for c in self._reader.connections}
+
+    def require(self, topic: str, types: Sequence[str]) -> str:
+        """The message type of `topic`; BagError listing the bag's topics when it is missing or
+        of another type."""
+        topics = self.topics
+        if topic not in topics:
+            listing = ', '.join(f'{name} ({kind})' for name, kind in sorted(topics.items()))
+            raise BagError(f"topic '{topic}' not in bag {self.path}; it has: {listing}")
+        if topics[topic] not in types:
+            msg = f"topic '{topic}' is {topics[topic]}, expected one of {', '.join(types)}"
+            raise BagError(msg)
+        return topics[topic]
+
+    def _messages(self, topics: Sequence[str], start_s: Optional[float] = None,
+                  end_s: Optional[float] = None) -> Iterator:
+        """(topic, per-topic index, deserialized message) in bag order; BagError naming the
+        last good message when the bag is corrupt or truncated."""
+        connections = [c for c in self._reader.connections if c.topic in topics]
+        start = None if start_s is None else self._reader.start_time + int(start_s * 1e9)
+        stop = None if end_s is None else self._reader.start_time + int(end_s * 1e9)
+        counts = dict.fromkeys(topics, 0)
+        read = 0
+        iterator = self._reader.messages(connections=connections, start=start, stop=stop)
+        while True:
+            try:
+                item = next(iterator, None)
+                if item is None:
+                    return
+                connection, _, raw = item
+                msg = self._reader.deserialize(raw, connection.msgtype)
+            except _reader_errors() as error:
+                last = f'message {read - 1}' if read else 'no message'
+                raise BagError(f'bag {self.path} is corrupt or truncated: {last} of '
+                               f"{', '.join(topics)} was the last good one ({error})") from None
+            index = counts[connection.topic]
+            counts[connection.topic] += 1
+            read += 1
+            yield connection.topic, index, msg
+
+    def frames(self, topics: Sequence[str], start_s: Optional[float] = None,
+               end_s: Optional[float] = None) -> Iterator[Frame]:
+        """Decoded frames of image topics in bag order, within the time window (seconds from
+        the bag's start)."""
+        kinds = {topic: self.require(topic, IMAGE_TYPES) for topic in topics}
+        for topic, index, msg in self._messages(topics, start_s, end_s):
+            compressed = kinds[topic].endswith('CompressedImage')
+            try:
+                image = image_from_compressed_msg(msg) if compressed else image_from_msg(msg)
+            except ImageError as error:
+                raise ImageError(f'{topic} message {index}: {error}') from None
+            yield Frame(topic, index, _stamp_ns(msg), msg.header.frame_id, np.array(image))
+
+    def camera_model(self, topic: str) -> CameraModel:
+        """The camera of the first sensor_msgs/CameraInfo on `topic`."""
+        self.require(topic, (CAMERA_INFO_TYPE,))
+        for _, _, msg in self._messages([topic]):
+            try:
+                return CameraModel.from_camera_info(msg.k, msg.d, msg.width, msg.height,
+                                                    msg.distortion_model)
+            except ConfigError as error:
+                raise BagError(f'{topic}: {error}') from None
+        raise BagError(f"topic '{topic}' has no messages in bag {self.path}")
+
+
+def in_range(index: int, first: Optional[int], last: Optional[int]) -> bool:
+    return (first is None or index >= first) and (last is None or index <= last)
+
+
+def stereo_pairs(reader: BagReader, left: str, right: str, slop_ns: int = 0,
+                 first: Optional[int] = None, last: Optional[int] = None,
+                 start_s: Optional[float] = None, end_s: Optional[float] = None,
+                 synchronizer: Optional[StereoSynchronizer] = None) -> Iterator[FramePair]:
+    """Left/right frames with header stamps within `slop_ns`, left frame index in
+    [first, last]. Pass a synchronizer to read its drop counts afterwards."""
+    synchronizer = synchronizer or StereoSynchronizer(slop_ns, queue_size=10)
+    for frame in reader.frames([left, right], start_s, end_s):
+        if frame.topic == left and not in_range(frame.index, first, last):
+            continue
+        side = LEFT if frame.topic == left else RIGHT
+        for _, frame0, _, frame1 in synchronizer.add(side, frame.stamp_ns, frame):
+            yield FramePair(frame0, frame1)
+
+
+def consecutive_pairs(reader: BagReader, topic: str, step: int = 1,
+                      first: Optional[int] = None, last: Optional[int] = None,
+                      start_s: Optional[float] = None, end_s: Optional[float] = None,
+                      ) -> Iterator[FramePair]:
+    """Frame i with frame i + step for every step-th frame i of `topic` in [first, last]."""
+    if step < 1:
+        raise ConfigError(f'step must be >= 1, got {step}')
+    previous: List[Frame] = []
+    for frame in reader.frames([topic], start_s, end_s):
+        if not in_range(frame.index, first, last):
+            continue
+        if previous and frame.index - previous[-1].index < step:
+            continue
+        if previous:
+            yield FramePair(previous[-1], frame)
+        previous = [frame]

@@ -1,0 +1,113 @@
+"""Ground-truth trajectories (TUM text format, EuRoC CSV) interpolated to image stamps.
+
+TUM: ``timestamp tx ty tz qx qy qz qw`` per line (seconds, world-from-sensor), ``#`` comments.
+EuRoC (state_groundtruth_estimate0/data.csv): ``#timestamp [ns], p_x, p_y, p_z, q_w, q_x, q_y,
+q_z, ...`` (further columns ignored). Poses are world-from-sensor 4x4 matrices; positions are
+interpolated linearly and rotations by slerp. A stamp outside the recorded range has no pose.
+"""
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from loftr_ros.core.errors import ConfigError
+
+
+def rotation_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
+    q = np.array([x, y, z, w], np.float64)
+    x, y, z, w = q / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def _slerp(q0: np.ndarray, q1: np.ndarray, fraction: float) -> np.ndarray:
+    if np.dot(q0, q1) < 0:
+        q1 = -q1
+    cosine = np.clip(np.dot(q0, q1), -1.0, 1.0)
+    angle = np.arccos(cosine)
+    if angle < 1e-9:
+        return q0
+    return (np.sin((1 - fraction) * angle) * q0 + np.sin(fraction * angle) * q1) / np.sin(angle)
+
+
+class Trajectory:
+    """Stamped world-from-sensor poses, sorted by stamp.
+
+    stamps_ns: [N] int64; positions: [N x 3]; quaternions: [N x 4] (x, y, z, w).
+    """
+
+    def __init__(self, stamps_ns: np.ndarray, positions: np.ndarray, quaternions: np.ndarray):
+        order = np.argsort(stamps_ns, kind='stable')
+        self.stamps_ns = np.asarray(stamps_ns, np.int64)[order]
+        self.positions = np.asarray(positions, np.float64)[order]
+        quaternions = np.asarray(quaternions, np.float64)[order]
+        self.quaternions = quaternions / np.linalg.norm(quaternions, axis=1, keepdims=True)
+
+    def __len__(self):
+        return len(self.stamps_ns)
+
+    @property
+    def time_range_ns(self):
+        return int(self.stamps_ns[0]), int(self.stamps_ns[-1])
+
+    def pose_at(self, stamp_ns: int) -> Optional[np.ndarray]:
+        """4x4 world-from-sensor pose at `stamp_ns`, or None outside the recorded range."""
+        first, last = self.time_range_ns
+        if not first <= stamp_ns <= last:
+            return None
+        index = int(np.searchsorted(self.stamps_ns, stamp_ns, side='right')) - 1
+        index = min(index, len(self) - 2) if len(self) > 1 else 0
+        T = np.eye(4)
+        if len(self) == 1:
+            fraction = 0.0
+            q, p = self.quaternions[0], self.positions[0]
+        else:
+            span = self.stamps_ns[index + 1] - self.stamps_ns[index]
+            fraction = (stamp_ns - self.stamps_ns[index]) / span if span else 0.0
+            q = _slerp(self.quaternions[index], self.quaternions[index + 1], fraction)
+            p = (1 - fraction) * self.positions[index] + fraction * self.positions[index + 1]
+        T[:3, :3] = rotation_from_quaternion(*q)
+        T[:3, 3] = p
+        return T
+
+
+def load_trajectory(path) -> Trajectory:
+    """Read a TUM text file or a EuRoC ground-truth CSV (detected by the comma separator)."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise ConfigError(f'cannot read ground truth {path}: {error.strerror}') from None
+    rows = [(number, line) for number, line in enumerate(lines, 1)
+            if line.strip() and not line.lstrip().startswith('#')]
+    if not rows:
+        raise ConfigError(f'ground truth {path} holds no poses')
+    euroc = ',' in rows[0][1]
+    stamps, positions, quaternions = [], [], []
+    for number, line in rows:
+        fields = line.split(',') if euroc else line.split()
+        try:
+            if euroc:
+                stamp = int(fields[0])
+                position = [float(v) for v in fields[1:4]]
+                w, x, y, z = (float(v) for v in fields[4:8])
+            else:
+                stamp = int(round(float(fields[0]) * 1e9))
+                position = [float(v) for v in fields[1:4]]
+                x, y, z, w = (float(v) for v in fields[4:8])
+        except (ValueError, IndexError):
+            kind = 'EuRoC CSV' if euroc else 'TUM'
+            raise ConfigError(f'ground truth {path} line {number} is not a {kind} pose: '
+                              f'{line.strip()[:80]!r}') from None
+        stamps.append(stamp)
+        positions.append(position)
+        quaternions.append([x, y, z, w])
+    return Trajectory(np.array(stamps), np.array(positions), np.array(quaternions))
+
+
+def relative_camera_pose(world_from_camera0: np.ndarray, world_from_camera1: np.ndarray):
+    """(R, t) of camera 0 in camera 1 (x1 = R x0 + t) from two world-from-camera poses."""
+    camera1_from_camera0 = np.linalg.inv(world_from_camera1) @ world_from_camera0
+    return camera1_from_camera0[:3, :3], camera1_from_camera0[:3, 3]

@@ -77,7 +77,9 @@ class BagReader:
         try:
             reader.open()
         except _reader_errors() as error:
-            raise BagError(f'cannot open bag {self.path}: {error}') from None
+            msg = (f'cannot open bag {self.path} (corrupt or truncated: no message could be '
+                   f'read): {error}')
+            raise BagError(msg) from None
         self._reader = reader
 
     def close(self):
@@ -104,34 +106,42 @@ class BagReader:
 
     def _messages(self, topics: Sequence[str], start_s: Optional[float] = None,
                   end_s: Optional[float] = None) -> Iterator:
-        """(topic, per-topic index, deserialized message) in bag order; BagError naming the
-        last good message when the bag is corrupt or truncated."""
+        """(topic, per-topic index in the whole bag, deserialized message) in bag order, for
+        messages logged within [start_s, end_s] seconds from the bag's start; BagError naming
+        the last good message when the bag is corrupt or truncated."""
         connections = [c for c in self._reader.connections if c.topic in topics]
         start = None if start_s is None else self._reader.start_time + int(start_s * 1e9)
         stop = None if end_s is None else self._reader.start_time + int(end_s * 1e9)
         counts = dict.fromkeys(topics, 0)
         read = 0
-        iterator = self._reader.messages(connections=connections, start=start, stop=stop)
+        iterator = self._reader.messages(connections=connections)
         while True:
             try:
                 item = next(iterator, None)
                 if item is None:
                     return
-                connection, _, raw = item
-                msg = self._reader.deserialize(raw, connection.msgtype)
+                connection, timestamp, raw = item
+                if stop is not None and timestamp > stop:
+                    return
+                # Earlier messages are skipped undecoded but still counted, so that indices
+                # are the same with and without a time window.
+                wanted = start is None or timestamp >= start
+                msg = self._reader.deserialize(raw, connection.msgtype) if wanted else None
             except _reader_errors() as error:
-                last = f'message {read - 1}' if read else 'no message'
-                raise BagError(f'bag {self.path} is corrupt or truncated: {last} of '
-                               f"{', '.join(topics)} was the last good one ({error})") from None
+                last = f'message index {read - 1}' if read else 'none'
+                msg = (f"bag {self.path} is corrupt or truncated after reading {read} message(s) "
+                       f"of {', '.join(topics)}; last good: {last} (in bag order): {error}")
+                raise BagError(msg) from None
             index = counts[connection.topic]
             counts[connection.topic] += 1
             read += 1
-            yield connection.topic, index, msg
+            if wanted:
+                yield connection.topic, index, msg
 
     def frames(self, topics: Sequence[str], start_s: Optional[float] = None,
                end_s: Optional[float] = None) -> Iterator[Frame]:
         """Decoded frames of image topics in bag order, within the time window (seconds from
-        the bag's start)."""
+        the bag's start, both ends inclusive)."""
         kinds = {topic: self.require(topic, IMAGE_TYPES) for topic in topics}
         for topic, index, msg in self._messages(topics, start_s, end_s):
             compressed = kinds[topic].endswith('CompressedImage')
@@ -146,7 +156,9 @@ class BagReader:
         self.require(topic, (CAMERA_INFO_TYPE,))
         for _, _, msg in self._messages([topic]):
             try:
-                return CameraModel.from_camera_info(msg.k, msg.d, msg.width, msg.height,
+                # ROS 1 bags name the fields K and D.
+                k, d = (msg.k, msg.d) if hasattr(msg, 'k') else (msg.K, msg.D)
+                return CameraModel.from_camera_info(k, d, msg.width, msg.height,
                                                     msg.distortion_model)
             except ConfigError as error:
                 raise BagError(f'{topic}: {error}') from None

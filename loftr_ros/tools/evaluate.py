@@ -46,7 +46,7 @@ def add_pairing_arguments(parser):
     parser.add_argument('--first', type=int, help='first frame index (of the left/only topic)')
     parser.add_argument('--last', type=int, help='last frame index, inclusive')
     parser.add_argument('--start', type=float, help='time window start, seconds from bag start')
-    parser.add_argument('--end', type=float, help='time window end, seconds from bag start')
+    parser.add_argument('--end', type=float, help='time window end (inclusive), seconds from bag start')
     parser.add_argument('--max-pairs', type=int, help='stop after this many pairs')
     parser.add_argument('--config', help='matcher YAML (plain or the node\'s parameter file)')
     parser.add_argument('--backend', action='append', choices=BACKENDS,

@@ -1,0 +1,63 @@
+"""Ground-truth files (TUM, EuRoC CSV) and interpolation to image stamps."""
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation, Slerp
+
+from loftr_ros.core.errors import ConfigError
+from loftr_ros.core.trajectory import load_trajectory, relative_camera_pose
+
+STAMPS_NS = np.array([1_000_000_000, 1_100_000_000, 1_200_000_000])
+ROTATIONS = Rotation.from_euler('xyz', [[0, 0, 0], [10, 20, -5], [30, 25, 10]], degrees=True)
+POSITIONS = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 0.5], [1.5, 2.0, 1.0]])
+
+
+def write_tum(path):
+    lines = ['# timestamp tx ty tz qx qy qz qw']
+    for stamp, p, q in zip(STAMPS_NS, POSITIONS, ROTATIONS.as_quat()):
+        lines.append(f'{stamp / 1e9:.9f} ' + ' '.join(map(str, [*p, *q])))
+    path.write_text('\n'.join(lines) + '\n')
+    return path
+
+
+def write_euroc(path):
+    lines = ['#timestamp, p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], q_RS_w [], q_RS_x [], '
+             'q_RS_y [], q_RS_z [], v_RS_R_x [m s^-1]']
+    for stamp, p, q in zip(STAMPS_NS, POSITIONS, ROTATIONS.as_quat()):
+        lines.append(','.join(map(str, [stamp, *p, q[3], q[0], q[1], q[2], 0.0])))
+    path.write_text('\n'.join(lines) + '\n')
+    return path
+
+
+@pytest.mark.parametrize('writer', [write_tum, write_euroc])
+def test_interpolated_poses_match_scipy(tmp_path, writer):
+    trajectory = load_trajectory(writer(tmp_path / 'gt.txt'))
+    slerp = Slerp(STAMPS_NS / 1e9, ROTATIONS)
+    for stamp in (1_000_000_000, 1_030_000_000, 1_100_000_000, 1_175_000_000, 1_200_000_000):
+        T = trajectory.pose_at(stamp)
+        np.testing.assert_allclose(T[:3, :3], slerp(stamp / 1e9).as_matrix(), atol=1e-7)
+        expected = np.array([np.interp(stamp, STAMPS_NS, POSITIONS[:, i]) for i in range(3)])
+        np.testing.assert_allclose(T[:3, 3], expected, atol=1e-7)
+    assert trajectory.pose_at(999_999_999) is None and trajectory.pose_at(1_200_000_001) is None
+
+
+def test_relative_camera_pose():
+    T0, T1 = np.eye(4), np.eye(4)
+    T1[:3, :3] = ROTATIONS[1].as_matrix()
+    T1[:3, 3] = [1.0, 0.0, 0.0]
+    R, t = relative_camera_pose(T0, T1)
+    world = np.array([0.3, 0.4, 5.0])
+    in_camera1 = np.linalg.inv(T1) @ np.append(world, 1)
+    np.testing.assert_allclose(R @ world + t, in_camera1[:3], atol=1e-12)
+
+
+def test_bad_lines_and_files(tmp_path):
+    bad = tmp_path / 'bad.txt'
+    bad.write_text('1.0 0 0 0 0 0 0 1\n2.0 0 0 zero 0 0 0 1\n')
+    with pytest.raises(ConfigError, match=r'bad.txt line 2 is not a TUM pose'):
+        load_trajectory(bad)
+    with pytest.raises(ConfigError, match='cannot read ground truth'):
+        load_trajectory(tmp_path / 'missing.txt')
+    empty = tmp_path / 'empty.txt'
+    empty.write_text('# nothing\n')
+    with pytest.raises(ConfigError, match='holds no poses'):
+        load_trajectory(empty)

@@ -401,16 +401,20 @@ def gather_windows(fine: torch.Tensor, batch_ids: torch.Tensor, cell_ids: torch.
                    grid_width: int, stride: int, size: int, padding: int) -> torch.Tensor:
     """[N x size*size x C] windows of `fine` [B x C x H x W] at the given coarse cells, the same
     as F.unfold(fine, size, stride=stride, padding=padding) followed by indexing, for N cells
-    only. Window pixels are row-major, as unfold orders them."""
-    if padding:
-        fine = F.pad(fine, [padding] * 4)
-    fine = fine.permute(0, 2, 3, 1)
-    offsets = torch.arange(size, device=fine.device)
+    only (zeros outside the map, no padded copy of it). Window pixels are row-major, as unfold
+    orders them."""
+    height, width = fine.shape[-2:]
+    offsets = torch.arange(size, device=fine.device) - padding
     rows = (cell_ids // grid_width * stride)[:, None] + offsets
     cols = (cell_ids % grid_width * stride)[:, None] + offsets
-    windows = fine[batch_ids[:, None, None], rows[:, :, None], cols[:, None, :]]
+    inside = (((rows >= 0) & (rows < height))[:, :, None]
+              & ((cols >= 0) & (cols < width))[:, None, :])
+    windows = fine.permute(0, 2, 3, 1)[batch_ids[:, None, None],
+                                       rows.clamp(0, height - 1)[:, :, None],
+                                       cols.clamp(0, width - 1)[:, None, :]]
+    windows = windows * inside[..., None].to(windows.dtype)
     # Explicit sizes (no -1): N may be 0, and an ONNX trace keeps N symbolic.
-    return windows.reshape(cell_ids.shape[0], size * size, fine.shape[-1])
+    return windows.reshape(cell_ids.shape[0], size * size, fine.shape[1])
 
 
 def window_grid(size: int, device: torch.device) -> torch.Tensor:

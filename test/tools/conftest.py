@@ -74,10 +74,16 @@ def camera_info(types, header, camera):
 
 
 @pytest.fixture(scope='session')
+def image_bag_writer():
+    """:func:`write_image_bag`, for tests that write their own bags."""
+    return write_image_bag
+
+
+@pytest.fixture(scope='session')
 def sequence_views():
     """Eight views (320x240) along the synthetic camera path, 10 Hz."""
     camera = synthetic.default_camera(320, 240, focal=250.0)
-    return synthetic.render_views(synthetic.camera_path(8, step_m=0.3), camera, fps=10.0)
+    return synthetic.render_views(synthetic.camera_path(8, step_m=0.6), camera, fps=10.0)
 
 
 @pytest.fixture(scope='session')

@@ -1,0 +1,162 @@
+"""`loftr-ros eval` end to end: real stereo bag, synthetic sequence with ground truth, bad input."""
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from loftr_ros.cli import main
+from loftr_ros.core.config import MatcherConfig
+
+
+def read_rows(path):
+    with open(path, newline='') as handle:
+        return list(csv.DictReader(handle))
+
+
+def independent_sampson(points0, points1, calibration_path):
+    """Sampson distance in pixels, from the calibration YAML with no loftr_ros code."""
+    document = yaml.safe_load(open(calibration_path))
+    cams = []
+    for name in ('cam0', 'cam1'):
+        fu, fv, cu, cv = document[name]['intrinsics_fu_fv_cu_cv']
+        K = np.array([[fu, 0, cu], [0, fv, cv], [0, 0, 1.0]])
+        cams.append((K, np.array(document[name]['distortion_coefficients']),
+                     np.array(document[name]['T_body_cam']).reshape(4, 4)))
+    T = np.linalg.inv(cams[1][2]) @ cams[0][2]
+    t = T[:3, 3]
+    E = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]]) @ T[:3, :3]
+    x0 = cv2.undistortPoints(points0.reshape(-1, 1, 2).astype(np.float64), cams[0][0],
+                             cams[0][1]).reshape(-1, 2)
+    x1 = cv2.undistortPoints(points1.reshape(-1, 1, 2).astype(np.float64), cams[1][0],
+                             cams[1][1]).reshape(-1, 2)
+    h0, h1 = np.c_[x0, np.ones(len(x0))], np.c_[x1, np.ones(len(x1))]
+    Ex0, Etx1 = h0 @ E.T, h1 @ E
+    residual = np.sum(h1 * Ex0, axis=1)
+    sampson = np.abs(residual) / np.sqrt(Ex0[:, 0]**2 + Ex0[:, 1]**2 + Etx1[:, 0]**2 +
+                                         Etx1[:, 1]**2)
+    focal = np.mean([cams[0][0][0, 0], cams[0][0][1, 1], cams[1][0][0, 0], cams[1][0][1, 1]])
+    return sampson * focal
+
+
+@pytest.mark.slow
+def test_euroc_stereo_report(tmp_path, euroc_dir, euroc_stereo_frames):
+    output = tmp_path / 'report'
+    calibration = euroc_dir / 'calibration.yaml'
+    rc = main(['eval', str(euroc_dir / 'bag'), '--calibration', str(calibration),
+               '--backend', 'opencv', '--backend', 'xfeat', '--device', 'cpu',
+               '--first', '10', '--last', '11', '--overlays', '1', '-o', str(output)])
+    assert rc == 0
+    summary = json.loads((output / 'summary.json').read_text())
+    assert summary['partial'] is False
+    runs = {run['backend']: run for run in summary['runs']}
+    assert set(runs) == {'opencv', 'xfeat'}
+    for run in runs.values():
+        assert run['pairs'] == 2 and run['matches_mean'] > 50
+        assert run['epipolar_correct_ratio_mean'] > 0.7
+        directory = output / run['label']
+        for name in ('pairs.csv', 'matches.png', 'latency.png', 'error_cdf.png',
+                     'overlay_00000.png'):
+            assert (directory / name).stat().st_size > 0
+    table = (output / 'compare.md').read_text()
+    assert table.startswith(f"| metric | {runs['opencv']['label']} | {runs['xfeat']['label']} |")
+    assert '| epipolar error median [px] |' in table and '| latency p95 [ms] |' in table
+
+    # The report's per-pair epipolar error equals an independent computation on the matches of
+    # the same (deterministic) SIFT configuration.
+    from loftr_ros.core.matcher import Matcher
+    matcher = Matcher(MatcherConfig.from_dict(runs['opencv']['config']))
+    rows = read_rows(output / runs['opencv']['label'] / 'pairs.csv')
+    frames = {stamp: (left, right) for stamp, left, right in euroc_stereo_frames}
+    for row in rows:
+        result = matcher.match(*frames[int(row['stamp0_ns'])])
+        errors = independent_sampson(result.keypoints0, result.keypoints1, calibration)
+        assert int(row['matches']) == len(result)
+        assert float(row['epipolar_median_px']) == pytest.approx(np.median(errors), abs=1e-3)
+        assert float(row['epipolar_correct_ratio']) == pytest.approx(np.mean(errors < 1.0),
+                                                                      abs=1e-6)
+
+
+def write_tum(path, views, order=None):
+    """TUM ground truth of the views; `order` assigns pose order[i] to stamp i (shuffling)."""
+    from scipy.spatial.transform import Rotation
+    order = range(len(views)) if order is None else order
+    lines = []
+    for view, source in zip(views, order):
+        T = views[source].pose.world_from_camera()
+        values = [*T[:3, 3], *Rotation.from_matrix(T[:3, :3]).as_quat()]
+        lines.append(f'{view.stamp_ns / 1e9:.9f} ' + ' '.join(f'{v:.9f}' for v in values))
+    path.write_text('\n'.join(lines) + '\n')
+    return path
+
+
+def pose_auc(tmp_path, bag, ground_truth, name):
+    output = tmp_path / name
+    rc = main(['eval', str(bag), '--mode', 'consecutive', '--ground-truth', str(ground_truth),
+               '--backend', 'opencv', '--overlays', '0', '-o', str(output)])
+    assert rc == 0
+    return json.loads((output / 'summary.json').read_text())['runs'][0]
+
+
+def test_pose_auc_is_high_for_true_pairs_and_zero_for_shuffled(tmp_path, sequence_bag,
+                                                               sequence_views):
+    truth = pose_auc(tmp_path, sequence_bag, write_tum(tmp_path / 'gt.tum', sequence_views),
+                     'true')
+    assert truth['pairs_scored'] == 7 and truth['pairs_without_ground_truth'] == []
+    assert truth['pose_auc']['10deg'] > 0.6
+    rows = read_rows(tmp_path / 'true' / truth['label'] / 'pairs.csv')
+    assert max(float(row['rotation_deg']) for row in rows) < 2.0
+    # The same matches scored against ground truth whose poses are shuffled among the stamps
+    # (an order in which every relative pose is more than 15 degrees off the true one).
+    shuffled = write_tum(tmp_path / 'shuffled.tum', sequence_views, [2, 4, 3, 6, 5, 0, 1, 7])
+    wrong = pose_auc(tmp_path, sequence_bag, shuffled, 'shuffled')
+    assert wrong['matches_mean'] == truth['matches_mean']
+    assert wrong['pose_auc']['10deg'] < 0.1
+
+
+def test_frames_outside_the_ground_truth_are_named(tmp_path, sequence_views, image_bag_writer,
+                                                   capsys):
+    # A ROS 1 bag with compressed images and camera_info; ground truth only for frames 0-4.
+    bag = image_bag_writer(tmp_path / 'sequence.bag', {'/cam0/image_raw': sequence_views},
+                           'ros1', compressed=True, camera=sequence_views[0].camera)
+    ground_truth = write_tum(tmp_path / 'short.tum', sequence_views[:5])
+    run = pose_auc(tmp_path, bag, ground_truth, 'short')
+    assert run['pairs_scored'] == 4
+    assert run['pairs_without_ground_truth'] == [[4, 5], [5, 6], [6, 7]]
+    assert ('3 pair(s) outside the ground-truth stamp range were not scored (frame indices '
+            '[[4, 5], [5, 6], [6, 7]])') in capsys.readouterr().err
+    rows = read_rows(tmp_path / 'short' / run['label'] / 'pairs.csv')
+    assert [row['scored'] for row in rows] == ['yes'] * 4 + ['no ground truth'] * 3
+
+
+def test_missing_topic_exits_with_the_bag_topics(tmp_path, sequence_bag, capsys):
+    rc = main(['eval', str(sequence_bag), '--left', '/cam0/image_raw', '--right', '/cam9/image',
+               '--backend', 'opencv', '-o', str(tmp_path / 'out')])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "topic '/cam9/image' not in bag" in err
+    assert '/cam0/camera_info (sensor_msgs/msg/CameraInfo)' in err
+
+
+def test_ctrl_c_leaves_a_partial_report(tmp_path, sequence_bag, monkeypatch):
+    from loftr_ros.core import matcher as matcher_module
+    real_match = matcher_module.Matcher.match
+    calls = []
+
+    def interrupted_match(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # warm-up + two pairs, then the user presses Ctrl-C
+            raise KeyboardInterrupt
+        return real_match(self, *args, **kwargs)
+
+    monkeypatch.setattr(matcher_module.Matcher, 'match', interrupted_match)
+    output = tmp_path / 'partial'
+    rc = main(['eval', str(sequence_bag), '--mode', 'consecutive', '--backend', 'opencv',
+               '-o', str(output)])
+    assert rc == 130
+    summary = json.loads((output / 'summary.json').read_text())
+    assert summary['partial'] is True and summary['pairs_expected'] == 7
+    assert summary['runs'][0]['pairs'] == 2
+    assert len(read_rows(output / summary['runs'][0]['label'] / 'pairs.csv')) == 2

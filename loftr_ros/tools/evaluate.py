@@ -70,7 +70,7 @@ def iterate_pairs(reader: BagReader, args, synchronizer: Optional[StereoSynchron
 
 def run_configs(args):
     """[(label, MatcherConfig)]: one per --compare file, else one per --backend, else one."""
-    files = list(args.compare or []) or [args.config]
+    files = list(getattr(args, 'compare', None) or []) or [args.config]
     backends = args.backend or [None]
     runs = []
     for path in files:

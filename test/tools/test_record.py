@@ -1,0 +1,65 @@
+"""`loftr-ros record`: the Matches bag reads back with rclpy and rosbags, same type hash."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loftr_ros.cli import main
+from loftr_ros.tools.record import MATCHES_TYPE, matches_definition_path, matches_typestore
+
+
+def test_type_hash_equals_the_built_interface():
+    generated = Path(matches_definition_path()).with_suffix('.json')
+    description = json.loads(generated.read_text())
+    built = next(h['hash_string'] for h in description['type_hashes']
+                 if h['type_name'] == MATCHES_TYPE)
+    assert matches_typestore().hash_rihs01(MATCHES_TYPE) == built
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_recorded_matches_read_back_with_rclpy_and_rosbags(tmp_path, euroc_dir, storage):
+    from rclpy.serialization import deserialize_message
+    from rosbags.highlevel import AnyReader
+
+    from loftr_ros.msg import Matches
+
+    output = tmp_path / 'matches'
+    rc = main(['record', str(euroc_dir / 'bag'), '--backend', 'opencv', '--first', '20',
+               '--last', '21', '--overlay', '--storage', storage, '-o', str(output)])
+    assert rc == 0
+    typestore = matches_typestore()
+    with AnyReader([output]) as reader:
+        topics = {c.topic: c for c in reader.connections}
+        assert set(topics) == {'/matcher_node/matches', '/matcher_node/overlay'}
+        assert topics['/matcher_node/matches'].digest == typestore.hash_rihs01(MATCHES_TYPE)
+        raws = [raw for _, _, raw in reader.messages([topics['/matcher_node/matches']])]
+        overlays = [reader.deserialize(raw, c.msgtype)
+                    for c, _, raw in reader.messages([topics['/matcher_node/overlay']])]
+        from_rosbags = [reader.deserialize(raw, MATCHES_TYPE) for raw in raws]
+    assert len(raws) == 2 and len(overlays) == 2
+    assert overlays[0].encoding == 'bgr8' and overlays[0].width == 2 * 752
+    for raw, expected in zip(raws, from_rosbags):
+        message = deserialize_message(raw, Matches)
+        assert len(message.scores) > 50
+        assert message.header.frame_id == 'cam1' and message.reference_header.frame_id == 'cam0'
+        assert message.header.stamp.sec == expected.header.stamp.sec
+        assert message.header.stamp.nanosec == expected.header.stamp.nanosec
+        assert (message.current_width, message.current_height) == (752, 480)
+        assert message.model == expected.model == 'opencv:sift'
+        assert message.config_id == expected.config_id and len(message.config_id) == 8
+        np.testing.assert_array_equal(np.asarray(message.keypoints0, np.float32),
+                                      expected.keypoints0)
+        np.testing.assert_array_equal(np.asarray(message.keypoints1, np.float32),
+                                      expected.keypoints1)
+        np.testing.assert_array_equal(np.asarray(message.scores, np.float32), expected.scores)
+        np.testing.assert_array_equal(np.asarray(message.inliers, np.uint8), expected.inliers)
+        assert len(message.keypoints0) == 2 * len(message.scores)
+
+
+def test_record_refuses_an_existing_output(tmp_path, euroc_dir, capsys):
+    (tmp_path / 'exists').mkdir()
+    rc = main(['record', str(euroc_dir / 'bag'), '--backend', 'opencv', '-o',
+               str(tmp_path / 'exists')])
+    assert rc == 2
+    assert 'already exists' in capsys.readouterr().err

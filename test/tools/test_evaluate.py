@@ -160,3 +160,22 @@ def test_ctrl_c_leaves_a_partial_report(tmp_path, sequence_bag, monkeypatch):
     assert summary['partial'] is True and summary['pairs_expected'] == 7
     assert summary['runs'][0]['pairs'] == 2
     assert len(read_rows(output / summary['runs'][0]['label'] / 'pairs.csv')) == 2
+
+
+def test_compare_configs_side_by_side(tmp_path, sequence_bag):
+    sift, orb = tmp_path / 'sift.yaml', tmp_path / 'orb.yaml'
+    sift.write_text('matcher: {backend: opencv, options: {detector: sift}}\n')
+    # The node's parameter-file form is accepted as well.
+    orb.write_text('matcher_node:\n  ros__parameters:\n    matcher:\n      backend: opencv\n'
+                   '      options: {detector: orb}\n')
+    output = tmp_path / 'compare'
+    rc = main(['eval', str(sequence_bag), '--mode', 'consecutive', '--compare', str(sift),
+               str(orb), '--max-pairs', '3', '--overlays', '0', '-o', str(output)])
+    assert rc == 0
+    runs = json.loads((output / 'summary.json').read_text())['runs']
+    assert [run['model'] for run in runs] == ['opencv:sift', 'opencv:orb']
+    assert all(run['pairs'] == 3 for run in runs)
+    assert runs[0]['label'].startswith('sift-') and runs[1]['label'].startswith('orb-')
+    lines = (output / 'compare.md').read_text().splitlines()
+    assert lines[0] == f"| metric | {runs[0]['label']} | {runs[1]['label']} |"
+    assert lines[2] == '| model | opencv:sift | opencv:orb |'

@@ -46,7 +46,8 @@ def add_pairing_arguments(parser):
     parser.add_argument('--first', type=int, help='first frame index (of the left/only topic)')
     parser.add_argument('--last', type=int, help='last frame index, inclusive')
     parser.add_argument('--start', type=float, help='time window start, seconds from bag start')
-    parser.add_argument('--end', type=float, help='time window end (inclusive), seconds from bag start')
+    parser.add_argument('--end', type=float,
+                        help='time window end (inclusive), seconds from bag start')
     parser.add_argument('--max-pairs', type=int, help='stop after this many pairs')
     parser.add_argument('--config', help='matcher YAML (plain or the node\'s parameter file)')
     parser.add_argument('--backend', action='append', choices=BACKENDS,
@@ -307,6 +308,9 @@ def run(args) -> int:
     if trajectory is not None and calibration is None:
         msg = '--ground-truth needs the camera: give --calibration or a camera_info topic'
         raise ConfigError(msg)
+    if args.mode == 'stereo' and (calibration is None or calibration.baseline == 0):
+        print('note: no epipolar error without the stereo extrinsics: give --calibration',
+              file=sys.stderr)
     total = _count_pairs(args)
     output.mkdir(parents=True, exist_ok=True)
     summaries, partial = [], False

@@ -16,7 +16,7 @@ def add_arguments(parser):
     parser.add_argument('--backend', choices=BACKENDS,
                         help='matching backend (default: the config file\'s, else eloftr)')
     parser.add_argument('--config', help="YAML file with a 'matcher' section (plain or ROS "
-                        'parameters file, e.g. config/stereo.yaml)')
+                        'parameters file, e.g. config/stereo_matcher.yaml)')
     parser.add_argument('--weights', help='hub id or local path of the weights')
     parser.add_argument('--device', help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     parser.add_argument('--resize', type=int,

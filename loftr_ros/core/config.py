@@ -7,8 +7,8 @@ One YAML file serves all of them. It is either a plain mapping with a ``matcher`
       max_matches: 1000
 
 or a ROS 2 parameters file, where the same section sits under ``<node>: ros__parameters``
-(``config/*.yaml`` are of that form, so ``loftr-ros eval --config config/stereo_matcher.yaml`` runs the
-exact settings of the node).
+(``config/*.yaml`` are of that form, so
+``loftr-ros eval --config config/stereo_matcher.yaml`` runs the exact settings of the node).
 """
 import dataclasses
 import hashlib

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 from loftr_ros.core.config import MatcherConfig

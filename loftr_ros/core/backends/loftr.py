@@ -33,10 +33,7 @@ class LoFTRBackend(Backend):
 
     def __init__(self, config, device, dtype):
         super().__init__(config, device, dtype)
-        variant = self.conf['variant']
-        if variant not in _VARIANTS:
-            msg = f"loftr backend: unknown variant '{variant}', valid: {', '.join(_VARIANTS)}"
-            raise ConfigError(msg)
+        variant = self.choice_option('variant', _VARIANTS)
         kornia_loftr = import_optional('kornia.feature.loftr.loftr', self.name)
 
         if config.weights and not is_local_reference(config.weights):

@@ -28,10 +28,7 @@ class OpenCVBackend(Backend):
 
     def __init__(self, config, device, dtype):
         super().__init__(config, device, dtype)
-        detector = self.conf['detector']
-        if detector not in _DETECTORS:
-            msg = f"opencv backend: unknown detector '{detector}', valid: {', '.join(_DETECTORS)}"
-            raise ConfigError(msg)
+        detector = self.choice_option('detector', _DETECTORS)
         if not 0.0 < self.conf['ratio'] <= 1.0:
             msg = f"opencv backend: ratio must be in (0, 1], got {self.conf['ratio']}"
             raise ConfigError(msg)

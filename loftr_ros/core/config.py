@@ -19,9 +19,11 @@ from typing import Any, Dict, Optional
 
 import yaml
 
+from loftr_ros.core.backends import BACKENDS as BACKEND_REGISTRY
 from loftr_ros.core.errors import ConfigError
 
-BACKENDS = ('eloftr', 'hf', 'loftr', 'lightglue', 'xfeat', 'opencv')
+# The registry's names, in its order (importing the registry imports no model code).
+BACKENDS = tuple(BACKEND_REGISTRY)
 DEVICES_HELP = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 PRECISIONS = ('fp32', 'fp16', 'bf16')
 GEOMETRY_MODELS = ('none', 'fundamental', 'essential', 'homography')

@@ -25,10 +25,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The compute dtype for `precision`; half precisions need a CUDA device."""
-    if precision not in _DTYPES:
-        msg = f"invalid precision '{precision}', valid: {', '.join(_DTYPES)}"
-        raise ConfigError(msg)
+    """The compute dtype for `precision` (validated by MatcherConfig); half precisions need a
+    CUDA device."""
     if precision != 'fp32' and device.type != 'cuda':
         msg = (f"precision '{precision}' needs a CUDA device, but the matcher runs on "
                f"'{device}'; use precision 'fp32' on CPU")

@@ -13,7 +13,8 @@ from typing import Any, Optional, Tuple
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from loftr_ros.core.config import (BACKENDS, GEOMETRY_MODELS, PRECISIONS, MatcherConfig)
+from loftr_ros.core.config import (BACKENDS, DEVICES_HELP, GEOMETRY_MODELS, PRECISIONS,
+                                   MatcherConfig)
 
 MODES = ('consecutive', 'stereo')
 TRANSPORTS = ('raw', 'compressed')
@@ -65,7 +66,7 @@ _MATCHER_DEFAULTS = MatcherConfig()
 _MATCHER_DESCRIPTIONS = {
     'backend': ('Matching backend.', BACKENDS, None),
     'weights': ("Weights: '' for the backend's default, a hub id or a local path.", None, None),
-    'device': ("'auto', 'cpu', 'cuda' or 'cuda:N'.", None, None),
+    'device': (f'{DEVICES_HELP}.', None, None),
     'precision': ('Inference precision (fp16/bf16 only on CUDA).', PRECISIONS, None),
     'resize': ('Long side in pixels for the model; 0 keeps the size, -1 the backend default.',
                None, (-1, 16384)),

@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from loftr_ros.core.config import BACKENDS, GEOMETRY_MODELS, load_matcher_config
+from loftr_ros.core.config import BACKENDS, DEVICES_HELP, GEOMETRY_MODELS, load_matcher_config
 from loftr_ros.core.errors import ImageError
 
 
@@ -18,7 +18,7 @@ def add_arguments(parser):
     parser.add_argument('--config', help="YAML file with a 'matcher' section (plain or ROS "
                         'parameters file, e.g. config/stereo_matcher.yaml)')
     parser.add_argument('--weights', help='hub id or local path of the weights')
-    parser.add_argument('--device', help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    parser.add_argument('--device', help=DEVICES_HELP)
     parser.add_argument('--resize', type=int,
                         help='long side in pixels for the model; 0: original size, -1: backend '
                         'default')

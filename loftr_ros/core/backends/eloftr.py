@@ -8,16 +8,12 @@ a frame prepared once is processed once however many pairs it takes part in.
 import torch
 
 from loftr_ros.core.backends.base import Backend, BackendMatches
-from loftr_ros.core.errors import ConfigError
 from loftr_ros.core.models.efficientloftr import EfficientLoFTR
 from loftr_ros.core.models.efficientloftr_weights import load_efficientloftr
 from loftr_ros.core.weights import resolve_weights
 
 DEFAULT_MODEL = 'zju-community/efficientloftr'
 MODES = ('full', 'optimized')
-# The LoFTR family puts coarse cell i at 8 * i in a frame where the centre of pixel (x, y) is
-# at (x + 0.5, y + 0.5); the Matcher's frame has it at (x, y). Same shift as the 'hf' backend.
-FRAME_OFFSET = 0.5
 
 
 class EfficientLoFTRBackend(Backend):
@@ -42,12 +38,11 @@ class EfficientLoFTRBackend(Backend):
     # The published models were trained and are usually run at 640x480.
     default_resize = 640
     grayscale = True
+    frame_offset = 0.5  # the LoFTR family's pixel-centre convention (see base.Backend)
 
     def __init__(self, config, device, dtype):
         super().__init__(config, device, dtype)
-        if self.conf['mode'] not in MODES:
-            msg = f"eloftr option mode must be one of {', '.join(MODES)}, got {self.conf['mode']!r}"
-            raise ConfigError(msg)
+        self.choice_option('mode', MODES)
         self.weights = config.weights or DEFAULT_MODEL
         path = resolve_weights(config.weights, DEFAULT_MODEL, self.name)
         if self.conf['mode'] == 'optimized':
@@ -81,5 +76,4 @@ class EfficientLoFTRBackend(Backend):
 
     def match(self, image0, image1) -> BackendMatches:
         result = self.model.match_features(image0.features, image1.features)
-        return BackendMatches(result['keypoints0'] - FRAME_OFFSET,
-                              result['keypoints1'] - FRAME_OFFSET, result['scores'])
+        return BackendMatches(result['keypoints0'], result['keypoints1'], result['scores'])

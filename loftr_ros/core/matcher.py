@@ -130,8 +130,8 @@ class Matcher:
         match_start = time.perf_counter()
         with torch.inference_mode(), self._model_context():
             raw = self.backend.match(prepared0, prepared1)
-        keypoints0 = _as_numpy(raw.keypoints0, 2)
-        keypoints1 = _as_numpy(raw.keypoints1, 2)
+        keypoints0 = _as_numpy(raw.keypoints0, 2) - self.backend.frame_offset
+        keypoints1 = _as_numpy(raw.keypoints1, 2) - self.backend.frame_offset
         scores = _as_numpy(raw.scores)
         verify_start = time.perf_counter()
         result = self._finish(prepared0, prepared1, keypoints0, keypoints1, scores,

@@ -176,8 +176,11 @@ def test_hf_backend_pairs_keypoints_like_the_pipeline(hf_matcher, reference_pipe
     assert len(reference0) >= 5
     with torch.inference_mode():
         raw = hf_matcher.backend.match(hf_matcher.prepare(image0), hf_matcher.prepare(image1))
+    # The backend reports the model's frame; the Matcher subtracts frame_offset (0.5 here).
+    offset = hf_matcher.backend.frame_offset
     np.testing.assert_allclose(
-        _as_rows(raw.keypoints0.numpy(), raw.keypoints1.numpy(), raw.scores.numpy()),
+        _as_rows(raw.keypoints0.numpy() - offset, raw.keypoints1.numpy() - offset,
+                 raw.scores.numpy()),
         _as_rows(reference0 - 0.5, reference1 - 0.5, reference_scores), atol=1e-3)
 
 

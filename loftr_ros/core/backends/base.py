@@ -21,7 +21,7 @@ everything around the model, so a backend only sees ready tensors:
    Scores must be in [0, 1] (higher is better); they need not be sorted or thresholded.
    Models of the LoFTR family (LoFTR, EfficientLoFTR) output keypoints in the frame they were
    trained in, where the centre of pixel (x, y) is at (x + 0.5, y + 0.5): such a backend
-   subtracts 0.5 (loftr.py and hf.py do).
+   returns them as they are and sets ``frame_offset = 0.5``; the Matcher subtracts it.
 4. The Matcher maps the keypoints back to original pixels, drops matches that fall in the
    padding, applies ``confidence_threshold``, sorts by score, keeps ``max_matches`` and runs the
    geometric verification.
@@ -105,6 +105,10 @@ class Backend:
     default_resize = 0
     # True: the model takes [1 x 1 x H x W] grayscale; False: [1 x 3 x H x W] RGB.
     grayscale = True
+    # The model's keypoints put the centre of pixel (x, y) at (x + frame_offset, y +
+    # frame_offset): 0.5 for the LoFTR family, whose coarse cell i lies at 8 * i in the
+    # corner-based frame it was trained in; 0 for detector-based models (pixel indices).
+    frame_offset = 0.0
 
     def __init__(self, config: MatcherConfig, device: torch.device, dtype: torch.dtype):
         self.config = config

@@ -65,7 +65,6 @@ class HuggingFaceBackend(Backend):
         outputs = self.model(pixel_values=pair)
         keypoints = outputs.keypoints[0].float() * torch.tensor([width, height],
                                                                 device=self.device)
-        keypoints = keypoints - self.frame_offset
         matches, scores = outputs.matches[0], outputs.matching_scores[0]
         mask = getattr(outputs, 'mask', None)
         if mask is None:

@@ -30,6 +30,7 @@ class LoFTRBackend(Backend):
     # The published models were trained and evaluated at 640x480.
     default_resize = 640
     grayscale = True
+    frame_offset = 0.5  # kornia's LoFTR docstring: pixel centres at (x + 0.5, y + 0.5)
 
     def __init__(self, config, device, dtype):
         super().__init__(config, device, dtype)
@@ -71,10 +72,7 @@ class LoFTRBackend(Backend):
             data['mask0'] = _valid_mask(image0)
             data['mask1'] = _valid_mask(image1)
         output = self.model(data)
-        # LoFTR's frame puts the centre of pixel (x, y) at (x + 0.5, y + 0.5) (kornia's LoFTR
-        # docstring); ours at (x, y).
-        return BackendMatches(output['keypoints0'] - 0.5, output['keypoints1'] - 0.5,
-                              output['confidence'])
+        return BackendMatches(output['keypoints0'], output['keypoints1'], output['confidence'])
 
 
 def _valid_mask(image) -> torch.Tensor:

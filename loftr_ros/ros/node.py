@@ -130,7 +130,6 @@ class MatcherNode(Node):
         self._cameras: Dict[int, CameraModel] = {}
         slop_ns = int(round(self._param('stereo.slop') * 1e9))
         self._sync = StereoSynchronizer(slop_ns, self._param('stereo.queue_size'))
-        self._sync_drops_seen = Counter()
 
         self._input_group = MutuallyExclusiveCallbackGroup()
         self._service_group = MutuallyExclusiveCallbackGroup()
@@ -251,16 +250,8 @@ class MatcherNode(Node):
         pairs = self._sync.add(side, stamp_ns, frame)
         if self._sync.resets != resets:
             self._request_reset(topic, last, stamp_ns)
-        self._record_sync_drops()
         for _, left, _, right in pairs:
             self._submit((left, right))
-
-    def _record_sync_drops(self):
-        new = self._sync.drops - self._sync_drops_seen
-        if new:
-            for cause, number in new.items():
-                self._stats.drop(cause, number)
-            self._sync_drops_seen = Counter(self._sync.drops)
 
     def _request_reset(self, topic, last_ns, stamp_ns):
         self._stats.count('resets')
@@ -435,7 +426,9 @@ class MatcherNode(Node):
         with stats.lock:
             frames, jobs, processed = stats.frames, stats.jobs, stats.processed
             resets, overlays, keyframes = stats.resets, stats.overlays, stats.keyframes
-            drops = dict(stats.drops)
+            # The synchronizer counts its own drops; this timer shares the image callbacks'
+            # mutually exclusive group, so reading them here races with nothing.
+            drops = dict(stats.drops + self._sync.drops)
             latency, processing = list(stats.latency), list(stats.processing)
             matching, overhead = list(stats.matching), list(stats.overhead)
             matches = list(stats.matches)

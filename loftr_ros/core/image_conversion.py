@@ -142,16 +142,6 @@ def image_from_compressed_msg(msg) -> np.ndarray:
     return image
 
 
-# The encodings image_to_msg_fields writes, with the array layout each expects.
-_WRITE_LAYOUTS = {
-    'mono8': ('u1', 1), '8UC1': ('u1', 1), 'mono16': ('u2', 1), '16UC1': ('u2', 1),
-    '32FC1': ('f4', 1), 'bgr8': ('u1', 3), 'rgb8': ('u1', 3), '8UC3': ('u1', 3),
-    'bgra8': ('u1', 4), 'rgba8': ('u1', 4), 'yuv422': ('u1', 2), 'uyvy': ('u1', 2),
-    'yuv422_yuy2': ('u1', 2), 'yuyv': ('u1', 2), 'bayer_rggb8': ('u1', 1),
-    'bayer_bggr8': ('u1', 1), 'bayer_gbrg8': ('u1', 1), 'bayer_grbg8': ('u1', 1),
-}
-
-
 def image_to_msg_fields(image: np.ndarray, encoding: str) -> dict:
     """Fields of a sensor_msgs/Image holding `image`, which must already be in the layout of
     `encoding` (e.g. HxWx3 uint8 for bgr8, HxWx2 for yuv422): no colour conversion here.
@@ -160,11 +150,13 @@ def image_to_msg_fields(image: np.ndarray, encoding: str) -> dict:
     1-D uint8 array (rosbags takes it as is; rclpy wants ``array.array('B', data.tobytes())``).
     """
     try:
-        kind, channels = _WRITE_LAYOUTS[encoding]
+        layout = _LAYOUTS[encoding]
     except KeyError:
         msg = (f"cannot write encoding '{encoding}'; writable: "
-               f"{', '.join(_WRITE_LAYOUTS)}")
+               f"{', '.join(SUPPORTED_ENCODINGS)}")
         raise ImageError(msg) from None
+    # Written in this machine's byte order (is_bigendian says which).
+    kind, channels = np.dtype(layout.dtype).newbyteorder('='), layout.channels
     image = np.asarray(image)
     expected_ndim = 2 if channels == 1 else 3
     if (image.ndim != expected_ndim or (channels > 1 and image.shape[2] != channels)

@@ -1,7 +1,6 @@
 """MatchResult <-> loftr_ros/msg/Matches and NumPy <-> sensor_msgs/Image for rclpy messages.
 
-Array fields are filled from the NumPy buffers in one copy (``array.array(code, bytes)``) and
-read back with ``np.frombuffer``: no Python object per element, so 10,000 matches cost
+Array fields are filled from the NumPy buffers in one copy and read back with ``np.frombuffer``: no Python object per element, so 10,000 matches cost
 microseconds.
 """
 import array
@@ -14,6 +13,14 @@ from std_msgs.msg import Header
 from loftr_ros.core.image_conversion import image_to_msg_fields
 from loftr_ros.core.types import MatchResult
 from loftr_ros.msg import Matches
+
+
+def byte_array(data) -> array.array:
+    """array('B') of any contiguous buffer in one copy (``array('B', x.tobytes())`` copies
+    twice, which costs ~0.5 ms for a 640x480 colour image)."""
+    out = array.array('B')
+    out.frombytes(memoryview(data).cast('B'))
+    return out
 
 
 def _float32_field(values: np.ndarray) -> array.array:
@@ -49,7 +56,7 @@ def matches_msg_from_result(result: MatchResult, header, reference_header, model
     msg.keypoints1 = _float32_field(result.keypoints1)
     msg.scores = _float32_field(result.scores)
     if result.inliers is not None:
-        msg.inliers = array.array('B', np.ascontiguousarray(result.inliers, np.uint8).tobytes())
+        msg.inliers = byte_array(np.ascontiguousarray(result.inliers, np.uint8))
     msg.geometry_model = result.geometry_model
     msg.model = model
     msg.config_id = config_id
@@ -81,5 +88,5 @@ def image_msg_from_array(image: np.ndarray, encoding: str, header=None) -> Image
     msg.encoding = fields['encoding']
     msg.height, msg.width, msg.step = fields['height'], fields['width'], fields['step']
     msg.is_bigendian = fields['is_bigendian']
-    msg.data = array.array('B', fields['data'].tobytes())
+    msg.data = byte_array(fields['data'])
     return msg

@@ -1,18 +1,16 @@
-"""Image sources for the demo, the benchmark and the tests, as rclpy messages.
+"""Bag images for the demo and the tests, as rclpy messages.
 
 `bag_image_messages` replays the image topics of a rosbag2 directory (sqlite3 or mcap, read
-with the rosbags library: no ROS storage plugins needed); `synthetic_stereo_messages` renders a
-real photo along a known stereo camera path (loftr_ros.core.synthetic).
+with the rosbags library: no ROS storage plugins needed).
 """
-import array
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from sensor_msgs.msg import CompressedImage, Image
 
+from loftr_ros.core.bag import IMAGE_TYPES
 from loftr_ros.core.errors import BagError
-
-IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
+from loftr_ros.ros.conversions import byte_array
 
 
 def rclpy_image_from_bag_message(msg):
@@ -28,7 +26,7 @@ def rclpy_image_from_bag_message(msg):
         out.height, out.width, out.step = int(msg.height), int(msg.width), int(msg.step)
         out.encoding = msg.encoding
         out.is_bigendian = int(msg.is_bigendian)
-    out.data = array.array('B', memoryview(msg.data).cast('B').tobytes())
+    out.data = byte_array(msg.data)
     return out
 
 

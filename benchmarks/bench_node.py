@@ -92,7 +92,8 @@ class Client:
 
     def _on_matches(self, msg):
         now = self.node.get_clock().now().nanoseconds
-        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        from loftr_ros.ros.conversions import stamp_to_ns
+        stamp = stamp_to_ns(msg.header.stamp)
         with self.cond:
             self.latencies[stamp] = (now - stamp) * 1e-9
             self.cond.notify_all()

@@ -126,7 +126,6 @@ def run(args) -> int:
                     if overlay is not None:
                         fields = image_to_msg_fields(
                             draw_matches(pair.frame0.image, pair.frame1.image, result), 'bgr8')
-                        fields['data'] = np.frombuffer(bytes(fields['data']), np.uint8)
                         image = types[IMAGE_TYPE](header=_header(types, pair.frame1), **fields)
                         writer.write(overlay, pair.frame1.stamp_ns,
                                      typestore.serialize_cdr(image, IMAGE_TYPE))

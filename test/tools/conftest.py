@@ -46,7 +46,6 @@ def write_image_bag(path, streams, storage='sqlite3', compressed=False, camera=N
                                             format='bgr8; png compressed bgr8', data=data)
                 else:
                     fields = image_to_msg_fields(view.image, 'bgr8')
-                    fields['data'] = np.frombuffer(bytes(fields['data']), np.uint8)
                     msg = types[image_type](header=header(view.stamp_ns, frame_id), **fields)
                 messages.append((view.stamp_ns, connection, serialize(msg, image_type)))
                 if info is not None:
@@ -88,17 +87,8 @@ def sequence_views():
 
 @pytest.fixture(scope='session')
 def sequence_bag(tmp_path_factory, sequence_views):
-    """A rosbag2 (sqlite3) with /cam0/image_raw and /cam0/camera_info of `sequence_views`, and
-    its TUM ground truth (sequence.tum) beside it."""
-    from scipy.spatial.transform import Rotation
+    """A rosbag2 (sqlite3) with /cam0/image_raw and /cam0/camera_info of `sequence_views`
+    (tests write the ground truth they need with test_evaluate.write_tum)."""
     directory = tmp_path_factory.mktemp('sequence')
-    bag = write_image_bag(directory / 'bag', {'/cam0/image_raw': sequence_views},
-                          camera=sequence_views[0].camera)
-    lines = ['# timestamp tx ty tz qx qy qz qw']
-    for view in sequence_views:
-        T = view.pose.world_from_camera()
-        q = Rotation.from_matrix(T[:3, :3]).as_quat()
-        lines.append(f'{view.stamp_ns / 1e9:.9f} ' + ' '.join(f'{v:.9f}' for v in T[:3, 3]) +
-                     ' ' + ' '.join(f'{v:.9f}' for v in q))
-    (directory / 'sequence.tum').write_text('\n'.join(lines) + '\n')
-    return bag
+    return write_image_bag(directory / 'bag', {'/cam0/image_raw': sequence_views},
+                           camera=sequence_views[0].camera)

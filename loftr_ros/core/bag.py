@@ -174,14 +174,18 @@ def stereo_pairs(reader: BagReader, left: str, right: str, slop_ns: int = 0,
                  start_s: Optional[float] = None, end_s: Optional[float] = None,
                  synchronizer: Optional[StereoSynchronizer] = None) -> Iterator[FramePair]:
     """Left/right frames with header stamps within `slop_ns`, left frame index in
-    [first, last]. Pass a synchronizer to read its drop counts afterwards."""
+    [first, last]. Pass a synchronizer to read its drop counts afterwards.
+
+    Every frame goes through the synchronizer and the range is applied to the pairs: filtering
+    left frames first would leave their right partners unpaired and count them as drops."""
     synchronizer = synchronizer or StereoSynchronizer(slop_ns, queue_size=10)
     for frame in reader.frames([left, right], start_s, end_s):
-        if frame.topic == left and not in_range(frame.index, first, last):
-            continue
         side = LEFT if frame.topic == left else RIGHT
         for _, frame0, _, frame1 in synchronizer.add(side, frame.stamp_ns, frame):
-            yield FramePair(frame0, frame1)
+            if in_range(frame0.index, first, last):
+                yield FramePair(frame0, frame1)
+            if last is not None and frame0.index >= last:
+                return
 
 
 def consecutive_pairs(reader: BagReader, topic: str, step: int = 1,
@@ -193,6 +197,8 @@ def consecutive_pairs(reader: BagReader, topic: str, step: int = 1,
         raise ConfigError(f'step must be >= 1, got {step}')
     previous: List[Frame] = []
     for frame in reader.frames([topic], start_s, end_s):
+        if last is not None and frame.index > last:
+            return
         if not in_range(frame.index, first, last):
             continue
         if previous and frame.index - previous[-1].index < step:

@@ -9,6 +9,7 @@ import pytest
 from loftr_ros.core import synthetic
 from loftr_ros.core.bag import BagReader, consecutive_pairs, stereo_pairs
 from loftr_ros.core.errors import BagError
+from loftr_ros.core.sync import StereoSynchronizer
 
 # The bag writer the tool tests use (test/tools/conftest.py), loaded by path: one copy.
 _spec = importlib.util.spec_from_file_location(
@@ -112,7 +113,12 @@ def test_missing_bag_path(tmp_path):
 
 
 def test_euroc_bag_pairs(euroc_dir, euroc_stereo_frames):
+    synchronizer = StereoSynchronizer(0, queue_size=10)
     with BagReader(euroc_dir / 'bag') as reader:
-        pairs = list(stereo_pairs(reader, LEFT, RIGHT, first=10, last=12))
+        pairs = list(stereo_pairs(reader, LEFT, RIGHT, first=10, last=12,
+                                  synchronizer=synchronizer))
+    # The right partners of left frames outside the range are not drops: every frame of this
+    # hardware-synchronised bag has its partner.
+    assert sum(synchronizer.drops.values()) == 0, synchronizer.drops
     assert [p.frame0.stamp_ns for p in pairs] == [f[0] for f in euroc_stereo_frames[10:13]]
     np.testing.assert_array_equal(pairs[0].frame1.image, euroc_stereo_frames[10][2])

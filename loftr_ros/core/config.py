@@ -27,6 +27,7 @@ BACKENDS = tuple(BACKEND_REGISTRY)
 DEVICES_HELP = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 PRECISIONS = ('fp32', 'fp16', 'bf16')
 GEOMETRY_MODELS = ('none', 'fundamental', 'essential', 'homography')
+REFINEMENTS = ('auto', 'none', 'ncc')
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class MatcherConfig:
     confidence_threshold: float = 0.2
     # Keep at most this many matches, best scores first; 0 keeps all.
     max_matches: int = 0
+    # Sub-pixel refinement of each match's image-1 keypoint against its image-0 patch: 'ncc'
+    # (see loftr_ros.core.refinement), 'none', or 'auto' for the backend's default (ncc for the
+    # detectors that place keypoints on whole pixels: xfeat, lightglue, opencv; none for the
+    # LoFTR family, which refines its matches itself).
+    refinement: str = 'auto'
     # Geometric verification giving the inlier mask: none, fundamental, essential (needs camera
     # matrices, falls back to fundamental without them) or homography.
     geometry: str = 'none'
@@ -72,6 +78,9 @@ class MatcherConfig:
         if self.geometry not in GEOMETRY_MODELS:
             raise ConfigError(
                 f"invalid geometry '{self.geometry}', valid: {', '.join(GEOMETRY_MODELS)}")
+        if self.refinement not in REFINEMENTS:
+            raise ConfigError(
+                f"invalid refinement '{self.refinement}', valid: {', '.join(REFINEMENTS)}")
         if self.resize < -1:
             raise ConfigError(f'resize must be -1, 0 or a long side in pixels, got {self.resize}')
         if not 0.0 <= self.confidence_threshold <= 1.0:

@@ -12,6 +12,7 @@ import dataclasses
 import time
 from typing import Optional, Union
 
+import cv2
 import numpy as np
 import torch
 
@@ -23,6 +24,7 @@ from loftr_ros.core.devices import resolve_device, resolve_dtype
 from loftr_ros.core.geometry import verify_matches
 from loftr_ros.core.preprocessing import (ImageTransform, image_size, normalize_image,
                                           resize_and_pad)
+from loftr_ros.core.refinement import NCCRefinement
 from loftr_ros.core.types import MatchResult
 
 ImageInput = Union[np.ndarray, PreparedImage]
@@ -62,6 +64,9 @@ class Matcher:
         self.backend = backend_class(config.backend)(config, self.device, self.dtype)
         resize = config.resize if config.resize >= 0 else self.backend.default_resize
         self.long_side = resize
+        refinement = (self.backend.default_refinement if config.refinement == 'auto'
+                      else config.refinement)
+        self.refinement = NCCRefinement() if refinement == 'ncc' else None
         if config.warmup:
             self.match(*_warmup_images())
 
@@ -100,7 +105,11 @@ class Matcher:
         with torch.inference_mode(), self._model_context():
             features = self.backend.extract(tensor)
         end = time.perf_counter()
-        prepared = PreparedImage(tensor, transform, features, id(self))
+        gray = None
+        if self.refinement is not None:
+            gray = (normalized if normalized.ndim == 2
+                    else cv2.cvtColor(normalized, cv2.COLOR_RGB2GRAY))
+        prepared = PreparedImage(tensor, transform, features, id(self), gray)
         return prepared, extract_start - start, end - extract_start
 
     def _prepared(self, image: ImageInput):
@@ -130,33 +139,36 @@ class Matcher:
         match_start = time.perf_counter()
         with torch.inference_mode(), self._model_context():
             raw = self.backend.match(prepared0, prepared1)
+        map_start = time.perf_counter()
+        points0, points1, scores = self._select(prepared0, prepared1, raw)
+        refine_start = time.perf_counter()
+        if self.refinement is not None:
+            points1 = self.refinement.refine(prepared0.gray, prepared1.gray, points0, points1)[0]
+        verify_start = time.perf_counter()
+        inliers, geometry_model = verify_matches(
+            points0, points1, self.config.geometry, self.config.ransac_threshold,
+            self.config.ransac_confidence, camera0, camera1)
+        end = time.perf_counter()
+        timings = {'preprocess': preprocess0 + preprocess1,
+                   'model': extract0 + extract1 + map_start - match_start,
+                   'refine': verify_start - refine_start,
+                   'verify': end - verify_start + refine_start - map_start,
+                   'total': end - start}
+        return MatchResult(points0, points1, scores, prepared0.transform.original_size,
+                           prepared1.transform.original_size, inliers, geometry_model, timings)
+
+    def _select(self, prepared0, prepared1, raw):
+        """A backend's matches in original pixels (float32), without those in the padding or
+        under the confidence threshold, best first, at most max_matches."""
         keypoints0 = _as_numpy(raw.keypoints0, 2) - self.backend.frame_offset
         keypoints1 = _as_numpy(raw.keypoints1, 2) - self.backend.frame_offset
         scores = _as_numpy(raw.scores)
-        verify_start = time.perf_counter()
-        result = self._finish(prepared0, prepared1, keypoints0, keypoints1, scores,
-                              camera0, camera1)
-        end = time.perf_counter()
-        timings = {'preprocess': preprocess0 + preprocess1,
-                   'model': extract0 + extract1 + verify_start - match_start,
-                   'verify': end - verify_start,
-                   'total': end - start}
-        return dataclasses.replace(result, timings=timings)
-
-    def _finish(self, prepared0, prepared1, keypoints0, keypoints1, scores, camera0, camera1,
-                ) -> MatchResult:
-        """Map back, drop padding and low scores, sort, cap and verify."""
         transform0, transform1 = prepared0.transform, prepared1.transform
         keep = (transform0.inside(keypoints0) & transform1.inside(keypoints1) &
                 (scores >= self.config.confidence_threshold))
         order = np.argsort(-scores[keep], kind='stable')
         if self.config.max_matches:
             order = order[:self.config.max_matches]
-        points0 = transform0.to_original(keypoints0[keep][order]).astype(np.float32)
-        points1 = transform1.to_original(keypoints1[keep][order]).astype(np.float32)
-        inliers, geometry_model = verify_matches(
-            points0, points1, self.config.geometry, self.config.ransac_threshold,
-            self.config.ransac_confidence, camera0, camera1)
-        return MatchResult(points0, points1, scores[keep][order].astype(np.float32),
-                           transform0.original_size, transform1.original_size, inliers,
-                           geometry_model)
+        return (transform0.to_original(keypoints0[keep][order]).astype(np.float32),
+                transform1.to_original(keypoints1[keep][order]).astype(np.float32),
+                scores[keep][order].astype(np.float32))

@@ -16,7 +16,8 @@ class MatchResult:
         could not run (too few matches).
     geometry_model: '', 'fundamental', 'essential' or 'homography': what produced `inliers`.
     image_size0, image_size1: (width, height) of the images as given to `match`.
-    timings: seconds per stage, e.g. {'preprocess': ..., 'model': ..., 'verify': ..., 'total': ...}.
+    timings: seconds per stage: {'preprocess', 'model', 'refine', 'verify', 'total'} from the
+        Matcher ('verify' includes mapping back and filtering).
     """
 
     keypoints0: np.ndarray

@@ -14,7 +14,7 @@ from typing import Any, Optional, Tuple
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from loftr_ros.core.config import (BACKENDS, DEVICES_HELP, GEOMETRY_MODELS, PRECISIONS,
-                                   MatcherConfig)
+                                   REFINEMENTS, MatcherConfig)
 
 MODES = ('consecutive', 'stereo')
 TRANSPORTS = ('raw', 'compressed')
@@ -73,6 +73,8 @@ _MATCHER_DESCRIPTIONS = {
     'confidence_threshold': ('Matches with a lower confidence are dropped.', None, (0.0, 1.0)),
     'max_matches': ('Keep at most this many matches, best first; 0 keeps all.', None,
                     (0, 1_000_000)),
+    'refinement': ("Sub-pixel refinement of the matches by patch correlation (ncc); auto: the "
+                   "backend's default (ncc for xfeat, lightglue and ORB).", REFINEMENTS, None),
     'geometry': ('Geometric verification giving the inlier mask.', GEOMETRY_MODELS, None),
     'ransac_threshold': ('RANSAC inlier threshold in pixels.', None, (1e-6, 1000.0)),
     'ransac_confidence': ('RANSAC confidence.', None, (1e-6, 0.999999)),

@@ -6,7 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from loftr_ros.core.config import BACKENDS, DEVICES_HELP, GEOMETRY_MODELS, load_matcher_config
+from loftr_ros.core.config import (BACKENDS, DEVICES_HELP, GEOMETRY_MODELS, REFINEMENTS,
+                                    load_matcher_config)
 from loftr_ros.core.errors import ImageError
 
 
@@ -24,6 +25,8 @@ def add_arguments(parser):
                         'default')
     parser.add_argument('--geometry', choices=GEOMETRY_MODELS,
                         help='geometric verification giving the inlier mask')
+    parser.add_argument('--refinement', choices=REFINEMENTS,
+                        help="sub-pixel refinement of the matches (auto: the backend's default)")
     parser.add_argument('--max-matches', type=int, help='keep at most this many (best) matches')
     parser.add_argument('--json', metavar='OUT.json', help='write keypoints0, keypoints1 '
                         '(lists of [x, y] in original pixels), scores and inliers here')
@@ -69,6 +72,7 @@ def run(args) -> int:
     config = load_matcher_config(args.config, backend=args.backend, weights=args.weights,
                                  device=args.device, resize=args.resize,
                                  geometry=args.geometry, max_matches=args.max_matches,
+                                 refinement=args.refinement,
                                  warmup=False)
     image0, image1 = read_image(args.image0), read_image(args.image1)
     matcher = Matcher(config)

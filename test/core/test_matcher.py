@@ -35,7 +35,7 @@ def test_result_is_sorted_float_and_in_original_pixels(matcher, stereo_pair):
     for points in (result.keypoints0, result.keypoints1):
         assert np.all((points >= -0.5) & (points < [751.5, 479.5]))
     assert result.inliers is None and result.geometry_model == ''
-    assert set(result.timings) == {'preprocess', 'model', 'verify', 'total'}
+    assert set(result.timings) == {'preprocess', 'model', 'refine', 'verify', 'total'}
     assert result.timings['total'] >= result.timings['model'] > 0
 
 

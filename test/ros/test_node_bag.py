@@ -54,10 +54,7 @@ def test_stereo_bag_replay_gives_one_accurate_matches_per_pair(
         result = result_from_matches_msg(msg)
         assert len(result) >= 200
         distances = sampson_distances(result.keypoints0, result.keypoints1, euroc_calibration)
-        # XFeat keypoints sit on whole pixels (test/core/test_backends.py): ~78 % within 1 px,
-        # nearly all within 2 px. Sub-pixel backends are held to 1 px below.
-        assert np.mean(distances < 1.0) >= 0.7, np.percentile(distances, [50, 90])
-        assert np.mean(distances < 2.0) >= 0.9, np.percentile(distances, [50, 90])
+        assert np.mean(distances < 1.0) >= 0.9, np.percentile(distances, [50, 90])
     assert node.stop() == 0
     assert 'Traceback' not in node.log
 

@@ -23,8 +23,9 @@ everything around the model, so a backend only sees ready tensors:
    trained in, where the centre of pixel (x, y) is at (x + 0.5, y + 0.5): such a backend
    returns them as they are and sets ``frame_offset = 0.5``; the Matcher subtracts it.
 4. The Matcher maps the keypoints back to original pixels, drops matches that fall in the
-   padding, applies ``confidence_threshold``, sorts by score, keeps ``max_matches`` and runs the
-   geometric verification.
+   padding, applies ``confidence_threshold``, sorts by score, keeps ``max_matches``, refines the
+   image-1 keypoints to sub-pixel (``config.refinement``, by default the backend's
+   ``default_refinement``) and runs the geometric verification.
 
 Both calls run under ``torch.inference_mode()``; with ``precision`` fp16/bf16 (CUDA only) also
 under ``torch.autocast(device_type='cuda', dtype=self.dtype)``; a backend may in addition convert
@@ -38,7 +39,7 @@ WeightsError when they cannot be had. A missing optional dependency raises Backe
 the package.
 """
 from dataclasses import dataclass
-from typing import Any, Dict, NamedTuple, Tuple
+from typing import Any, Dict, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -56,17 +57,15 @@ class PreparedImage:
     transform: how `tensor` was made from the original image (maps coordinates both ways).
     features: what the backend's `extract` returned for it (None when it has no per-image stage).
     matcher_id: id() of the Matcher that prepared it; features are only valid for that one.
+    gray: the original image as HxW float32 grayscale in [0, 1] when the Matcher refines matches
+        on it (see core.refinement), else None.
     """
 
     tensor: torch.Tensor
     transform: ImageTransform
     features: Any
     matcher_id: int
-
-    @property
-    def image_size(self) -> Tuple[int, int]:
-        """(width, height) of the original image."""
-        return self.transform.original_size
+    gray: Optional[np.ndarray] = None
 
 
 class BackendMatches(NamedTuple):
@@ -109,6 +108,10 @@ class Backend:
     # frame_offset): 0.5 for the LoFTR family, whose coarse cell i lies at 8 * i in the
     # corner-based frame it was trained in; 0 for detector-based models (pixel indices).
     frame_offset = 0.0
+    # Sub-pixel refinement used when config.refinement is 'auto' (see core.refinement):
+    # 'ncc' for detectors whose keypoints sit on whole pixels, 'none' for models that refine
+    # their matches themselves.
+    default_refinement = 'none'
 
     def __init__(self, config: MatcherConfig, device: torch.device, dtype: torch.dtype):
         self.config = config

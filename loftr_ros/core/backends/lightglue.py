@@ -49,6 +49,7 @@ class LightGlueBackend(Backend):
     # DISK and ALIKED detect at the original resolution of typical camera images.
     default_resize = 0
     grayscale = False
+    default_refinement = 'ncc'
 
     def __init__(self, config, device, dtype):
         super().__init__(config, device, dtype)

@@ -35,6 +35,8 @@ class OpenCVBackend(Backend):
         if self.conf['max_keypoints'] < 0:
             msg = f"opencv backend: max_keypoints must be >= 0, got {self.conf['max_keypoints']}"
             raise ConfigError(msg)
+        # SIFT localizes its keypoints to sub-pixel precision itself, ORB on whole pixels.
+        self.default_refinement = 'ncc' if detector == 'orb' else 'none'
         if detector == 'sift':
             self.detector = cv2.SIFT_create(nfeatures=self.conf['max_keypoints'])
             self.norm = cv2.NORM_L2

@@ -30,6 +30,7 @@ class XFeatBackend(Backend):
     stride = 32
     default_resize = 0
     grayscale = True  # the network averages colour channels anyway
+    default_refinement = 'ncc'
 
     def __init__(self, config, device, dtype):
         super().__init__(config, device, dtype)

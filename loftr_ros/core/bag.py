@@ -72,13 +72,14 @@ class BagReader:
     def open(self):
         from rosbags.highlevel import AnyReader
         if not self.path.exists():
-            raise BagError(f'bag {self.path} does not exist')
-        reader = AnyReader([self.path])
+            raise BagError(f'cannot read bag {self.path}: it does not exist')
         try:
+            # AnyReader already reads the file type (and a directory's metadata.yaml) here.
+            reader = AnyReader([self.path])
             reader.open()
         except _reader_errors() as error:
-            msg = (f'cannot open bag {self.path} (corrupt or truncated: no message could be '
-                   f'read): {error}')
+            msg = (f'cannot read bag {self.path} (not a bag, or corrupt or truncated: no '
+                   f'message could be read): {error}')
             raise BagError(msg) from None
         self._reader = reader
 
@@ -104,8 +105,8 @@ class BagReader:
             raise BagError(msg)
         return topics[topic]
 
-    def _messages(self, topics: Sequence[str], start_s: Optional[float] = None,
-                  end_s: Optional[float] = None) -> Iterator:
+    def messages(self, topics: Sequence[str], start_s: Optional[float] = None,
+                 end_s: Optional[float] = None) -> Iterator:
         """(topic, per-topic index in the whole bag, deserialized message) in bag order, for
         messages logged within [start_s, end_s] seconds from the bag's start; BagError naming
         the last good message when the bag is corrupt or truncated."""
@@ -143,7 +144,7 @@ class BagReader:
         """Decoded frames of image topics in bag order, within the time window (seconds from
         the bag's start, both ends inclusive)."""
         kinds = {topic: self.require(topic, IMAGE_TYPES) for topic in topics}
-        for topic, index, msg in self._messages(topics, start_s, end_s):
+        for topic, index, msg in self.messages(topics, start_s, end_s):
             compressed = kinds[topic].endswith('CompressedImage')
             try:
                 image = image_from_compressed_msg(msg) if compressed else image_from_msg(msg)
@@ -154,7 +155,7 @@ class BagReader:
     def camera_model(self, topic: str) -> CameraModel:
         """The camera of the first sensor_msgs/CameraInfo on `topic`."""
         self.require(topic, (CAMERA_INFO_TYPE,))
-        for _, _, msg in self._messages([topic]):
+        for _, _, msg in self.messages([topic]):
             try:
                 # ROS 1 bags name the fields K and D.
                 k, d = (msg.k, msg.d) if hasattr(msg, 'k') else (msg.K, msg.D)

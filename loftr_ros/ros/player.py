@@ -1,14 +1,14 @@
 """Bag images for the demo and the tests, as rclpy messages.
 
-`bag_image_messages` replays the image topics of a rosbag2 directory (sqlite3 or mcap, read
-with the rosbags library: no ROS storage plugins needed).
+`bag_image_messages` replays the image topics of a bag (rosbag2 sqlite3 or mcap, or ROS 1),
+read by :class:`loftr_ros.core.bag.BagReader` (rosbags: no ROS storage plugins needed; a corrupt
+or truncated bag is one BagError).
 """
-from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from sensor_msgs.msg import CompressedImage, Image
 
-from loftr_ros.core.bag import IMAGE_TYPES
+from loftr_ros.core.bag import IMAGE_TYPES, BagReader
 from loftr_ros.core.errors import BagError
 from loftr_ros.ros.conversions import byte_array
 
@@ -30,35 +30,26 @@ def rclpy_image_from_bag_message(msg):
     return out
 
 
+def _image_topics(reader: BagReader) -> Dict[str, str]:
+    return {topic: kind for topic, kind in sorted(reader.topics.items()) if kind in IMAGE_TYPES}
+
+
 def bag_image_topics(bag_dir) -> List[Tuple[str, str]]:
     """(topic, msgtype) of the image topics of a bag, sorted by topic."""
-    from rosbags.highlevel import AnyReader, AnyReaderError
-    if not Path(bag_dir).exists():
-        msg = f'cannot read bag {bag_dir}: no such file or directory'
-        raise BagError(msg)
-    try:
-        with AnyReader([Path(bag_dir)]) as reader:
-            return sorted({(c.topic, c.msgtype) for c in reader.connections
-                           if c.msgtype in IMAGE_TYPES})
-    except (AnyReaderError, OSError) as error:
-        # rosbags reports a directory without metadata.yaml as FileNotFoundError.
-        msg = f'cannot read bag {bag_dir}: {error}'
-        raise BagError(msg) from None
+    with BagReader(bag_dir) as reader:
+        return list(_image_topics(reader).items())
 
 
 def bag_image_messages(bag_dir, topics: Optional[Sequence[str]] = None,
                        ) -> Iterator[Tuple[str, object]]:
     """(topic, rclpy image message) in bag order for the image topics (all when None)."""
-    from rosbags.highlevel import AnyReader
-    available = dict(bag_image_topics(bag_dir))
-    wanted = list(available) if topics is None else list(topics)
-    missing = [topic for topic in wanted if topic not in available]
-    if missing:
-        msg = (f"bag {bag_dir} has no image topic {', '.join(missing)}; image topics: "
-               f"{', '.join(available) or '(none)'}")
-        raise BagError(msg)
-    with AnyReader([Path(bag_dir)]) as reader:
-        connections = [c for c in reader.connections if c.topic in wanted]
-        for connection, _, raw in reader.messages(connections=connections):
-            message = reader.deserialize(raw, connection.msgtype)
-            yield connection.topic, rclpy_image_from_bag_message(message)
+    with BagReader(bag_dir) as reader:
+        available = _image_topics(reader)
+        wanted = list(available) if topics is None else list(topics)
+        missing = [topic for topic in wanted if topic not in available]
+        if missing:
+            msg = (f"bag {bag_dir} has no image topic {', '.join(missing)}; image topics: "
+                   f"{', '.join(available) or '(none)'}")
+            raise BagError(msg)
+        for topic, _, message in reader.messages(wanted):
+            yield topic, rclpy_image_from_bag_message(message)

@@ -108,8 +108,21 @@ def test_truncated_bag_is_a_clear_error(tmp_path, stereo_views, storage):
 
 
 def test_missing_bag_path(tmp_path):
-    with pytest.raises(BagError, match='does not exist'):
+    with pytest.raises(BagError, match='cannot read bag .*: it does not exist'):
         BagReader(tmp_path / 'nothing').open()
+
+
+@pytest.mark.parametrize('name', ['directory', 'file.txt'])
+def test_path_that_is_not_a_bag(tmp_path, name):
+    # rosbags rejects these when the reader is built (FileNotFoundError for a directory without
+    # metadata.yaml): still one BagError.
+    path = tmp_path / name
+    if name == 'directory':
+        path.mkdir()
+    else:
+        path.write_text('not a bag')
+    with pytest.raises(BagError, match=r'cannot read bag .* \(not a bag, or corrupt'):
+        BagReader(path).open()
 
 
 def test_euroc_bag_pairs(euroc_dir, euroc_stereo_frames):

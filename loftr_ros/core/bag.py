@@ -8,9 +8,10 @@ k-th frame with ``step``).
 """
 import sqlite3
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -25,13 +26,22 @@ CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
 
 @dataclass(frozen=True)
 class Frame:
-    """One image of a topic: `index` counts the topic's messages from 0 in bag order."""
+    """One image of a topic: `index` counts the topic's messages from 0 in bag order.
+
+    The image is decoded on first use of `image`: pairing reads only stamps and indices, so
+    frames that no selected pair uses (before --first, unpaired, or only counted) cost no
+    decoding."""
 
     topic: str
     index: int
     stamp_ns: int
     frame_id: str
-    image: np.ndarray
+    decode_image: Callable[[], np.ndarray] = field(repr=False, compare=False)
+
+    @cached_property
+    def image(self) -> np.ndarray:
+        """The decoded image (ImageError naming the topic and index when it cannot be)."""
+        return self.decode_image()
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,15 @@ def _reader_errors():
 
 def _stamp_ns(msg) -> int:
     return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+def _decode_image(msg, compressed: bool, name: str) -> np.ndarray:
+    try:
+        image = image_from_compressed_msg(msg) if compressed else image_from_msg(msg)
+    except ImageError as error:
+        raise ImageError(f'{name}: {error}') from None
+    # A copy: the decoder's raw images are views of the bag reader's message buffer.
+    return np.array(image)
 
 
 class BagReader:
@@ -141,16 +160,13 @@ class BagReader:
 
     def frames(self, topics: Sequence[str], start_s: Optional[float] = None,
                end_s: Optional[float] = None) -> Iterator[Frame]:
-        """Decoded frames of image topics in bag order, within the time window (seconds from
-        the bag's start, both ends inclusive)."""
+        """Frames of image topics in bag order, within the time window (seconds from the bag's
+        start, both ends inclusive); each image is decoded when first used."""
         kinds = {topic: self.require(topic, IMAGE_TYPES) for topic in topics}
         for topic, index, msg in self.messages(topics, start_s, end_s):
             compressed = kinds[topic].endswith('CompressedImage')
-            try:
-                image = image_from_compressed_msg(msg) if compressed else image_from_msg(msg)
-            except ImageError as error:
-                raise ImageError(f'{topic} message {index}: {error}') from None
-            yield Frame(topic, index, _stamp_ns(msg), msg.header.frame_id, np.array(image))
+            yield Frame(topic, index, _stamp_ns(msg), msg.header.frame_id,
+                        partial(_decode_image, msg, compressed, f'{topic} message {index}'))
 
     def camera_model(self, topic: str) -> CameraModel:
         """The camera of the first sensor_msgs/CameraInfo on `topic`."""

@@ -124,8 +124,9 @@ class Progress:
 
 
 def _count_pairs(args) -> int:
-    """Number of pairs the options select: a first pass over the bag, which also reports a
-    corrupt bag or a missing topic before any model is loaded."""
+    """Number of pairs the options select: a first pass over the bag that pairs by stamps and
+    decodes no image (stereo pairs need the header stamps, which the bag index does not hold).
+    It also reports a corrupt bag or a missing topic before any model is loaded."""
     with BagReader(args.bag) as reader:
         return sum(1 for _ in iterate_pairs(reader, args))
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loftr_ros.core import synthetic
+from loftr_ros.core import bag, synthetic
 from loftr_ros.core.bag import BagReader, consecutive_pairs, stereo_pairs
 from loftr_ros.core.errors import BagError
 from loftr_ros.core.sync import StereoSynchronizer
@@ -70,6 +70,29 @@ def test_pairing_modes_and_windows(tmp_path, stereo_views):
         windowed = [(p.frame0.index, p.frame1.index)
                     for p in consecutive_pairs(reader, LEFT, start_s=0.1, end_s=0.2)]
         assert windowed == [(2, 3), (3, 4)]
+
+
+def test_only_the_frames_of_selected_pairs_are_decoded(tmp_path, stereo_views, monkeypatch):
+    _, left, right = stereo_views
+    path = bag_writing.write_image_bag(tmp_path / 'bag', {LEFT: left, RIGHT: right}, 'mcap')
+    decoded = []
+    decode = bag.image_from_msg
+
+    def recording_decode(msg):
+        decoded.append((msg.header.frame_id,
+                        msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec))
+        return decode(msg)
+
+    monkeypatch.setattr(bag, 'image_from_msg', recording_decode)
+    with BagReader(path) as reader:
+        # Counting pairs (as `eval` does for its progress bar) decodes nothing.
+        assert len(list(stereo_pairs(reader, LEFT, RIGHT, first=4))) == 2
+        assert decoded == []
+        pairs = list(consecutive_pairs(reader, LEFT, first=3))
+        images = [(pair.frame0.image, pair.frame1.image) for pair in pairs]
+    # Frames before --first are not decoded; frame 4, in two pairs, is decoded once.
+    assert decoded == [('cam0', view.stamp_ns) for view in left[3:]]
+    np.testing.assert_array_equal(images[1][0], left[4].image)
 
 
 def test_missing_topic_lists_the_bag_topics(tmp_path, stereo_views):

@@ -97,8 +97,7 @@ def essential_from_pose(R: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def sampson_distances(keypoints0: np.ndarray, keypoints1: np.ndarray,
-                      calibration: StereoCalibration, in_pixels: bool = True,
-                      ) -> np.ndarray:
+                      calibration: StereoCalibration) -> np.ndarray:
     """Sampson distance of each match to the calibrated epipolar geometry.
 
     The points are undistorted and normalized with each camera's model; the distance is then
@@ -107,8 +106,8 @@ def sampson_distances(keypoints0: np.ndarray, keypoints1: np.ndarray,
     x0 = calibration.camera0.normalize(keypoints0)
     x1 = calibration.camera1.normalize(keypoints1)
     E = essential_from_pose(calibration.R, calibration.t)
-    return sampson_distances_normalized(x0, x1, E) * (
-        (calibration.camera0.focal + calibration.camera1.focal) / 2 if in_pixels else 1.0)
+    focal = (calibration.camera0.focal + calibration.camera1.focal) / 2
+    return sampson_distances_normalized(x0, x1, E) * focal
 
 
 def sampson_distances_normalized(x0: np.ndarray, x1: np.ndarray, E: np.ndarray,

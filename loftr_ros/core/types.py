@@ -45,9 +45,3 @@ class MatchResult:
     @property
     def num_inliers(self):
         return int(self.inliers.sum()) if self.inliers is not None else len(self)
-
-    @classmethod
-    def empty(cls, image_size0, image_size1, timings=None):
-        return cls(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32),
-                   np.zeros(0, np.float32), tuple(image_size0), tuple(image_size1),
-                   timings=dict(timings or {}))

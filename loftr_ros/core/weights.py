@@ -8,7 +8,7 @@ model, the cache directory and how to get the weights onto the machine.
 import os
 import threading
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 from urllib.parse import urlparse
 
 from loftr_ros.core.errors import WeightsError
@@ -79,8 +79,7 @@ def _hub_offline_message(repo_id: str, backend: str, cache_dir: str, endpoint: s
             f"'weights' to a local directory holding config.json and model.safetensors")
 
 
-def hub_snapshot(repo_id: str, backend: str,
-                 allow_patterns: Optional[Sequence[str]] = None) -> Path:
+def hub_snapshot(repo_id: str, backend: str) -> Path:
     """Local directory of the Hugging Face hub model `repo_id`: from the cache, else
     downloaded. WeightsError (within about PROBE_TIMEOUT_S) when it is not cached and the hub
     cannot be reached or HF_HUB_OFFLINE is set; WeightsError when the hub refuses it."""
@@ -93,10 +92,8 @@ def hub_snapshot(repo_id: str, backend: str,
                "huggingface_hub (pip install huggingface_hub), or set 'weights' to a local "
                'directory')
         raise WeightsError(msg) from None
-    patterns = list(allow_patterns) if allow_patterns else None
     try:
-        return Path(huggingface_hub.snapshot_download(repo_id, local_files_only=True,
-                                                      allow_patterns=patterns))
+        return Path(huggingface_hub.snapshot_download(repo_id, local_files_only=True))
     except HFValidationError as error:
         msg = f"backend '{backend}': '{repo_id}' is neither a local path nor a hub id: {error}"
         raise WeightsError(msg) from None
@@ -111,8 +108,7 @@ def hub_snapshot(repo_id: str, backend: str,
         reason = f'the hub ({endpoint}) cannot be reached'
         raise WeightsError(_hub_offline_message(repo_id, backend, cache_dir, endpoint, reason))
     try:
-        return Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=patterns,
-                                                      etag_timeout=HUB_ETAG_TIMEOUT_S))
+        return Path(huggingface_hub.snapshot_download(repo_id, etag_timeout=HUB_ETAG_TIMEOUT_S))
     except (OSError, ValueError) as error:
         # huggingface_hub's HTTP and repository errors derive from OSError or ValueError.
         msg = f"backend '{backend}': cannot download weights '{repo_id}' from {endpoint}: {error}"

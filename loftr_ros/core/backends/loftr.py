@@ -45,7 +45,6 @@ class LoFTRBackend(Backend):
             path = local_weights(config.weights, self.name)
         else:
             path = url_checkpoint(kornia_loftr.urls[variant], self.name, f'loftr {variant}')
-        self.weights_path = path
         model_config = copy.deepcopy(kornia_loftr.default_cfg)
         model_config['coarse']['temp_bug_fix'] = variant == 'indoor_new'
         # LoFTR returns only coarse matches above this confidence; the Matcher's threshold is

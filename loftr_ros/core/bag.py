@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -61,8 +61,14 @@ def _reader_errors():
             struct.error, EOFError, OSError, ValueError, IndexError, KeyError)
 
 
-def _stamp_ns(msg) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+def stamp_to_ns(stamp) -> int:
+    """A builtin_interfaces Time (of rosbags or of rclpy) as integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def sec_nanosec(nanoseconds: int) -> Tuple[int, int]:
+    """The (sec, nanosec) fields of a builtin_interfaces Time or Duration."""
+    return divmod(int(nanoseconds), 1_000_000_000)
 
 
 def _decode_image(msg, compressed: bool, name: str) -> np.ndarray:
@@ -165,7 +171,7 @@ class BagReader:
         kinds = {topic: self.require(topic, IMAGE_TYPES) for topic in topics}
         for topic, index, msg in self.messages(topics, start_s, end_s):
             compressed = kinds[topic].endswith('CompressedImage')
-            yield Frame(topic, index, _stamp_ns(msg), msg.header.frame_id,
+            yield Frame(topic, index, stamp_to_ns(msg.header.stamp), msg.header.frame_id,
                         partial(_decode_image, msg, compressed, f'{topic} message {index}'))
 
     def camera_model(self, topic: str) -> CameraModel:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loftr_ros.core.bag import BagReader
+from loftr_ros.core.bag import BagReader, sec_nanosec
 from loftr_ros.core.camera import load_euroc_calibration
 from loftr_ros.core.errors import BagError, ConfigError
 from loftr_ros.tools.evaluate import add_pairing_arguments, iterate_pairs, run_configs
@@ -64,16 +64,20 @@ def add_arguments(parser):
 
 
 def _header(types, frame):
-    stamp = types['builtin_interfaces/msg/Time'](sec=frame.stamp_ns // 1_000_000_000,
-                                                 nanosec=frame.stamp_ns % 1_000_000_000)
+    sec, nanosec = sec_nanosec(frame.stamp_ns)
+    stamp = types['builtin_interfaces/msg/Time'](sec=sec, nanosec=nanosec)
     return types['std_msgs/msg/Header'](stamp=stamp, frame_id=frame.frame_id)
+
+
+def _duration(types, seconds: float):
+    # Rounded to the nanosecond and clamped at 0, as the node's duration_from_seconds: the
+    # recorded processing_time equals the one the node would publish.
+    sec, nanosec = sec_nanosec(max(0, round(seconds * 1e9)))
+    return types['builtin_interfaces/msg/Duration'](sec=sec, nanosec=nanosec)
 
 
 def matches_message(types, pair, result, model: str, config_id: str):
     """The Matches message the node would publish for this pair and result."""
-    total = result.timings.get('total', 0.0)
-    duration = types['builtin_interfaces/msg/Duration'](sec=int(total),
-                                                        nanosec=int((total % 1) * 1e9))
     inliers = (result.inliers if result.inliers is not None else np.zeros(0, np.uint8))
     return types[MATCHES_TYPE](
         header=_header(types, pair.frame1), reference_header=_header(types, pair.frame0),
@@ -84,7 +88,7 @@ def matches_message(types, pair, result, model: str, config_id: str):
         scores=np.ascontiguousarray(result.scores, np.float32),
         inliers=np.ascontiguousarray(inliers, np.uint8),
         geometry_model=result.geometry_model, model=model, config_id=config_id,
-        processing_time=duration)
+        processing_time=_duration(types, result.timings.get('total', 0.0)))
 
 
 def run(args) -> int:

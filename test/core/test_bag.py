@@ -79,8 +79,7 @@ def test_only_the_frames_of_selected_pairs_are_decoded(tmp_path, stereo_views, m
     decode = bag.image_from_msg
 
     def recording_decode(msg):
-        decoded.append((msg.header.frame_id,
-                        msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec))
+        decoded.append((msg.header.frame_id, bag.stamp_to_ns(msg.header.stamp)))
         return decode(msg)
 
     monkeypatch.setattr(bag, 'image_from_msg', recording_decode)

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from loftr_ros.cli import main
-from loftr_ros.tools.record import MATCHES_TYPE, matches_definition_path, matches_typestore
+from loftr_ros.core.bag import Frame, FramePair
+from loftr_ros.core.types import MatchResult
+from loftr_ros.tools.record import (MATCHES_TYPE, matches_definition_path, matches_message,
+                                    matches_typestore)
 
 
 def test_type_hash_equals_the_built_interface():
@@ -63,3 +66,20 @@ def test_record_refuses_an_existing_output(tmp_path, euroc_dir, capsys):
                str(tmp_path / 'exists')])
     assert rc == 2
     assert 'already exists' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('seconds, fields', [(2.3, (2, 300_000_000)), (1.001, (1, 1_000_000)),
+                                             (0.0, (0, 0))])
+def test_processing_time_is_rounded_like_the_node(seconds, fields):
+    # Truncating would give 2 s 299999999 ns and 1 s 999999 ns (the float is a hair below).
+    frame0 = Frame('/cam0/image_raw', 0, 1_403_715_273_262_142_976, 'cam0', decode_image=None)
+    frame1 = Frame('/cam1/image_raw', 0, 1_403_715_273_262_142_976, 'cam1', decode_image=None)
+    empty = np.zeros((0, 2), np.float32)
+    result = MatchResult(empty, empty, np.zeros(0, np.float32), (752, 480), (752, 480),
+                         timings={'total': seconds})
+    message = matches_message(matches_typestore().types, FramePair(frame0, frame1), result,
+                              'opencv:sift', 'abcd1234')
+    assert (message.processing_time.sec, message.processing_time.nanosec) == fields
+    assert (message.header.stamp.sec, message.header.stamp.nanosec) == (1_403_715_273,
+                                                                        262_142_976)
+    assert message.reference_header.frame_id == 'cam0'

@@ -1,0 +1,35 @@
+"""MatcherClient on its own: what it takes from /diagnostics, what it says when nothing is
+there."""
+import time
+
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from loftr_ros.ros.client import diagnostics_status_name
+
+
+def status(name, model):
+    return DiagnosticStatus(name=name, values=[KeyValue(key='model', value=model)])
+
+
+def test_only_the_matcher_nodes_own_diagnostics_status_is_taken(ros_context, harness):
+    other = rclpy.create_node('camera_driver', context=ros_context)
+    publisher = other.create_publisher(DiagnosticArray, '/diagnostics', 10)
+    deadline = time.monotonic() + 10
+    while publisher.get_subscription_count() == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    since = time.monotonic()
+    publisher.publish(DiagnosticArray(status=[status('/camera_driver: camera', 'camera')]))
+    publisher.publish(DiagnosticArray(status=[status('/camera_driver: camera', 'camera'),
+                                              status(diagnostics_status_name(), 'matcher')]))
+    assert harness.diagnostics_after(since) == {'model': 'matcher'}
+    assert [values for _, values in harness.diagnostics] == [{'model': 'matcher'}]
+    other.destroy_node()
+
+
+def test_waiting_for_a_node_that_is_not_there_names_what_is_missing(harness):
+    with pytest.raises(TimeoutError, match='nobody subscribes to /image.*'
+                                           'nobody publishes /matcher_node/matches'):
+        harness.wait_for_subscribers(['/image'], timeout=0.2)

@@ -14,17 +14,13 @@ as a consecutive-frame sequence.
     python -m loftr_ros.tools.demo [--bag DIR] [--backend xfeat] [--frames 16] [--rate 2]
 """
 import argparse
-import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 OUTPUT_DIR = Path('demo_output')
-NODE_TOPICS = {'matches': '/matcher_node/matches', 'overlay': '/matcher_node/overlay'}
 
 
 def parse_args(argv):
@@ -66,92 +62,58 @@ def synthetic_sequence(count):
 
 def start_node(args, mode, remappings, log_path):
     from ament_index_python.packages import get_package_share_directory
+
+    from loftr_ros.ros.client import NodeProcess
     share = Path(get_package_share_directory('loftr_ros'))
     params_file = share / 'config' / ('stereo_matcher.yaml' if mode == 'stereo'
                                       else 'matcher.yaml')
-    command = [sys.executable, '-m', 'loftr_ros.matcher_node', '--ros-args',
-               '--params-file', str(params_file),
-               '-p', f'matcher.backend:={args.backend}', '-p', f'matcher.device:={args.device}',
-               '-p', 'overlay.max_rate:=100.0', '-p', 'diagnostics.period:=0.5',
-               '-p', 'qos_reliability:=reliable', '-p', 'qos_depth:=2']
+    parameters = {'matcher.backend': args.backend, 'matcher.device': args.device,
+                  'overlay.max_rate': 100.0, 'diagnostics.period': 0.5,
+                  'qos_reliability': 'reliable', 'qos_depth': 2}
     if args.weights:
-        command += ['-p', f'matcher.weights:={args.weights}']
+        parameters['matcher.weights'] = args.weights
+    ros_args = ['--params-file', str(params_file)]
     for source, target in remappings.items():
-        command += ['-r', f'{source}:={target}']
-    log = open(log_path, 'w')
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log
+        ros_args += ['-r', f'{source}:={target}']
+    return NodeProcess(parameters, log_path, ros_args)
 
 
 class DemoClient:
-    """Publishes the sequence, collects Matches/overlays/diagnostics (own executor thread)."""
+    """The demo's MatcherClient (`client`) and what it receives: prints a line per Matches,
+    keeps what the summary needs, writes the node's overlays as PNGs."""
 
-    def __init__(self, context, topics, output, calibration):
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
+    def __init__(self, context, output, calibration):
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
-        from loftr_ros.msg import Matches
-        self.node = rclpy.create_node('loftr_ros_demo', context=context)
-        qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
-        self.publishers = {topic: self.node.create_publisher(Image, topic, qos)
-                           for topic in topics}
+        from loftr_ros.ros.client import MATCHER_NODE, MatcherClient
         self.output = output
         self.calibration = calibration
-        self.published = {}      # current stamp -> time.monotonic() when published
         self.results = []        # (latency_s, matches, inliers, within_1px or None)
-        self.matched_stamps = set()
         self.overlays = 0
-        self.diagnostics = {}
-        self.lock = threading.Condition()
-        self.node.create_subscription(Matches, NODE_TOPICS['matches'], self._on_matches, 50)
-        self.node.create_subscription(Image, NODE_TOPICS['overlay'], self._on_overlay, 10)
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def wait_for_node(self, process, timeout=120.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return False
-            if (all(p.get_subscription_count() for p in self.publishers.values())
-                    and self.node.count_publishers(NODE_TOPICS['matches'])
-                    and self.node.count_publishers(NODE_TOPICS['overlay'])):
-                time.sleep(0.5)
-                return True
-            time.sleep(0.1)
-        return False
-
-    def publish(self, topic, msg):
-        from loftr_ros.ros.conversions import stamp_to_ns
-        with self.lock:
-            self.published[stamp_to_ns(msg.header.stamp)] = time.monotonic()
-        self.publishers[topic].publish(msg)
+        self.client = MatcherClient(
+            context, 'loftr_ros_demo', QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE),
+            on_matches=self._on_matches)
+        self.client.node.create_subscription(Image, f'{MATCHER_NODE}/overlay', self._on_overlay,
+                                             10)
 
     def _on_matches(self, msg):
         from loftr_ros.core.camera import sampson_distances
         from loftr_ros.ros.conversions import result_from_matches_msg, stamp_to_ns
-        received = time.monotonic()
         result = result_from_matches_msg(msg)
+        latency = self.client.latency_s(stamp_to_ns(msg.header.stamp))
         accuracy = None
         if self.calibration is not None and len(result):
             distances = sampson_distances(result.keypoints0, result.keypoints1,
                                           self.calibration)
             accuracy = float(np.mean(distances < 1.0))
-        with self.lock:
-            sent = self.published.get(stamp_to_ns(msg.header.stamp), received)
-            self.results.append((received - sent, len(result), result.num_inliers, accuracy))
-            self.matched_stamps.add(stamp_to_ns(msg.header.stamp))
+        with self.client.lock:
+            self.results.append((latency, len(result), result.num_inliers, accuracy))
             number = len(self.results)
-            self.lock.notify_all()
         line = (f'  pair {number:3d}  stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}'
                 f'  {len(result):5d} matches ({result.num_inliers} inliers'
                 f'{", " + result.geometry_model if result.geometry_model else ""})'
-                f'  latency {(received - sent) * 1e3:6.0f} ms')
+                f'  latency {latency * 1e3:6.0f} ms')
         if accuracy is not None:
             line += f'  {accuracy * 100:5.1f} % within 1 px of the true epipolar lines'
         print(line, flush=True)
@@ -162,27 +124,6 @@ class DemoClient:
         from loftr_ros.core.image_conversion import image_from_msg
         self.overlays += 1
         cv2.imwrite(str(self.output / f'overlay_{self.overlays:04d}.png'), image_from_msg(msg))
-
-    def _on_diagnostics(self, msg):
-        for status in msg.status:
-            if 'matcher_node' in status.name:
-                with self.lock:
-                    self.diagnostics = {kv.key: kv.value for kv in status.values}
-
-    def wait_for(self, stamp_ns, timeout):
-        """Wait until the Matches of the pair with this current stamp arrived."""
-        deadline = time.monotonic() + timeout
-        with self.lock:
-            while stamp_ns not in self.matched_stamps:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.lock.wait(left)
-        return True
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=5)
-        self.node.destroy_node()
 
 
 def bag_sequence(bag_dir, count):
@@ -204,10 +145,10 @@ def bag_sequence(bag_dir, count):
     return mode, roles, messages
 
 
-def summarize(client, published_pairs, started):
-    with client.lock:
-        results = list(client.results)
-        diagnostics = dict(client.diagnostics)
+def summarize(demo, published_pairs, started):
+    with demo.client.lock:
+        results = list(demo.results)
+    diagnostics = demo.client.latest_diagnostics()
     latencies = np.array([r[0] for r in results]) * 1e3
     counts = np.array([r[1] for r in results])
     inliers = np.array([r[2] for r in results])
@@ -228,7 +169,7 @@ def summarize(client, published_pairs, started):
               f'{np.mean(accuracies) * 100:.1f} % of matches')
     print(f'  drops                {", ".join(f"{k}: {v}" for k, v in drops.items()) or "none"}'
           f'  (superseded = a newer pair arrived while the model was busy)')
-    print(f'  overlays             {client.overlays} PNGs in {client.output}/')
+    print(f'  overlays             {demo.overlays} PNGs in {demo.output}/')
     print(f'  wall time            {time.monotonic() - started:.0f} s')
 
 
@@ -255,7 +196,7 @@ def main(argv=None) -> int:
         return 1
 
     log_path = args.output / 'matcher_node.log'
-    process, log = start_node(args, mode, roles, log_path)
+    process = start_node(args, mode, roles, log_path)
     try:
         if args.bag is None:
             frames, calibration = synthetic_sequence(args.frames)
@@ -263,13 +204,16 @@ def main(argv=None) -> int:
         from rclpy.context import Context
         context = Context()
         rclpy.init(context=context)
-        client = DemoClient(context, list(roles.values()), args.output, calibration)
+        demo = DemoClient(context, args.output, calibration)
+        client = demo.client
         try:
             print(f'starting matcher_node ({args.backend}, log: {log_path})...', flush=True)
-            if not client.wait_for_node(process):
+            try:
+                client.wait_for_subscribers(roles.values(), timeout=120.0, process=process)
+            except TimeoutError:
                 print(f'demo: matcher_node did not come up; its log ({log_path}):',
                       file=sys.stderr)
-                print(log_path.read_text()[-3000:], file=sys.stderr)
+                print(process.log[-3000:], file=sys.stderr)
                 return 1
             last_stamp = None
             published = 0
@@ -293,21 +237,18 @@ def main(argv=None) -> int:
                     client.publish(topic, msg)
                     if topic == list(roles.values())[-1]:
                         last_stamp, published = stamp, published + 1
-            if last_stamp is not None and not client.wait_for(last_stamp, timeout=30.0):
-                print('demo: the last pair was not matched within 30 s', file=sys.stderr)
+            if last_stamp is not None:
+                try:
+                    client.wait_for_stamp(last_stamp, timeout=30.0)
+                except TimeoutError:
+                    print('demo: the last pair was not matched within 30 s', file=sys.stderr)
             time.sleep(0.6)  # one more diagnostics period
-            summarize(client, published, started)
+            summarize(demo, published, started)
         finally:
             client.close()
             context.try_shutdown()
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        log.close()
+        process.stop()
     print('\nTry EfficientLoFTR instead (needs its weights: run once with internet, or point '
           'to a local copy):\n'
           "  make demo DEMO_ARGS='--backend eloftr'\n"

@@ -15,12 +15,7 @@ matched:
 """
 import argparse
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -68,125 +63,76 @@ def reference_times(backend, device, left, right, repeats):
     return times, str(matcher.device), matcher.model_name
 
 
-class Client:
-    def __init__(self, context):
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-
-        from loftr_ros.msg import Matches
-        self.node = rclpy.create_node('bench_node_client', context=context)
-        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self.left = self.node.create_publisher(Image, '/left/image', qos)
-        self.right = self.node.create_publisher(Image, '/right/image', qos)
-        self.latencies = {}
-        self.diagnostics = {}
-        self.cond = threading.Condition()
-        self.node.create_subscription(Matches, '/matcher_node/matches', self._on_matches, 100)
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
-
-    def _on_matches(self, msg):
-        now = self.node.get_clock().now().nanoseconds
-        from loftr_ros.ros.conversions import stamp_to_ns
-        stamp = stamp_to_ns(msg.header.stamp)
-        with self.cond:
-            self.latencies[stamp] = (now - stamp) * 1e-9
-            self.cond.notify_all()
-
-    def _on_diagnostics(self, msg):
-        with self.cond:
-            self.diagnostics = {kv.key: kv.value for kv in msg.status[0].values}
-
-    def publish_pair(self, left_msg, right_msg):
-        from loftr_ros.ros.conversions import make_header
-        stamp = self.node.get_clock().now().nanoseconds
-        left_msg.header = make_header(stamp, 'left')
-        right_msg.header = make_header(stamp, 'right')
-        self.left.publish(left_msg)
-        self.right.publish(right_msg)
-        return stamp
-
-    def wait(self, stamp, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while stamp not in self.latencies:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cond.wait(left)
-        return True
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=5)
-        self.node.destroy_node()
+def publish_pair(client, left_msg, right_msg):
+    """Publish the pair stamped now; returns the stamp."""
+    from loftr_ros.ros.conversions import make_header
+    stamp = client.node.get_clock().now().nanoseconds
+    left_msg.header = make_header(stamp, 'left')
+    right_msg.header = make_header(stamp, 'right')
+    client.publish('/left/image', left_msg)
+    client.publish('/right/image', right_msg)
+    return stamp
 
 
-def rss_mib(pid):
-    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith('VmRSS:'):
-            return int(line.split()[1]) / 1024
-    return float('nan')
+def stamp_to_arrival_s(client, stamp):
+    """Image stamp to Matches received, in seconds."""
+    with client.lock:
+        return (client.received_ns[stamp] - stamp) * 1e-9
 
 
 def run_size(args, width, height):
     import rclpy
     from rclpy.context import Context
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+    from loftr_ros.ros.client import MatcherClient, NodeProcess
     from loftr_ros.ros.conversions import image_msg_from_array
     left, right = stereo_images(width, height)
     reference, device, model = reference_times(args.backend, args.device, left, right,
                                                args.pairs)
-    node = subprocess.Popen(
-        [sys.executable, '-m', 'loftr_ros.matcher_node', '--ros-args', '-p', 'mode:=stereo',
-         '-p', f'matcher.backend:={args.backend}', '-p', f'matcher.device:={args.device}',
-         '-p', 'diagnostics.period:=0.5'],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node = NodeProcess({'mode': 'stereo', 'matcher.backend': args.backend,
+                        'matcher.device': args.device, 'diagnostics.period': 0.5})
     context = Context()
     rclpy.init(context=context)
-    client = Client(context)
+    client = MatcherClient(context, 'bench_node_client',
+                           QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
     try:
-        deadline = time.monotonic() + 120
-        while not (client.left.get_subscription_count() and client.right.get_subscription_count()
-                   and client.node.count_publishers('/matcher_node/matches')):
-            if time.monotonic() > deadline or node.poll() is not None:
-                raise SystemExit(f'matcher_node did not start ({width}x{height})')
-            time.sleep(0.1)
-        time.sleep(0.5)
+        try:
+            client.wait_for_subscribers(['/left/image', '/right/image'], timeout=120.0,
+                                        process=node)
+        except TimeoutError as error:
+            raise SystemExit(f'matcher_node did not start ({width}x{height}): {error}') from None
         left_msg = image_msg_from_array(left, 'mono8')
         right_msg = image_msg_from_array(right, 'mono8')
         lockstep = []
         for index in range(args.pairs + 2):
-            stamp = client.publish_pair(left_msg, right_msg)
-            if client.wait(stamp) and index >= 2:  # two warm-up pairs
-                lockstep.append(client.latencies[stamp])
+            stamp = publish_pair(client, left_msg, right_msg)
+            try:
+                client.wait_for_stamp(stamp)
+            except TimeoutError:
+                continue
+            if index >= 2:  # two warm-up pairs
+                lockstep.append(stamp_to_arrival_s(client, stamp))
         time.sleep(0.6)  # one diagnostics period: the lockstep figures as the node saw them
-        with client.cond:
-            client.latencies.clear()
-            lock_diagnostics = dict(client.diagnostics)
+        lock_diagnostics = client.latest_diagnostics()
         period = 1.0 / args.rate
         seconds = args.soak_minutes * 60 if args.soak_minutes else args.pairs * period
         start = time.monotonic()
-        rss_start = rss_mib(node.pid)
-        sent = 0
+        rss_start = node.rss_mib()
+        rate_stamps = []
         while time.monotonic() - start < seconds:
-            client.publish_pair(left_msg, right_msg)
-            sent += 1
-            time.sleep(max(0.0, start + sent * period - time.monotonic()))
+            rate_stamps.append(publish_pair(client, left_msg, right_msg))
+            time.sleep(max(0.0, start + len(rate_stamps) * period - time.monotonic()))
         time.sleep(1.5)
-        rss_end = rss_mib(node.pid)
-        with client.cond:
-            rated = list(client.latencies.values())
-            diagnostics = dict(client.diagnostics)
+        rss_end = node.rss_mib()
+        sent = len(rate_stamps)
+        rated = [stamp_to_arrival_s(client, stamp) for stamp in rate_stamps
+                 if stamp in client.received_ns]
+        diagnostics = client.latest_diagnostics()
     finally:
         client.close()
         context.try_shutdown()
-        node.send_signal(signal.SIGINT)
-        node.wait(20)
+        node.stop()
     ref50, ref95 = percentiles(reference)
     lock50, lock95 = percentiles(lockstep)
     rate50, rate95 = percentiles(rated)

@@ -159,10 +159,12 @@ class MatcherClient:
 
     def publish(self, topic: str, msg, msg_type: type = Image):
         """Publish an image (or another message with a header) and note when."""
-        self.publisher(topic, msg_type).publish(msg)
-        now = self.node.get_clock().now().nanoseconds
+        publisher = self.publisher(topic, msg_type)
+        # Noted before publishing, so that its Matches always find it.
         with self.lock:
-            self.published_ns[stamp_to_ns(msg.header.stamp)] = now
+            self.published_ns[stamp_to_ns(msg.header.stamp)] = \
+                self.node.get_clock().now().nanoseconds
+        publisher.publish(msg)
 
     def wait_for_subscribers(self, topics: Iterable[Topic], timeout: float = 30.0,
                              process: Optional[NodeProcess] = None):

@@ -50,8 +50,8 @@ class MatcherConfig:
     max_matches: int = 0
     # Sub-pixel refinement of each match's image-1 keypoint against its image-0 patch: 'ncc'
     # (see loftr_ros.core.refinement), 'none', or 'auto' for the backend's default (ncc for the
-    # detectors that place keypoints on whole pixels: xfeat, lightglue, opencv; none for the
-    # LoFTR family, which refines its matches itself).
+    # detectors that place keypoints on whole pixels: xfeat, lightglue, ORB, hf's SuperPoint
+    # models; none for SIFT and the LoFTR family, which are sub-pixel already).
     refinement: str = 'auto'
     # Geometric verification giving the inlier mask: none, fundamental, essential (needs camera
     # matrices, falls back to fundamental without them) or homography.
@@ -96,8 +96,8 @@ class MatcherConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ConfigError(
-                f"unknown matcher option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+            valid = ', '.join(sorted(names))
+            raise ConfigError(f"unknown matcher option(s) {', '.join(unknown)}; valid: {valid}")
         values = dict(values)
         values['options'] = dict(values.get('options') or {})
         try:

@@ -74,7 +74,8 @@ _MATCHER_DESCRIPTIONS = {
     'max_matches': ('Keep at most this many matches, best first; 0 keeps all.', None,
                     (0, 1_000_000)),
     'refinement': ("Sub-pixel refinement of the matches by patch correlation (ncc); auto: the "
-                   "backend's default (ncc for xfeat, lightglue and ORB).", REFINEMENTS, None),
+                   "backend's default (ncc for keypoints detected on whole pixels).",
+                   REFINEMENTS, None),
     'geometry': ('Geometric verification giving the inlier mask.', GEOMETRY_MODELS, None),
     'ransac_threshold': ('RANSAC inlier threshold in pixels.', None, (1e-6, 1000.0)),
     'ransac_confidence': ('RANSAC confidence.', None, (1e-6, 0.999999)),

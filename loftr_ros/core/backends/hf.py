@@ -48,7 +48,10 @@ class HuggingFaceBackend(Backend):
             # EfficientLoFTR keeps only coarse matches above this score; the Matcher's threshold
             # is the same test on the same score.
             model_config.coarse_matching_threshold = config.confidence_threshold
-        self.frame_offset = 0.5 if model_config.model_type in _CORNER_FRAME_MODEL_TYPES else 0.0
+        corner_frame = model_config.model_type in _CORNER_FRAME_MODEL_TYPES
+        self.frame_offset = 0.5 if corner_frame else 0.0
+        # The LoFTR family refines its matches itself; SuperPoint keypoints sit on whole pixels.
+        self.default_refinement = 'none' if corner_frame else 'ncc'
         self.model.to(device).eval()
 
     @property

@@ -11,13 +11,14 @@ import struct
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
 from loftr_ros.core.camera import CameraModel
 from loftr_ros.core.errors import BagError, ConfigError, ImageError
 from loftr_ros.core.image_conversion import image_from_compressed_msg, image_from_msg
+from loftr_ros.core.stamps import stamp_to_ns
 from loftr_ros.core.sync import LEFT, RIGHT, StereoSynchronizer
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
@@ -59,16 +60,6 @@ def _reader_errors():
     from rosbags.serde import SerdeError
     return (AnyReaderError, Ros1ReaderError, Ros2ReaderError, SerdeError, sqlite3.Error,
             struct.error, EOFError, OSError, ValueError, IndexError, KeyError)
-
-
-def stamp_to_ns(stamp) -> int:
-    """A builtin_interfaces Time (of rosbags or of rclpy) as integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def sec_nanosec(nanoseconds: int) -> Tuple[int, int]:
-    """The (sec, nanosec) fields of a builtin_interfaces Time or Duration."""
-    return divmod(int(nanoseconds), 1_000_000_000)
 
 
 def _decode_image(msg, compressed: bool, name: str) -> np.ndarray:

@@ -21,8 +21,9 @@ from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from loftr_ros.core.stamps import stamp_to_ns
+from loftr_ros.ros.conversions import diagnostics_status_name
 from loftr_ros.msg import Matches
-from loftr_ros.ros.conversions import stamp_to_ns
 
 # Fully qualified name of the matcher node unless remapped; its topics and its /diagnostics
 # status are named after it.
@@ -36,12 +37,6 @@ RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 # A topic name, or (name, message type) for a type other than sensor_msgs/Image.
 Topic = Union[str, Tuple[str, type]]
-
-
-def diagnostics_status_name(node: str = MATCHER_NODE) -> str:
-    """Name of the status the matcher node `node` (fully qualified) publishes on /diagnostics
-    (see MatcherNode._publish_diagnostics)."""
-    return f'{node}: matcher'
 
 
 class NodeProcess:

@@ -1,7 +1,7 @@
 """MatchResult <-> loftr_ros/msg/Matches and NumPy <-> sensor_msgs/Image for rclpy messages.
 
-Array fields are filled from the NumPy buffers in one copy and read back with ``np.frombuffer``: no Python object per element, so 10,000 matches cost
-microseconds.
+Array fields are filled from the NumPy buffers in one copy and read back with
+``np.frombuffer``: no Python object per element, so 10,000 matches cost microseconds.
 """
 import array
 
@@ -11,6 +11,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from loftr_ros.core.image_conversion import image_to_msg_fields
+from loftr_ros.core.stamps import duration_sec_nanosec, sec_nanosec
 from loftr_ros.core.types import MatchResult
 from loftr_ros.msg import Matches
 
@@ -27,20 +28,21 @@ def _float32_field(values: np.ndarray) -> array.array:
     return array.array('f', np.ascontiguousarray(values, np.float32).tobytes())
 
 
+def diagnostics_status_name(node: str) -> str:
+    """Name of the /diagnostics status of the matcher node `node` (its fully qualified name):
+    what the node publishes and what clients filter on."""
+    return f'{node}: matcher'
+
+
 def make_header(stamp_ns: int, frame_id: str = '') -> Header:
     header = Header(frame_id=frame_id)
-    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 10**9)
+    header.stamp.sec, header.stamp.nanosec = sec_nanosec(stamp_ns)
     return header
 
 
 def duration_from_seconds(seconds: float) -> Duration:
-    nanoseconds = max(0, int(round(seconds * 1e9)))
-    return Duration(sec=nanoseconds // 10**9, nanosec=nanoseconds % 10**9)
-
-
-def stamp_to_ns(stamp) -> int:
-    """builtin_interfaces/Time to integer nanoseconds."""
-    return int(stamp.sec) * 10**9 + int(stamp.nanosec)
+    sec, nanosec = duration_sec_nanosec(seconds)
+    return Duration(sec=sec, nanosec=nanosec)
 
 
 def matches_msg_from_result(result: MatchResult, header, reference_header, model: str,

@@ -32,9 +32,10 @@ from loftr_ros.core.errors import ConfigError, ImageError, LoftrRosError
 from loftr_ros.core.image_conversion import image_from_compressed_msg, image_from_msg
 from loftr_ros.core.keyframe import KeyframePolicy
 from loftr_ros.core.matcher import Matcher
+from loftr_ros.core.stamps import stamp_to_ns
 from loftr_ros.core.sync import LEFT, RIGHT, StereoSynchronizer
-from loftr_ros.ros.conversions import (image_msg_from_array, matches_msg_from_result,
-                                       stamp_to_ns)
+from loftr_ros.ros.conversions import (diagnostics_status_name, image_msg_from_array,
+                                       matches_msg_from_result)
 from loftr_ros.ros.parameters import (RUNTIME_MATCHER_FIELDS, SPECS, declare_parameters,
                                       matcher_config_from_parameters)
 from loftr_ros.msg import Matches
@@ -467,7 +468,8 @@ class MatcherNode(Node):
         elif processed == last_processed:
             level, message = DiagnosticStatus.WARN, 'input received but nothing matched'
         status = DiagnosticStatus(
-            level=level, name=f'{self.get_fully_qualified_name()}: matcher', message=message,
+            level=level, name=diagnostics_status_name(self.get_fully_qualified_name()),
+            message=message,
             hardware_id=str(self._matcher.device),
             values=[KeyValue(key=key, value=value) for key, value in values.items()])
         array = DiagnosticArray(status=[status])

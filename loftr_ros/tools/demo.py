@@ -99,7 +99,8 @@ class DemoClient:
 
     def _on_matches(self, msg):
         from loftr_ros.core.camera import sampson_distances
-        from loftr_ros.ros.conversions import result_from_matches_msg, stamp_to_ns
+        from loftr_ros.core.stamps import stamp_to_ns
+        from loftr_ros.ros.conversions import result_from_matches_msg
         result = result_from_matches_msg(msg)
         latency = self.client.latency_s(stamp_to_ns(msg.header.stamp))
         accuracy = None
@@ -181,7 +182,8 @@ def main(argv=None) -> int:
         old.unlink()
 
     from loftr_ros.core.errors import LoftrRosError
-    from loftr_ros.ros.conversions import image_msg_from_array, make_header, stamp_to_ns
+    from loftr_ros.core.stamps import stamp_to_ns
+    from loftr_ros.ros.conversions import image_msg_from_array, make_header
     try:
         if args.bag is not None:
             mode, roles, messages = bag_sequence(args.bag, args.frames)

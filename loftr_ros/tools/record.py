@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from loftr_ros.core.bag import BagReader, sec_nanosec
+from loftr_ros.core.bag import BagReader
+from loftr_ros.core.stamps import duration_sec_nanosec, sec_nanosec
 from loftr_ros.core.camera import load_euroc_calibration
 from loftr_ros.core.errors import BagError, ConfigError
 from loftr_ros.tools.evaluate import add_pairing_arguments, iterate_pairs, run_configs
@@ -70,9 +71,8 @@ def _header(types, frame):
 
 
 def _duration(types, seconds: float):
-    # Rounded to the nanosecond and clamped at 0, as the node's duration_from_seconds: the
-    # recorded processing_time equals the one the node would publish.
-    sec, nanosec = sec_nanosec(max(0, round(seconds * 1e9)))
+    # The same rounding as the node's: the recorded processing_time is the one it publishes.
+    sec, nanosec = duration_sec_nanosec(seconds)
     return types['builtin_interfaces/msg/Duration'](sec=sec, nanosec=nanosec)
 
 

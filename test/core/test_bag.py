@@ -9,6 +9,7 @@ import pytest
 from loftr_ros.core import bag, synthetic
 from loftr_ros.core.bag import BagReader, consecutive_pairs, stereo_pairs
 from loftr_ros.core.errors import BagError
+from loftr_ros.core.stamps import stamp_to_ns
 from loftr_ros.core.sync import StereoSynchronizer
 
 # The bag writer the tool tests use (test/tools/conftest.py), loaded by path: one copy.
@@ -79,7 +80,7 @@ def test_only_the_frames_of_selected_pairs_are_decoded(tmp_path, stereo_views, m
     decode = bag.image_from_msg
 
     def recording_decode(msg):
-        decoded.append((msg.header.frame_id, bag.stamp_to_ns(msg.header.stamp)))
+        decoded.append((msg.header.frame_id, stamp_to_ns(msg.header.stamp)))
         return decode(msg)
 
     monkeypatch.setattr(bag, 'image_from_msg', recording_decode)

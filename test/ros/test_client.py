@@ -6,7 +6,8 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from loftr_ros.ros.client import diagnostics_status_name
+from loftr_ros.ros.client import MATCHER_NODE
+from loftr_ros.ros.conversions import diagnostics_status_name
 
 
 def status(name, model):
@@ -22,8 +23,8 @@ def test_only_the_matcher_nodes_own_diagnostics_status_is_taken(ros_context, har
         time.sleep(0.05)
     since = time.monotonic()
     publisher.publish(DiagnosticArray(status=[status('/camera_driver: camera', 'camera')]))
-    publisher.publish(DiagnosticArray(status=[status('/camera_driver: camera', 'camera'),
-                                              status(diagnostics_status_name(), 'matcher')]))
+    ours = status(diagnostics_status_name(MATCHER_NODE), 'matcher')
+    publisher.publish(DiagnosticArray(status=[status('/camera_driver: camera', 'camera'), ours]))
     assert harness.diagnostics_after(since) == {'model': 'matcher'}
     assert [values for _, values in harness.diagnostics] == [{'model': 'matcher'}]
     other.destroy_node()

@@ -6,10 +6,11 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from loftr_ros.core.image_conversion import image_from_msg
+from loftr_ros.core.stamps import stamp_to_ns
 from loftr_ros.core.types import MatchResult
 from loftr_ros.msg import Matches
 from loftr_ros.ros.conversions import (image_msg_from_array, matches_msg_from_result,
-                                       result_from_matches_msg, stamp_to_ns)
+                                       result_from_matches_msg)
 
 
 def random_result(count, with_inliers):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from loftr_ros.core.camera import sampson_distances
-from loftr_ros.ros.conversions import result_from_matches_msg, stamp_to_ns
+from loftr_ros.core.stamps import stamp_to_ns
+from loftr_ros.ros.conversions import result_from_matches_msg
 from loftr_ros.ros.player import bag_image_messages
 
 # Stereo pairs replayed (of 95): enough for the statistics, few enough for the CI budget.

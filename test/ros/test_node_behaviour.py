@@ -12,9 +12,9 @@ from sensor_msgs.msg import CompressedImage
 from skimage import data as skdata
 
 from loftr_ros.core.keyframe import KeyframePolicy
+from loftr_ros.core.stamps import stamp_to_ns
 from loftr_ros.core.synthetic import default_camera, pan_path, render_views
-from loftr_ros.ros.conversions import (image_msg_from_array, make_header,
-                                       result_from_matches_msg, stamp_to_ns)
+from loftr_ros.ros.conversions import image_msg_from_array, make_header, result_from_matches_msg
 from loftr_ros.srv import MatchImages
 
 MS = 1_000_000

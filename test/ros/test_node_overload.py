@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from loftr_ros.ros.conversions import image_msg_from_array, make_header, stamp_to_ns
+from loftr_ros.core.stamps import stamp_to_ns
+from loftr_ros.ros.conversions import image_msg_from_array, make_header
 
 RATE_HZ = 30.0
 SECONDS = 8.0

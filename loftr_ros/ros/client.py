@@ -69,13 +69,17 @@ class NodeProcess:
         it does not come within `timeout` s or the node exits first."""
         deadline = time.monotonic() + timeout
         while READY_LINE not in self.log:
-            if self.process.poll() is not None:
-                msg = f'matcher node exited with {self.process.returncode}:\n{self.log}'
-                raise TimeoutError(msg)
+            self.raise_if_exited(f':\n{self.log}')
             if time.monotonic() > deadline:
                 msg = f'matcher node not ready after {timeout} s:\n{self.log}'
                 raise TimeoutError(msg)
             time.sleep(0.1)
+
+    def raise_if_exited(self, details: str = ''):
+        """TimeoutError naming the exit status when the node has exited (what a wait for it
+        would otherwise only learn at its deadline)."""
+        if self.process.poll() is not None:
+            raise TimeoutError(f'matcher node exited with {self.process.returncode}{details}')
 
     def rss_mib(self) -> float:
         """The node's resident memory in MiB (Linux)."""
@@ -178,9 +182,8 @@ class MatcherClient:
                         if self.node.count_publishers(subscription.topic_name) == 0]
             if not missing:
                 break
-            if process is not None and process.process.poll() is not None:
-                msg = f'matcher node exited with {process.process.returncode}'
-                raise TimeoutError(msg)
+            if process is not None:
+                process.raise_if_exited()
             if time.monotonic() > deadline:
                 msg = f'after {timeout} s: {"; ".join(missing)}'
                 raise TimeoutError(msg)

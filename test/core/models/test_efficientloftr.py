@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from loftr_ros.core.models.efficientloftr import EfficientLoFTR
+from loftr_ros.core.models.efficientloftr import EfficientLoFTR, gather_windows, upsample2
 from loftr_ros.core.models.efficientloftr_weights import (conf_from_hf_config, hf_to_native,
                                                           load_efficientloftr, native_to_hf,
                                                           save_official, synthetic_weights)
@@ -342,3 +342,19 @@ def test_optimized_mode_scores_are_dual_softmax_confidences(weights_dir):
     assert len(result['scores']) >= 20
     expected = confidence[0, intermediates['ids0'], intermediates['ids1']]
     torch.testing.assert_close(result['scores'], expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize('size, padding', [(8, 0), (10, 1)])
+def test_windows_equal_unfolding_the_upsampled_map(size, padding):
+    """gather_windows samples the full-resolution map without making it: equal to unfolding
+    upsample2(half) at every cell, edge cells included (zeros outside the map)."""
+    torch.manual_seed(0)
+    half = torch.randn(2, 5, 24, 32)  # full map 48 x 64: a 6 x 8 coarse grid at stride 8
+    full = upsample2(half)
+    unfolded = F.unfold(full, size, stride=8, padding=padding)  # [B x C*size^2 x cells]
+    unfolded = unfolded.reshape(2, 5, size * size, -1).permute(0, 3, 2, 1)
+    batch_ids = torch.tensor([0, 0, 1, 1, 1])
+    cell_ids = torch.tensor([0, 7, 40, 47, 20])  # corners, last row, interior
+    windows = gather_windows(half, batch_ids, cell_ids, grid_width=8, stride=8, size=size,
+                             padding=padding)
+    torch.testing.assert_close(windows, unfolded[batch_ids, cell_ids], rtol=0, atol=1e-6)

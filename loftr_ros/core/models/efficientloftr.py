@@ -603,9 +603,10 @@ class EfficientLoFTR(nn.Module):
     def coarse_confidence(self, coarse0: torch.Tensor, coarse1: torch.Tensor) -> torch.Tensor:
         """[B x L0 x L1] dual-softmax confidence (or scaled similarity with skip_softmax)."""
         dim = coarse0.shape[1]
-        desc0 = coarse0.flatten(2).transpose(1, 2).float() / dim ** 0.5
-        desc1 = coarse1.flatten(2).float() / dim ** 0.5
-        similarity = (desc0 @ desc1) / self.conf['coarse_temperature']
+        # <d0 / sqrt(C), d1 / sqrt(C)> / temperature, with every scale applied to the L0 x C
+        # side: scaling the L0 x L1 product would be one more pass over 23 M values.
+        desc0 = coarse0.flatten(2).transpose(1, 2).float() / (dim * self.conf['coarse_temperature'])
+        similarity = desc0 @ coarse1.flatten(2).float()
         if self.conf['skip_softmax']:
             return similarity
         # Dual softmax; in place: the matrix is large (L0 x L1 = 4800^2 at 640x480).

@@ -8,12 +8,13 @@ a frame prepared once is processed once however many pairs it takes part in.
 import torch
 
 from loftr_ros.core.backends.base import Backend, BackendMatches
-from loftr_ros.core.models.efficientloftr import EfficientLoFTR
+from loftr_ros.core.models.efficientloftr import EfficientLoFTR, ImageFeatures
 from loftr_ros.core.models.efficientloftr_weights import load_efficientloftr
 from loftr_ros.core.weights import resolve_weights
 
 DEFAULT_MODEL = 'zju-community/efficientloftr'
 MODES = ('full', 'optimized')
+COMPILE_MODES = ('off', 'default', 'reduce-overhead', 'max-autotune')
 
 
 class EfficientLoFTRBackend(Backend):
@@ -30,9 +31,11 @@ class EfficientLoFTRBackend(Backend):
         'reparameterize': True,
         # Convolutions in channels-last memory format (faster with oneDNN on CPU and on CUDA).
         'channels_last': True,
-        # torch.compile the convolutional and attention stages (one graph per input size); needs
-        # a working compiler toolchain, pays off on CUDA for a fixed camera resolution.
-        'compile': False,
+        # torch.compile the fixed-shape stages (backbone, attention, fine pyramid; one graph per
+        # input size): 'off', 'default', 'max-autotune', or 'reduce-overhead', which also
+        # replays them as CUDA graphs on CUDA. Needs a working compiler toolchain; pays off on
+        # CUDA for a fixed camera resolution. true/false mean 'default'/'off'.
+        'compile': 'off',
     }
     stride = EfficientLoFTR.stride
     # The published models were trained and are usually run at 640x480.
@@ -57,12 +60,19 @@ class EfficientLoFTRBackend(Backend):
         model = model.to(device)
         if self.conf['channels_last']:
             model = model.to(memory_format=torch.channels_last)
-        if self.conf['compile']:
-            model.backbone = torch.compile(model.backbone, dynamic=False)
-            model.refinement_layer = torch.compile(model.refinement_layer, dynamic=False)
+        if isinstance(self.conf['compile'], bool):
+            self.conf['compile'] = 'default' if self.conf['compile'] else 'off'
+        compile_mode = self.choice_option('compile', COMPILE_MODES)
+        if compile_mode != 'off':
+            def compiled(module):
+                return torch.compile(module, dynamic=False, mode=compile_mode)
+            model.backbone = compiled(model.backbone)
+            model.refinement_layer = compiled(model.refinement_layer)
             for layer in model.local_feature_transformer.layers:
-                layer.self_attention = torch.compile(layer.self_attention, dynamic=False)
-                layer.cross_attention = torch.compile(layer.cross_attention, dynamic=False)
+                layer.self_attention = compiled(layer.self_attention)
+                layer.cross_attention = compiled(layer.cross_attention)
+        # torch.compile uses CUDA graphs only for CUDA tensors.
+        self.cuda_graphs = compile_mode == 'reduce-overhead' and device.type == 'cuda'
         self.model = model
 
     @property
@@ -72,8 +82,17 @@ class EfficientLoFTRBackend(Backend):
     def extract(self, image: torch.Tensor):
         if self.conf['channels_last']:
             image = image.contiguous(memory_format=torch.channels_last)
-        return self.model.extract(image)
+        if not self.cuda_graphs:
+            return self.model.extract(image)
+        torch.compiler.cudagraph_mark_step_begin()
+        features = self.model.extract(image)
+        # A CUDA graph's outputs live in buffers its next replay overwrites, and a frame's
+        # features are kept to be reused in the next pair: they get their own memory.
+        return ImageFeatures(features.coarse.clone(), [map_.clone() for map_ in features.projected],
+                             features.image_size)
 
     def match(self, image0, image1) -> BackendMatches:
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         result = self.model.match_features(image0.features, image1.features)
         return BackendMatches(result['keypoints0'], result['keypoints1'], result['scores'])

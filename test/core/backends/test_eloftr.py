@@ -126,3 +126,26 @@ def test_invalid_options(hf_dir):
     with pytest.raises(ConfigError, match="unknown mode 'fast', valid: full, optimized"):
         Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
                               options={'mode': 'fast'}))
+    with pytest.raises(ConfigError, match="unknown compile 'cudagraphs', valid: off, default, "
+                                          "reduce-overhead, max-autotune"):
+        Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
+                              options={'compile': 'cudagraphs'}))
+
+
+@pytest.mark.slow
+def test_compiled_model_gives_the_same_matches(hf_dir, matcher):
+    """torch.compile in the CUDA-graph mode (on the CPU its graphs are compiled without CUDA
+    graphs): the same matches as the eager model, for a reused frame too. About 30 s of
+    compilation on two cores."""
+    compiled = Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
+                                     resize=0, warmup=False,
+                                     options={'compile': 'reduce-overhead'}))
+    frames = photo_frames(3, 320, 256)
+    eager_frames = [matcher.prepare(frame) for frame in frames]
+    compiled_frames = [compiled.prepare(frame) for frame in frames]
+    for index in (0, 1):
+        expected = matcher.match(eager_frames[index], eager_frames[index + 1])
+        result = compiled.match(compiled_frames[index], compiled_frames[index + 1])
+        assert len(expected) > 0 and len(result) == len(expected)
+        np.testing.assert_allclose(result.keypoints1, expected.keypoints1, atol=1e-3)
+        np.testing.assert_allclose(result.scores, expected.scores, atol=1e-4)

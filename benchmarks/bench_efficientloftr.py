@@ -22,7 +22,6 @@ precision.
 """
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from loftr_ros.core.config import MatcherConfig
+from loftr_ros.core.evaluation import latency_summary
 from loftr_ros.core.matcher import Matcher
 from loftr_ros.core.models.efficientloftr import EfficientLoFTR
 from loftr_ros.core.models.efficientloftr_weights import save_hf, synthetic_weights
@@ -38,9 +38,9 @@ from loftr_ros.core.synthetic import camera_path, default_camera, render_views
 
 
 def summary(seconds):
-    values = sorted(seconds)
-    p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
-    return 1000 * statistics.median(values), 1000 * p95
+    """(median, p95) in milliseconds."""
+    latency = latency_summary(seconds)
+    return latency['p50_ms'], latency['p95_ms']
 
 
 def gray(view):

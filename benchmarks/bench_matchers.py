@@ -35,6 +35,7 @@ import cv2
 import torch
 
 from loftr_ros.core.config import MatcherConfig
+from loftr_ros.core.evaluation import latency_summary
 from loftr_ros.core.matcher import Matcher
 from loftr_ros.core.refinement import NCCRefinement
 
@@ -71,9 +72,9 @@ def time_interleaved(functions, repeats, device):
     return seconds
 
 
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+def median_p95_ms(seconds):
+    latency = latency_summary(seconds)
+    return latency['p50_ms'], latency['p95_ms']
 
 
 # --- references, each the way its own documentation calls it ---------------------------------
@@ -260,14 +261,14 @@ def main(argv=None):
                     print(f'  {backend} {width}x{height}: reference failed: {error}'[:200],
                           file=sys.stderr)
                     (ours,), theirs = time_interleaved([run_matcher], args.repeats, device), None
-                ours_ms = (statistics.median(ours) * 1e3, percentile(ours, 0.95) * 1e3)
+                ours_ms = median_p95_ms(ours)
                 # The Matcher's own work around the model (conversion, resize/pad, mapping
                 # back, sorting), timed inside each call: unaffected by load changes between
                 # calls.
                 around_ms = statistics.median(t['preprocess'] + t['verify']
                                               for t in stage_timings) * 1e3
                 if theirs:
-                    theirs_ms = (statistics.median(theirs) * 1e3, percentile(theirs, 0.95) * 1e3)
+                    theirs_ms = median_p95_ms(theirs)
                     cells = (f'{theirs_ms[0]:.1f} | {theirs_ms[1]:.1f} | '
                              f'{ours_ms[0] / theirs_ms[0]:.3f}')
                 else:

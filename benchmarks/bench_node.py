@@ -18,7 +18,6 @@ import os
 import time
 
 import cv2
-import numpy as np
 
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
@@ -43,11 +42,13 @@ def stereo_images(width, height):
     return cv2.cvtColor(left, cv2.COLOR_BGR2GRAY), cv2.cvtColor(right, cv2.COLOR_BGR2GRAY)
 
 
-def percentiles(values_s):
-    values = np.asarray(values_s) * 1e3
-    if not len(values):
-        return 'n/a', 'n/a'
-    return f'{np.percentile(values, 50):.1f}', f'{np.percentile(values, 95):.1f}'
+def p50_p95(values_s):
+    """'p50 / p95' in milliseconds, 'n/a / n/a' without values."""
+    from loftr_ros.core.evaluation import latency_summary
+    if not len(values_s):
+        return 'n/a / n/a'
+    summary = latency_summary(values_s)
+    return f"{summary['p50_ms']:.1f} / {summary['p95_ms']:.1f}"
 
 
 def reference_times(backend, device, left, right, repeats):
@@ -133,18 +134,15 @@ def run_size(args, width, height):
         client.close()
         context.try_shutdown()
         node.stop()
-    ref50, ref95 = percentiles(reference)
-    lock50, lock95 = percentiles(lockstep)
-    rate50, rate95 = percentiles(rated)
     drops = {k[6:]: v for k, v in diagnostics.items() if k.startswith('drops.')}
     return {
         'size': f'{width}x{height}', 'model': model, 'device': device,
-        'reference': f'{ref50} / {ref95}', 'lockstep': f'{lock50} / {lock95}',
+        'reference': p50_p95(reference), 'lockstep': p50_p95(lockstep),
         'node_matcher': f"{lock_diagnostics.get('matcher_p50_ms')} / "
                         f"{lock_diagnostics.get('matcher_p95_ms')}",
         'node_overhead': f"{lock_diagnostics.get('overhead_p50_ms')} / "
                          f"{lock_diagnostics.get('overhead_p95_ms')}",
-        'rate': f'{rate50} / {rate95}', 'sent': sent, 'matched': len(rated),
+        'rate': p50_p95(rated), 'sent': sent, 'matched': len(rated),
         'drops': ', '.join(f'{k} {v}' for k, v in drops.items()) or 'none',
         'rss': f'{rss_start:.0f} -> {rss_end:.0f} MiB over {seconds:.0f} s',
     }

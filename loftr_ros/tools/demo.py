@@ -147,10 +147,11 @@ def bag_sequence(bag_dir, count):
 
 
 def summarize(demo, published_pairs, started):
+    from loftr_ros.core.evaluation import latency_summary
     with demo.client.lock:
         results = list(demo.results)
     diagnostics = demo.client.latest_diagnostics()
-    latencies = np.array([r[0] for r in results]) * 1e3
+    latency = latency_summary([r[0] for r in results])
     counts = np.array([r[1] for r in results])
     inliers = np.array([r[2] for r in results])
     accuracies = [r[3] for r in results if r[3] is not None]
@@ -163,8 +164,8 @@ def summarize(demo, published_pairs, started):
     if len(results):
         print(f'  matches per pair     median {np.median(counts):.0f}  (min {counts.min()}, '
               f'max {counts.max()}); inliers median {np.median(inliers):.0f}')
-        print(f'  latency publish->Matches received  p50 {np.percentile(latencies, 50):.0f} ms'
-              f'  p95 {np.percentile(latencies, 95):.0f} ms')
+        print(f'  latency publish->Matches received  p50 {latency["p50_ms"]:.0f} ms'
+              f'  p95 {latency["p95_ms"]:.0f} ms')
     if accuracies:
         print(f'  on the true epipolar geometry (<1 px Sampson): '
               f'{np.mean(accuracies) * 100:.1f} % of matches')

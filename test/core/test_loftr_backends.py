@@ -233,3 +233,50 @@ def test_unreadable_checkpoint_and_empty_model_directory(tmp_path):
         Matcher(MatcherConfig(backend='loftr', weights=str(garbage), warmup=False))
     with pytest.raises(WeightsError, match='cannot load a keypoint-matching model from'):
         Matcher(MatcherConfig(backend='hf', weights=str(tmp_path), warmup=False))
+
+
+@pytest.fixture(scope='module')
+def superglue_dir(tmp_path_factory):
+    """A SuperGlue (SuperPoint keypoints) Hugging Face directory with random weights."""
+    from transformers import SuperGlueConfig, SuperGlueForKeypointMatching, SuperGlueImageProcessor
+
+    directory = tmp_path_factory.mktemp('superglue')
+    torch.manual_seed(0)
+    SuperGlueForKeypointMatching(SuperGlueConfig()).save_pretrained(directory)
+    SuperGlueImageProcessor().save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.slow
+def test_hf_superglue_matches_the_transformers_pipeline(superglue_dir):
+    """The detector-based branch of the hf backend (keypoints per image under a mask): the
+    same matches as transformers' pipeline, whose int32 cast moves a keypoint by under 1 px.
+    SuperPoint keypoints sit on whole pixels, so the NCC refinement is on by default; it is off
+    here, where random weights pair keypoints arbitrarily."""
+    from transformers import AutoImageProcessor, AutoModelForKeypointMatching
+
+    image, _ = _photo_pair((320, 256))
+    processor = AutoImageProcessor.from_pretrained(superglue_dir)
+    model = AutoModelForKeypointMatching.from_pretrained(superglue_dir).eval()
+    inputs = processor([np.dstack([image] * 3)] * 2, size={'height': 256, 'width': 320},
+                       return_tensors='pt')
+    with torch.inference_mode():
+        outputs = model(**inputs)
+    expected = processor.post_process_keypoint_matching(outputs, [[(256, 320)] * 2],
+                                                        threshold=0.0)[0]
+    assert len(expected['keypoints0']) >= 20
+
+    config = MatcherConfig(backend='hf', weights=str(superglue_dir), resize=0,
+                           confidence_threshold=0.0, warmup=False)
+    assert Matcher(config).refinement is not None
+    matcher = Matcher(config.replace(refinement='none'))
+    assert matcher.backend.frame_offset == 0.0
+    result = matcher.match(image, image)
+    assert len(result) == len(expected['keypoints0'])
+    order = np.argsort(-expected['matching_scores'].numpy(), kind='stable')
+    for ours, theirs in ((result.keypoints0, expected['keypoints0']),
+                         (result.keypoints1, expected['keypoints1'])):
+        difference = ours - theirs.numpy()[order]
+        assert ((difference >= 0) & (difference < 1)).all()
+    np.testing.assert_allclose(result.scores, expected['matching_scores'].numpy()[order],
+                               atol=1e-5)

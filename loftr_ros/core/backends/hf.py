@@ -78,6 +78,7 @@ class HuggingFaceBackend(Backend):
             return BackendMatches(keypoints[0][valid0], keypoints[1][valid1], scores[0][valid0])
         # LightGlue/SuperGlue: keypoints per image (mask marks the real ones), matches[0] indexes
         # image 1's keypoints.
+        mask = mask[0]
         keypoints0 = keypoints[0][mask[0] > 0]
         keypoints1 = keypoints[1][mask[1] > 0]
         matches0 = matches[0][mask[0] > 0]

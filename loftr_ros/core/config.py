@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional
 import yaml
 
 from loftr_ros.core.backends import BACKENDS as BACKEND_REGISTRY
-from loftr_ros.core.errors import ConfigError
+from loftr_ros.core.errors import ConfigError, check_known_keys
 
 # The registry's names, in its order (importing the registry imports no model code).
 BACKENDS = tuple(BACKEND_REGISTRY)
@@ -93,11 +93,7 @@ class MatcherConfig:
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> 'MatcherConfig':
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            valid = ', '.join(sorted(names))
-            raise ConfigError(f"unknown matcher option(s) {', '.join(unknown)}; valid: {valid}")
+        check_known_keys(values, (f.name for f in dataclasses.fields(cls)), 'the matcher')
         values = dict(values)
         values['options'] = dict(values.get('options') or {})
         try:

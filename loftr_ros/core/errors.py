@@ -3,6 +3,7 @@
 Callers (the node, the CLIs) catch :class:`LoftrRosError` subclasses and report them; anything
 else is a bug and propagates.
 """
+from typing import Iterable
 
 
 class LoftrRosError(Exception):
@@ -27,3 +28,13 @@ class ImageError(LoftrRosError):
 
 class BagError(LoftrRosError):
     """A bag cannot be read or written (missing topic, corrupt file)."""
+
+
+def check_known_keys(keys: Iterable[str], valid: Iterable[str], owner: str) -> None:
+    """ConfigError naming the keys not in `valid`, and the valid ones, if there are any."""
+    valid = sorted(valid)
+    unknown = sorted(set(keys) - set(valid))
+    if unknown:
+        msg = (f"unknown option(s) {', '.join(unknown)} for {owner}; "
+               f"valid: {', '.join(valid) or '(none)'}")
+        raise ConfigError(msg)

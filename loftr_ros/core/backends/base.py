@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from loftr_ros.core.config import MatcherConfig
-from loftr_ros.core.errors import ConfigError
+from loftr_ros.core.errors import ConfigError, check_known_keys
 from loftr_ros.core.preprocessing import ImageTransform
 
 
@@ -83,11 +83,7 @@ class BackendMatches(NamedTuple):
 def merge_options(backend: str, defaults: Dict[str, Any], options: Dict[str, Any],
                   ) -> Dict[str, Any]:
     """`defaults` updated with `options`; ConfigError naming the valid keys on an unknown one."""
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        valid = ', '.join(sorted(defaults)) or '(none)'
-        msg = f"unknown option(s) {', '.join(unknown)} for backend '{backend}'; valid: {valid}"
-        raise ConfigError(msg)
+    check_known_keys(options, defaults, f"backend '{backend}'")
     return {**defaults, **options}
 
 

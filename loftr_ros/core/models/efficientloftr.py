@@ -39,17 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from loftr_ros.core.errors import ConfigError
+from loftr_ros.core.errors import ConfigError, check_known_keys
 
 
 def merge_conf(defaults: Dict[str, Any], conf: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """`defaults` updated with `conf`; ConfigError naming the valid keys on an unknown one."""
     conf = dict(conf or {})
-    unknown = sorted(set(conf) - set(defaults))
-    if unknown:
-        msg = (f"unknown EfficientLoFTR option(s) {', '.join(unknown)}; "
-               f"valid: {', '.join(sorted(defaults))}")
-        raise ConfigError(msg)
+    check_known_keys(conf, defaults, 'EfficientLoFTR')
     return {**defaults, **conf}
 
 

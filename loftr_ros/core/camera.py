@@ -74,8 +74,7 @@ def load_euroc_calibration(path, camera0: str = 'cam0', camera1: str = 'cam1',
     except (KeyError, TypeError, ValueError, yaml.YAMLError) as error:
         raise ConfigError(f'calibration {path} is malformed: {error!r}') from None
     (model0, T_body_cam0), (model1, T_body_cam1) = cams
-    T_cam1_cam0 = np.linalg.inv(T_body_cam1) @ T_body_cam0
-    return StereoCalibration(model0, model1, T_cam1_cam0[:3, :3], T_cam1_cam0[:3, 3])
+    return StereoCalibration(model0, model1, *relative_camera_pose(T_body_cam0, T_body_cam1))
 
 
 def _euroc_camera(entry):
@@ -84,6 +83,12 @@ def _euroc_camera(entry):
                                         tuple(entry.get('resolution', (0, 0))))
     T = np.asarray(entry['T_body_cam'], np.float64).reshape(4, 4)
     return model, T
+
+
+def relative_camera_pose(world_from_camera0: np.ndarray, world_from_camera1: np.ndarray):
+    """(R, t) of camera 0 in camera 1 (x1 = R x0 + t) from two 4x4 world-from-camera poses."""
+    camera1_from_camera0 = np.linalg.inv(world_from_camera1) @ world_from_camera0
+    return camera1_from_camera0[:3, :3], camera1_from_camera0[:3, 3]
 
 
 def skew(v: np.ndarray) -> np.ndarray:

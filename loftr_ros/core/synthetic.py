@@ -19,7 +19,7 @@ from typing import List, Sequence, Tuple
 import cv2
 import numpy as np
 
-from loftr_ros.core.camera import CameraModel, StereoCalibration
+from loftr_ros.core.camera import CameraModel, StereoCalibration, relative_camera_pose
 
 # Photos bundled inside the scikit-image wheel (skimage/data/*.png|jpg): no network needed.
 PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'motorcycle', 'immunohistochemistry',
@@ -76,8 +76,7 @@ class Pose:
 
 def relative_pose(pose0: Pose, pose1: Pose) -> Tuple[np.ndarray, np.ndarray]:
     """(R, t) of camera 0 in camera 1: x1 = R @ x0 + t."""
-    R = pose1.R @ pose0.R.T
-    return R, pose1.t - R @ pose0.t
+    return relative_camera_pose(pose0.world_from_camera(), pose1.world_from_camera())
 
 
 @dataclass(frozen=True)

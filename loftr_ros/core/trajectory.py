@@ -10,6 +10,8 @@ from typing import Optional
 
 import numpy as np
 
+# Re-exported: tools that read ground-truth trajectories take the relative pose from here.
+from loftr_ros.core.camera import relative_camera_pose  # noqa: F401
 from loftr_ros.core.errors import ConfigError
 
 
@@ -105,9 +107,3 @@ def load_trajectory(path) -> Trajectory:
         positions.append(position)
         quaternions.append([x, y, z, w])
     return Trajectory(np.array(stamps), np.array(positions), np.array(quaternions))
-
-
-def relative_camera_pose(world_from_camera0: np.ndarray, world_from_camera1: np.ndarray):
-    """(R, t) of camera 0 in camera 1 (x1 = R x0 + t) from two world-from-camera poses."""
-    camera1_from_camera0 = np.linalg.inv(world_from_camera1) @ world_from_camera0
-    return camera1_from_camera0[:3, :3], camera1_from_camera0[:3, 3]

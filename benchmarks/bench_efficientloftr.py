@@ -1,7 +1,8 @@
 """Native EfficientLoFTR vs transformers' EfficientLoFTRForKeypointMatching, same weights.
 
     scripts/ros_env.sh python benchmarks/bench_efficientloftr.py [--iterations 5]
-        [--device cpu|cuda] [--threads 2] [--output benchmarks/results/bench_efficientloftr_cpu.md]
+        [--device auto|cpu|cuda] [--threads 2]
+        [--output benchmarks/results/bench_efficientloftr_cpu.md]
 
 Trained weights are not reachable offline, so both models get the same random weights of the
 published architecture (loftr_ros.core.models.efficientloftr_weights.synthetic_weights: batch
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from loftr_ros.core.config import MatcherConfig
+from loftr_ros.core.devices import resolve_device
 from loftr_ros.core.evaluation import latency_summary
 from loftr_ros.core.matcher import Matcher
 from loftr_ros.core.models.efficientloftr import EfficientLoFTR
@@ -103,7 +105,7 @@ def native_runners(weights_dir, frames, threshold, device, precision, mode):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', default='auto', help="'cpu', 'cuda' or 'auto'")
     parser.add_argument('--threads', type=int, default=2, help='CPU threads (torch)')
     parser.add_argument('--iterations', type=int, default=5)
     parser.add_argument('--width', type=int, default=640)
@@ -114,7 +116,7 @@ def main():
     parser.add_argument('--output', type=Path, help='also write the table (markdown) here')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     load_before = os.getloadavg()[0]
 
     camera = default_camera(args.width, args.height)

@@ -35,6 +35,7 @@ import cv2
 import torch
 
 from loftr_ros.core.config import MatcherConfig
+from loftr_ros.core.devices import resolve_device
 from loftr_ros.core.evaluation import latency_summary
 from loftr_ros.core.matcher import Matcher
 from loftr_ros.core.refinement import NCCRefinement
@@ -224,8 +225,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available()
-                          else ('cpu' if args.device == 'auto' else args.device))
+    device = resolve_device(args.device)
     sizes = [tuple(int(v) for v in size.split('x')) for size in args.sizes.split(',')]
     header = (f'device {device}'
               f"{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}"

@@ -10,8 +10,6 @@ from typing import Optional
 
 import numpy as np
 
-# Re-exported: tools that read ground-truth trajectories take the relative pose from here.
-from loftr_ros.core.camera import relative_camera_pose  # noqa: F401
 from loftr_ros.core.errors import ConfigError
 
 

@@ -19,11 +19,12 @@ import numpy as np
 
 from loftr_ros.core import evaluation
 from loftr_ros.core.bag import CAMERA_INFO_TYPE, BagReader, consecutive_pairs, stereo_pairs
-from loftr_ros.core.camera import StereoCalibration, load_euroc_calibration
+from loftr_ros.core.camera import (StereoCalibration, load_euroc_calibration,
+                                   relative_camera_pose)
 from loftr_ros.core.config import BACKENDS, load_matcher_config
 from loftr_ros.core.errors import ConfigError
 from loftr_ros.core.sync import StereoSynchronizer
-from loftr_ros.core.trajectory import load_trajectory, relative_camera_pose
+from loftr_ros.core.trajectory import load_trajectory
 
 CSV_FIELDS = ('pair', 'stamp0_ns', 'stamp1_ns', 'index0', 'index1', 'matches', 'inliers',
               'inlier_ratio', 'epipolar_median_px', 'epipolar_correct_ratio', 'rotation_deg',

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation, Slerp
 
+from loftr_ros.core.camera import relative_camera_pose
 from loftr_ros.core.errors import ConfigError
-from loftr_ros.core.trajectory import load_trajectory, relative_camera_pose
+from loftr_ros.core.trajectory import load_trajectory
 
 STAMPS_NS = np.array([1_000_000_000, 1_100_000_000, 1_200_000_000])
 ROTATIONS = Rotation.from_euler('xyz', [[0, 0, 0], [10, 20, -5], [30, 25, 10]], degrees=True)

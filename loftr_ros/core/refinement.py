@@ -6,16 +6,18 @@ stereo matches within 1 px of the true epipolar line. Visual-odometry front-ends
 same way (patch alignment, as in SVO or KLT): keep the reference keypoint where it is and move
 its partner to where the reference's patch fits best. Here that is a search of +-`search` px
 around the matched keypoint in image 1 for the best zero-mean NCC with a (2 `half` + 1)^2
-patch of image 0 centred on the reference keypoint, then a parabola through the peak and its
-neighbours in x and y for the sub-pixel position. On the EuRoC pairs that brings XFeat to 96 %
-within 1 px.
+patch of image 0 centred on the reference keypoint (sampled through the pair's affine motion,
+so that rotated or zoomed views correlate), a parabola through the peak and its neighbours in x
+and y, and a few Lucas-Kanade steps that remove the parabola's bias towards whole pixels. On
+the EuRoC pairs that brings XFeat to 96 % within 1 px; on a photo moved by known sub-pixel
+warps the median error is under 0.01 px.
 
 A match keeps its original position when the refinement cannot be trusted: a patch partly
 outside an image, a flat (textureless) reference patch, a best NCC under `min_ncc`, or a peak
 on the edge of the search window (the true position may lie beyond it).
 
-All matches are refined at once: patches are sampled with one ``cv2.remap`` per image and the
-correlations of all matches are one grouped convolution.
+All matches are refined at once: patches are sampled with a few ``cv2.remap`` calls (bicubic)
+and the correlations of all matches are one grouped convolution.
 """
 from dataclasses import dataclass
 from typing import Tuple

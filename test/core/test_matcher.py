@@ -166,3 +166,25 @@ def test_core_imports_no_ros():
     code = ('import sys, loftr_ros.core.matcher, loftr_ros.core.drawing, loftr_ros.tools.match; '
             "assert 'rclpy' not in sys.modules, 'rclpy imported'")
     subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def test_refinement_with_every_input_type_and_different_sizes(stereo_pair):
+    """The refinement works on the original images whatever their type, channels and sizes:
+    the same refined keypoints for every input form, and a crop of the right image gives the
+    same right points, shifted."""
+    left, right = stereo_pair
+    matcher = Matcher(MatcherConfig(backend='opencv', refinement='ncc', warmup=False))
+    reference = matcher.match(left, right)
+    assert reference.timings['refine'] > 0
+    for image0, image1 in [(left.astype(np.uint16) * 257, right.astype(np.uint16) * 257),
+                           (np.dstack([left] * 3), right[:, :, None].astype(np.float32) / 255)]:
+        result = matcher.match(image0, image1)
+        np.testing.assert_array_equal(result.keypoints0, reference.keypoints0)
+        np.testing.assert_allclose(result.keypoints1, reference.keypoints1, atol=1e-3)
+    cropped = matcher.match(left, right[40:, 60:])
+    by_point = {tuple(p): q for p, q in zip(reference.keypoints0.tolist(), reference.keypoints1)}
+    shifted = [(by_point[tuple(p)], q + [60, 40])
+               for p, q in zip(cropped.keypoints0.tolist(), cropped.keypoints1)
+               if tuple(p) in by_point]
+    assert len(shifted) > 20
+    assert np.median([np.linalg.norm(a - b) for a, b in shifted]) < 0.05

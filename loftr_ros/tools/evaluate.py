@@ -22,7 +22,7 @@ from loftr_ros.core.bag import CAMERA_INFO_TYPE, BagReader, consecutive_pairs, s
 from loftr_ros.core.camera import (StereoCalibration, load_euroc_calibration,
                                    relative_camera_pose)
 from loftr_ros.core.config import BACKENDS, load_matcher_config
-from loftr_ros.core.errors import ConfigError
+from loftr_ros.core.errors import ConfigError, ImageError
 from loftr_ros.core.sync import StereoSynchronizer
 from loftr_ros.core.trajectory import load_trajectory
 
@@ -68,6 +68,20 @@ def iterate_pairs(reader: BagReader, args, synchronizer: Optional[StereoSynchron
         if args.max_pairs is not None and count >= args.max_pairs:
             return
         yield pair
+
+
+def decoded_pairs(pairs, skipped: List[str]):
+    """(pair, image0, image1) for each pair whose two images decode. A pair with an image that
+    does not decode is skipped with a warning naming the frame and the cause, and that message
+    is appended to `skipped`: one bad frame does not end a run."""
+    for pair in pairs:
+        try:
+            images = pair.frame0.image, pair.frame1.image
+        except ImageError as error:
+            print(f'\nwarning: pair skipped: {error}', file=sys.stderr)
+            skipped.append(str(error))
+            continue
+        yield (pair, *images)
 
 
 def run_configs(args):
@@ -321,27 +335,29 @@ def run(args) -> int:
         directory = output / label
         directory.mkdir(exist_ok=True)
         rows: List[Dict] = []
+        skipped: List[str] = []
         progress = Progress(label, total)
         synchronizer = StereoSynchronizer(int(args.slop_ms * 1e6))
         overlay_every = max(1, (total or 1) // max(args.overlays, 1))
         try:
             with BagReader(args.bag) as reader:
-                for number, pair in enumerate(iterate_pairs(reader, args, synchronizer)):
+                pairs = decoded_pairs(iterate_pairs(reader, args, synchronizer), skipped)
+                for number, (pair, image0, image1) in enumerate(pairs):
                     result = matcher.match(
-                        pair.frame0.image, pair.frame1.image,
-                        calibration.camera0 if calibration else None,
+                        image0, image1, calibration.camera0 if calibration else None,
                         calibration.camera1 if calibration else None)
                     rows.append(score_pair(result, pair, calibration, trajectory,
                                            args.mode == 'stereo'))
                     if args.overlays and number % overlay_every == 0 and \
                             number // overlay_every < args.overlays:
                         cv2.imwrite(str(directory / f'overlay_{number:05d}.png'),
-                                    draw_matches(pair.frame0.image, pair.frame1.image, result))
-                    progress.update(len(rows))
+                                    draw_matches(image0, image1, result))
+                    progress.update(len(rows) + len(skipped))
         except KeyboardInterrupt:
             partial = True
         progress.finish()
         summary = summarize(rows, label, config, matcher.model_name)
+        summary['pairs_skipped'] = skipped
         if args.mode == 'stereo':
             summary['stereo_drops'] = dict(synchronizer.drops)
         summaries.append(summary)
@@ -357,6 +373,9 @@ def run(args) -> int:
     (output / 'summary.json').write_text(json.dumps(_json_safe(report), indent=2) + '\n')
     print(table)
     for summary in summaries:
+        if summary['pairs_skipped']:
+            print(f"{summary['label']}: {len(summary['pairs_skipped'])} pair(s) skipped for an "
+                  'image that does not decode (summary.json: pairs_skipped)', file=sys.stderr)
         missing = summary.get('pairs_without_ground_truth')
         if missing:
             print(f"{summary['label']}: {len(missing)} pair(s) outside the ground-truth stamp "

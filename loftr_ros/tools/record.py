@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from loftr_ros.core.bag import BagReader
-from loftr_ros.core.stamps import duration_sec_nanosec, sec_nanosec
 from loftr_ros.core.camera import load_euroc_calibration
 from loftr_ros.core.errors import BagError, ConfigError
-from loftr_ros.tools.evaluate import add_pairing_arguments, iterate_pairs, run_configs
+from loftr_ros.core.stamps import duration_sec_nanosec, sec_nanosec
+from loftr_ros.tools.evaluate import (add_pairing_arguments, decoded_pairs, iterate_pairs,
+                                      run_configs)
 
 MATCHES_TYPE = 'loftr_ros/msg/Matches'
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
@@ -113,6 +114,7 @@ def run(args) -> int:
     matcher = Matcher(config)
     plugin = StoragePlugin.MCAP if args.storage == 'mcap' else StoragePlugin.SQLITE3
     written = 0
+    skipped = []
     try:
         with BagReader(args.bag) as reader, Writer(output, version=9,
                                                    storage_plugin=plugin) as writer:
@@ -121,15 +123,14 @@ def run(args) -> int:
             overlay = (writer.add_connection(args.overlay_topic, IMAGE_TYPE, typestore=typestore)
                        if args.overlay else None)
             try:
-                for pair in iterate_pairs(reader, args):
-                    result = matcher.match(pair.frame0.image, pair.frame1.image, camera0, camera1)
+                for pair, image0, image1 in decoded_pairs(iterate_pairs(reader, args), skipped):
+                    result = matcher.match(image0, image1, camera0, camera1)
                     message = matches_message(types, pair, result, matcher.model_name,
                                               config.config_id)
                     writer.write(matches, pair.frame1.stamp_ns,
                                  typestore.serialize_cdr(message, MATCHES_TYPE))
                     if overlay is not None:
-                        fields = image_to_msg_fields(
-                            draw_matches(pair.frame0.image, pair.frame1.image, result), 'bgr8')
+                        fields = image_to_msg_fields(draw_matches(image0, image1, result), 'bgr8')
                         image = types[IMAGE_TYPE](header=_header(types, pair.frame1), **fields)
                         writer.write(overlay, pair.frame1.stamp_ns,
                                      typestore.serialize_cdr(image, IMAGE_TYPE))
@@ -142,5 +143,7 @@ def run(args) -> int:
     except WriterError as error:
         raise BagError(f'cannot write bag {output}: {error}') from None
     sys.stderr.write('\n')
-    print(f'wrote {written} Matches messages to {output} ({args.matches_topic})')
+    print(f'wrote {written} Matches messages to {output} ({args.matches_topic})'
+          + (f'; {len(skipped)} pair(s) skipped for an image that does not decode'
+             if skipped else ''))
     return 0

@@ -7,9 +7,12 @@ from loftr_ros.core import synthetic
 from loftr_ros.core.image_conversion import image_to_msg_fields
 
 
-def write_image_bag(path, streams, storage='sqlite3', compressed=False, camera=None):
+def write_image_bag(path, streams, storage='sqlite3', compressed=False, camera=None,
+                    corrupt_frames=()):
     """Write {topic: [View, ...]} (and a camera_info per image topic when `camera` is given)
-    into a rosbag2 (storage 'sqlite3' or 'mcap') or ROS 1 ('ros1') bag. Returns the path."""
+    into a rosbag2 (storage 'sqlite3' or 'mcap') or ROS 1 ('ros1') bag. Returns the path.
+    With `compressed`, the frames whose index is in `corrupt_frames` get bytes that are no
+    image."""
     from rosbags.typesys import Stores, get_typestore
     typestore = get_typestore(Stores.ROS1_NOETIC if storage == 'ros1' else Stores.LATEST)
     types = typestore.types
@@ -39,9 +42,11 @@ def write_image_bag(path, streams, storage='sqlite3', compressed=False, camera=N
             if camera is not None:
                 info = writer.add_connection(topic.rsplit('/', 1)[0] + '/camera_info',
                                              'sensor_msgs/msg/CameraInfo', typestore=typestore)
-            for view in views:
+            for index, view in enumerate(views):
                 if compressed:
                     data = np.frombuffer(cv2.imencode('.png', view.image)[1], np.uint8)
+                    if index in corrupt_frames:
+                        data = np.frombuffer(b'\x89PNG truncated', np.uint8)
                     msg = types[image_type](header=header(view.stamp_ns, frame_id),
                                             format='bgr8; png compressed bgr8', data=data)
                 else:

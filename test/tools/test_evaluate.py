@@ -179,3 +179,20 @@ def test_compare_configs_side_by_side(tmp_path, sequence_bag):
     lines = (output / 'compare.md').read_text().splitlines()
     assert lines[0] == f"| metric | {runs[0]['label']} | {runs[1]['label']} |"
     assert lines[2] == '| model | opencv:sift | opencv:orb |'
+
+
+def test_undecodable_image_skips_its_pairs_and_is_reported(tmp_path, sequence_views,
+                                                           image_bag_writer, capsys):
+    """Frame 5 of 8 is no image: the two consecutive pairs that use it are skipped and named,
+    the other five are matched."""
+    bag = image_bag_writer(tmp_path / 'bag', {'/cam0/image_raw': sequence_views},
+                           compressed=True, corrupt_frames=(5,))
+    rc = main(['eval', str(bag), '--mode', 'consecutive', '--topic', '/cam0/image_raw',
+               '--backend', 'opencv', '--overlays', '0', '-o', str(tmp_path / 'out')])
+    assert rc == 0
+    run = json.loads((tmp_path / 'out' / 'summary.json').read_text())['runs'][0]
+    assert run['pairs'] == 5
+    assert len(run['pairs_skipped']) == 2
+    assert all('/cam0/image_raw' in message and '5' in message
+               for message in run['pairs_skipped'])
+    assert '2 pair(s) skipped' in capsys.readouterr().err

@@ -83,3 +83,20 @@ def test_processing_time_is_rounded_like_the_node(seconds, fields):
     assert (message.header.stamp.sec, message.header.stamp.nanosec) == (1_403_715_273,
                                                                         262_142_976)
     assert message.reference_header.frame_id == 'cam0'
+
+
+def test_record_skips_pairs_with_an_undecodable_image(tmp_path, sequence_views,
+                                                      image_bag_writer, capsys):
+    from rosbags.highlevel import AnyReader
+
+    bag = image_bag_writer(tmp_path / 'bag', {'/cam0/image_raw': sequence_views},
+                           compressed=True, corrupt_frames=(5,))
+    output = tmp_path / 'matches'
+    rc = main(['record', str(bag), '--mode', 'consecutive', '--topic', '/cam0/image_raw',
+               '--backend', 'opencv', '-o', str(output)])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert 'wrote 5 Matches messages' in captured.out and '2 pair(s) skipped' in captured.out
+    assert captured.err.count('warning: pair skipped: /cam0/image_raw') == 2
+    with AnyReader([output]) as reader:
+        assert sum(1 for _ in reader.messages()) == 5

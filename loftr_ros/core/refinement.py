@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 _REMAP_MAX_SIDE = 32767  # cv2.remap: map sides below SHRT_MAX
+_BICUBIC_REACH = 2  # pixels a bicubic sample reads beyond its position
 # The pair's affine motion needs a few matches, and its RANSAC tolerates the localization
 # error the refinement is there to remove.
 _MIN_MATCHES_FOR_MOTION = 8
@@ -63,14 +64,16 @@ class NCCRefinement:
         size = 2 * self.half + 1
         region = size + 2 * self.search
         centres1 = np.round(keypoints1)
-        valid = (_inside(keypoints0, self.half, image0.shape) &
-                 _inside(centres1, self.half + self.search, image1.shape))
-
         # The reference patch is sampled as it should appear in image 1: through the inverse
         # of the linear part of the pair's affine motion (rotation, zoom, shear), so that
         # rotated or zoomed views still correlate.
-        linear = _linear_motion(keypoints0, keypoints1)
-        templates = torch.from_numpy(_patches(image0, keypoints0, size, np.linalg.inv(linear)))
+        inverse = np.linalg.inv(_linear_motion(keypoints0, keypoints1))
+        # Patches must lie inside their image, the warped one included, with the bicubic
+        # kernel's reach: no replicated border pixels in a correlation.
+        reach0 = int(np.ceil(self.half * np.linalg.norm(inverse, 2))) + _BICUBIC_REACH
+        valid = (_inside(keypoints0, reach0, image0.shape) &
+                 _inside(centres1, self.half + self.search + _BICUBIC_REACH, image1.shape))
+        templates = torch.from_numpy(_patches(image0, keypoints0, size, inverse))
         regions = torch.from_numpy(_patches(image1, centres1, region))
         templates = templates - templates.mean(dim=(1, 2), keepdim=True)
         template_norm = templates.square().sum(dim=(1, 2)).sqrt()

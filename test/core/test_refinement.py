@@ -81,3 +81,21 @@ def test_no_matches_and_more_patches_than_one_remap_takes():
     refined, moved = NCCRefinement().refine(image0, image1, keypoints0, np.round(truth))
     assert moved.mean() > 0.9
     assert np.median(np.linalg.norm(refined[moved] - truth[moved], axis=1)) < 0.1
+
+
+def test_a_reference_patch_that_the_warp_takes_outside_image_0_is_not_used():
+    """Image 1 is image 0 zoomed out by 2: the reference patch is sampled on a grid twice as
+    wide, so a keypoint 12 px from the border of image 0 is too close (and kept)."""
+    image0 = _photo()
+    affine = cv2.getRotationMatrix2D((320, 240), 0.0, 0.5)
+    image1 = _warp(image0, affine)
+    keypoints0 = np.vstack([_textured_points(image0, 60), [[12.0, 240.0]]]).astype(np.float32)
+    truth = _apply(affine, keypoints0)
+    keypoints1 = np.round(truth + 1).astype(np.float32)
+
+    refined, moved = NCCRefinement().refine(image0, image1, keypoints0, keypoints1)
+
+    assert not moved[-1] and np.array_equal(refined[-1], keypoints1[-1])
+    assert moved[:-1].mean() > 0.8
+    assert np.median(np.linalg.norm(refined[:-1][moved[:-1]] - truth[:-1][moved[:-1]],
+                                    axis=1)) < 0.1

@@ -87,9 +87,10 @@ class EfficientLoFTRBackend(Backend):
         torch.compiler.cudagraph_mark_step_begin()
         features = self.model.extract(image)
         # A CUDA graph's outputs live in buffers its next replay overwrites, and a frame's
-        # features are kept to be reused in the next pair: they get their own memory.
-        return ImageFeatures(features.coarse.clone(), [map_.clone() for map_ in features.projected],
-                             features.image_size)
+        # features are kept to be reused in the next pair: the coarse map (an output of the
+        # compiled attention) gets its own memory. The projections are computed eagerly from
+        # the backbone's outputs, so they are already the frame's own tensors.
+        return ImageFeatures(features.coarse.clone(), features.projected, features.image_size)
 
     def match(self, image0, image1) -> BackendMatches:
         if self.cuda_graphs:

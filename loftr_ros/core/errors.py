@@ -33,7 +33,8 @@ class BagError(LoftrRosError):
 def check_known_keys(keys: Iterable[str], valid: Iterable[str], owner: str) -> None:
     """ConfigError naming the keys not in `valid`, and the valid ones, if there are any."""
     valid = sorted(valid)
-    unknown = sorted(set(keys) - set(valid))
+    # str(): a YAML key may be a number, and must be named like any other.
+    unknown = sorted(str(key) for key in set(keys) - set(valid))
     if unknown:
         msg = (f"unknown option(s) {', '.join(unknown)} for {owner}; "
                f"valid: {', '.join(valid) or '(none)'}")

@@ -210,27 +210,29 @@ class MatcherClient:
                                              {kv.key: kv.value for kv in status.values}))
                     self.lock.notify_all()
 
-    def _wait(self, done: Callable[[], bool], timeout: float, waiting_for: str):
+    def _wait(self, done: Callable[[], bool], timeout: float, waiting_for: Callable[[], str]):
+        """Wait until done(); TimeoutError saying waiting_for() (built at the timeout, so that
+        it tells what had arrived by then)."""
         deadline = time.monotonic() + timeout
         with self.lock:
             while not done():
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    msg = f'no {waiting_for} within {timeout} s'
+                    msg = f'no {waiting_for()} within {timeout} s'
                     raise TimeoutError(msg)
                 self.lock.wait(left)
 
     def wait_matches(self, count: int, timeout: float = 30.0) -> List[Matches]:
         """Wait until `count` Matches have arrived in total; returns them all."""
         self._wait(lambda: len(self.matches) >= count, timeout,
-                   f'{count} Matches (got {len(self.matches)})')
+                   lambda: f'{count} Matches (got {len(self.matches)})')
         with self.lock:
             return list(self.matches)
 
     def wait_for_stamp(self, stamp_ns: int, timeout: float = 30.0):
         """Wait until the Matches stamped `stamp_ns` (its current image's stamp) arrived."""
         self._wait(lambda: stamp_ns in self.received_ns, timeout,
-                   f'Matches stamped {stamp_ns}')
+                   lambda: f'Matches stamped {stamp_ns}')
 
     def latency_s(self, stamp_ns: int) -> float:
         """Seconds from the last publication of an image stamped `stamp_ns` to the arrival of
@@ -248,6 +250,6 @@ class MatcherClient:
         """The matcher node's first status received after `since` (time.monotonic())."""
         def fresh():
             return [values for received, values in self.diagnostics if received > since]
-        self._wait(lambda: bool(fresh()), timeout, '/diagnostics from the matcher node')
+        self._wait(lambda: bool(fresh()), timeout, lambda: '/diagnostics from the matcher node')
         with self.lock:
             return fresh()[0]

@@ -129,6 +129,9 @@ def test_prepared_images_give_the_same_matches(euroc_stereo_frames):
 def test_unknown_backend_option_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="unknown option.*top_kk.*valid: detection_threshold"):
         Matcher(MatcherConfig(backend='xfeat', options={'top_kk': 10}, warmup=False))
+    # A number as a key (YAML 'options: {1: x}') is named like any other.
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) 1, top_kk for backend"):
+        Matcher(MatcherConfig(backend='xfeat', options={1: 'x', 'top_kk': 10}, warmup=False))
 
 
 @pytest.mark.parametrize('backend, options, message', [

@@ -306,7 +306,8 @@ class LocalFeatureTransformer(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# Fine pyramid: full-resolution features from the coarse output and the backbone's 1/4, 1/2 maps
+# Fine pyramid: half-resolution features from the coarse output and the backbone's 1/4, 1/2
+# maps (the windows sample their x2 upsampling, see gather_windows)
 
 
 class OutConvBlock(nn.Module):

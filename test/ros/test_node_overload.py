@@ -16,7 +16,7 @@ SECONDS = 8.0
 @pytest.mark.slow
 def test_30hz_input_with_a_slower_model_keeps_latency_and_memory_bounded(node_process,
                                                                          harness):
-    # OpenCV SIFT at 640x480 takes ~0.15-0.3 s per pair here: 3-6 Hz against 30 Hz input.
+    # OpenCV SIFT at 640x480 takes ~0.09-0.3 s per pair here: 3-11 Hz against 30 Hz input.
     node = node_process(mode='consecutive', **{
         'matcher.backend': 'opencv', 'consecutive.reference': 'previous',
         'diagnostics.period': 0.5, 'matcher.resize': 0})
@@ -48,7 +48,10 @@ def test_30hz_input_with_a_slower_model_keeps_latency_and_memory_bounded(node_pr
     # both CPU cores of a small machine busy, DDS itself drops best-effort samples (QoS depth 1)
     # before the node's callback runs; such samples never reach the node to be counted.
     assert frames >= 30, (sent, diagnostics)
-    assert 5 <= processed < frames / 2, diagnostics
+    # Overloaded: a large share of what arrived was superseded by a newer frame. (On a quiet
+    # machine SIFT ran at 11 Hz while DDS delivered 22 Hz, so half is not a safe bound.)
+    assert 5 <= processed < 0.75 * frames, diagnostics
+    assert superseded >= frames / 4, diagnostics
     # Every frame is accounted for: matched, superseded, or the first one / the one in work.
     assert 0 <= frames - processed - superseded <= 3, diagnostics
     # Latest wins: a published pair is at most about two model runs old, whatever the backlog.

@@ -8,7 +8,6 @@ See :mod:`loftr_ros.core.backends.base` for what a backend does and what the Mat
 around it (conversion, resize, padding, mapping back, thresholds, verification).
 """
 import contextlib
-import dataclasses
 import time
 from typing import Optional, Union
 

@@ -249,11 +249,15 @@ class FeedForward(nn.Module):
         Returns the update [B x C x H x W]."""
         weight_x, weight_message = self.fc1.weight.chunk(2, dim=1)
         hidden_message = F.linear(message, weight_message).permute(0, 3, 1, 2)
-        hidden_message = F.interpolate(hidden_message, scale_factor=scale, mode='bilinear',
-                                       align_corners=False)
-        hidden = F.linear(x.permute(0, 2, 3, 1), weight_x) + hidden_message.permute(0, 2, 3, 1)
-        update = self.layer_norm(self.fc2(F.leaky_relu(hidden)))
-        return update.permute(0, 3, 1, 2)
+        hidden = F.interpolate(hidden_message, scale_factor=scale, mode='bilinear',
+                               align_corners=False).permute(0, 2, 3, 1)
+        batch, height, width, hidden_dim = hidden.shape
+        # fc1's x half accumulates into the upsampled message and the activation runs in place:
+        # no further [H*W x 2C] matrices (a view when x is channels-last, as the backend runs).
+        hidden = hidden.reshape(-1, hidden_dim)
+        hidden.addmm_(x.permute(0, 2, 3, 1).reshape(hidden.shape[0], -1), weight_x.t())
+        update = self.layer_norm(self.fc2(F.leaky_relu(hidden, inplace=True)))
+        return update.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
 
 
 class AggregatedAttention(nn.Module):
@@ -273,7 +277,7 @@ class AggregatedAttention(nn.Module):
         query, kv = self.aggregation(x, source)
         batch, height, width, dim = query.shape
         message = self.attention(query.reshape(batch, -1, dim), kv.reshape(batch, -1, dim), rope)
-        return x + self.mlp(x, message.reshape(batch, height, width, dim), self.q_size)
+        return self.mlp(x, message.reshape(batch, height, width, dim), self.q_size).add_(x)
 
 
 class TransformerLayer(nn.Module):
@@ -322,13 +326,15 @@ class OutConvBlock(nn.Module):
         self.fused: Optional[nn.Conv2d] = None
 
     def forward(self, x: torch.Tensor, projected_residual: torch.Tensor) -> torch.Tensor:
-        """x: the upsampled coarser level; projected_residual: out_conv1(backbone map)."""
-        x = x + projected_residual
+        """x: the upsampled coarser level (overwritten); projected_residual: out_conv1(backbone
+        map)."""
+        # In place: the maps are large (40 MB per image at half resolution, 640x480).
+        x = x.add_(projected_residual)
         if self.fused is not None:
             x = self.fused(x)
         else:
             x = self.batch_norm(self.out_conv2(x))
-        return self.out_conv3(F.leaky_relu(x))
+        return self.out_conv3(F.leaky_relu(x, inplace=True))
 
     @torch.no_grad()
     def reparameterize(self):
@@ -389,6 +395,55 @@ def mutual_nearest_matches(confidence: torch.Tensor, grid0: Tuple[int, int],
     batch_ids, ids0 = keep.nonzero(as_tuple=True)
     ids1 = row_arg[batch_ids, ids0]
     return batch_ids, ids0, ids1, row_max[batch_ids, ids0]
+
+
+# Exponents are clamped here before exp: PyTorch's vectorized CPU exp takes a ~40x slower path
+# for results that underflow (e^-87 is about float32's smallest normal), and most entries of a
+# confidence matrix do. A result changes by less than 2e-38.
+_EXP_FLOOR = -87.0
+# Rows of the similarity matrix per block on a CPU: ~1 MB blocks stay in the cache between the
+# operations on them.
+_BLOCK_ELEMENTS = 2 ** 18
+
+
+def dual_softmax(similarity: torch.Tensor) -> torch.Tensor:
+    """softmax(S, dim=2) * softmax(S, dim=1) of a float32 [B x L0 x L1] matrix S, computed in
+    S's memory (S is overwritten) where it can.
+
+    The matrix is large (4800^2 at 640x480): two softmaxes and their product cost ~180 ms per
+    pair on 2 CPU cores, ~60 ms this way. With r = logsumexp over each row and c over each
+    column, the product is exp(2 S - r - c); the sums come from block-wise exponentials of
+    S - rowmax and S - colmax, and the product is written over S. Under tracing or compilation
+    (an ONNX graph, torch.compile) the two softmaxes are used: the block loop would be unrolled.
+    """
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        confidence = similarity.softmax(dim=2)
+        return confidence.mul_(similarity.softmax(dim=1))
+    batch, rows, cols = similarity.shape
+    # A GPU takes the whole matrix at once (a block loop would be hundreds of kernel launches).
+    block = rows if similarity.is_cuda else max(1, _BLOCK_ELEMENTS // cols)
+    row_max = similarity.amax(dim=2, keepdim=True)                      # [B x L0 x 1]
+    col_max = similarity.amax(dim=1, keepdim=True)                      # [B x 1 x L1]
+    row_sums = torch.empty_like(row_max)
+    col_sums = torch.zeros_like(col_max)
+    buffer = similarity.new_empty(batch, min(block, rows), cols)
+    for start in range(0, rows, block):
+        part = slice(start, start + block)
+        values = similarity[:, part]
+        work = buffer[:, :values.shape[1]]
+        torch.sub(values, row_max[:, part], out=work).clamp_(min=_EXP_FLOOR).exp_()
+        torch.sum(work, dim=2, keepdim=True, out=row_sums[:, part])
+        torch.sub(values, col_max, out=work).clamp_(min=_EXP_FLOOR).exp_()
+        col_sums += work.sum(dim=1, keepdim=True)
+    row_log_sums, col_log_sums = row_sums.log_(), col_sums.log_()
+    for start in range(0, rows, block):
+        # 2 S - r - c with r = rowmax + log(row sum): the maxima are subtracted first, which is
+        # exact near a maximum; r itself would round to ~3e-5 at the similarities of ~1000 that
+        # peaked coarse features reach.
+        values, part = similarity[:, start:start + block], slice(start, start + block)
+        values.mul_(2).sub_(row_max[:, part]).sub_(col_max)
+        values.sub_(row_log_sums[:, part]).sub_(col_log_sums).clamp_(min=_EXP_FLOOR).exp_()
+    return similarity
 
 
 def _inside_border(grid: Tuple[int, int], border: int, device: torch.device) -> torch.Tensor:
@@ -603,13 +658,13 @@ class EfficientLoFTR(nn.Module):
         # <d0 / sqrt(C), d1 / sqrt(C)> / temperature, with every scale applied to the L0 x C
         # side: scaling the L0 x L1 product would be one more pass over 23 M values.
         desc0 = coarse0.flatten(2).transpose(1, 2).float() / (dim * self.conf['coarse_temperature'])
-        similarity = desc0 @ coarse1.flatten(2).float()
+        # In float32 under autocast too, as the original (its fp16matmul option is off): half
+        # precision would quantize similarities of ~50 to steps of 0.03 before the softmax.
+        with torch.autocast(coarse0.device.type, enabled=False):
+            similarity = desc0 @ coarse1.flatten(2).float()
         if self.conf['skip_softmax']:
             return similarity
-        # Dual softmax; in place: the matrix is large (L0 x L1 = 4800^2 at 640x480).
-        confidence = similarity.softmax(dim=2)
-        confidence *= similarity.softmax(dim=1)
-        return confidence
+        return dual_softmax(similarity)
 
     def match_features(self, feats0: ImageFeatures, feats1: ImageFeatures,
                        intermediates: Optional[Dict[str, torch.Tensor]] = None

@@ -15,7 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from loftr_ros.core.models.efficientloftr import EfficientLoFTR, gather_windows, upsample2
+from loftr_ros.core.models.efficientloftr import (EfficientLoFTR, dual_softmax, gather_windows,
+                                                  upsample2)
 from loftr_ros.core.models.efficientloftr_weights import (conf_from_hf_config, hf_to_native,
                                                           load_efficientloftr, native_to_hf,
                                                           save_official, synthetic_weights)
@@ -358,3 +359,19 @@ def test_windows_equal_unfolding_the_upsampled_map(size, padding):
     windows = gather_windows(half, batch_ids, cell_ids, grid_width=8, stride=8, size=size,
                              padding=padding)
     torch.testing.assert_close(windows, unfolded[batch_ids, cell_ids], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize('shape, spread', [
+    ((2, 300, 400), 1.0),        # flat: every entry matters
+    ((1, 700, 1000), 30.0),      # rows not a multiple of the block
+    ((1, 64, 900), 1000.0),      # peaked like trained coarse features, most exponents underflow
+])
+def test_dual_softmax_equals_the_two_softmaxes(shape, spread):
+    """The block-wise one-pass form equals softmax(dim=2) * softmax(dim=1), the reference's."""
+    torch.manual_seed(0)
+    similarity = torch.randn(shape) * spread + 600.0
+    expected = similarity.softmax(dim=2) * similarity.softmax(dim=1)
+    confidence = dual_softmax(similarity.clone())
+    torch.testing.assert_close(confidence, expected, rtol=1e-5, atol=1e-7)
+    # The mutual-nearest-neighbour choice is unchanged too.
+    assert torch.equal(confidence.argmax(dim=2), expected.argmax(dim=2))

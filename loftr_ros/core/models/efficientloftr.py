@@ -118,7 +118,7 @@ class RepVGGBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused is not None:
-            return F.relu(self.fused(x))
+            return F.relu(self.fused(x), inplace=True)
         out = self.conv1(x) + self.conv2(x)
         if self.identity is not None:
             out = out + self.identity(x)

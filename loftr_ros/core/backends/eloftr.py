@@ -8,7 +8,7 @@ a frame prepared once is processed once however many pairs it takes part in.
 import torch
 
 from loftr_ros.core.backends.base import Backend, BackendMatches
-from loftr_ros.core.models.efficientloftr import EfficientLoFTR, ImageFeatures
+from loftr_ros.core.models.efficientloftr import EfficientLoFTR, ImageFeatures, check_rope_npe
 from loftr_ros.core.models.efficientloftr_weights import load_efficientloftr
 from loftr_ros.core.weights import resolve_weights
 
@@ -31,6 +31,11 @@ class EfficientLoFTRBackend(Backend):
         'reparameterize': True,
         # Convolutions in channels-last memory format (faster with oneDNN on CPU and on CUDA).
         'channels_last': True,
+        # The original's NPE, rotary positions scaled by train/test size: 'off' (as transformers),
+        # 'long_side' ([832, 832, L, L] for a model input of long side L: the original's
+        # suggestion for inputs above 832 px, e.g. resize 0 on a 1280x720 camera), or
+        # [train_h, train_w, test_h, test_w].
+        'rope_npe': 'off',
         # torch.compile the fixed-shape stages (backbone, attention, fine pyramid; one graph per
         # input size): 'off', 'default', 'max-autotune', or 'reduce-overhead', which also
         # replays them as CUDA graphs on CUDA. Needs a working compiler toolchain; pays off on
@@ -49,14 +54,16 @@ class EfficientLoFTRBackend(Backend):
         self.weights = config.weights or DEFAULT_MODEL
         path = resolve_weights(config.weights, DEFAULT_MODEL, self.name)
         if self.conf['mode'] == 'optimized':
-            matching = {'skip_softmax': True,
-                        'coarse_threshold': float(self.conf['similarity_threshold'])}
+            model_conf = {'skip_softmax': True,
+                          'coarse_threshold': float(self.conf['similarity_threshold'])}
         else:
             # Coarse matches below the Matcher's threshold would be dropped after refinement:
             # not refining them is the same result, faster.
-            matching = {'skip_softmax': False,
-                        'coarse_threshold': float(config.confidence_threshold)}
-        model = load_efficientloftr(path, matching, self.conf['reparameterize'])
+            model_conf = {'skip_softmax': False,
+                          'coarse_threshold': float(config.confidence_threshold)}
+        check_rope_npe(self.conf['rope_npe'])
+        model_conf['rope_npe'] = self.conf['rope_npe']
+        model = load_efficientloftr(path, model_conf, self.conf['reparameterize'])
         model = model.to(device)
         if self.conf['channels_last']:
             model = model.to(memory_format=torch.channels_last)

@@ -69,17 +69,19 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.stack((-x[..., 1], x[..., 0]), dim=-1).flatten(-2)
 
 
-def rotary_embedding(height: int, width: int, dim: int, theta: float,
-                     device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+def rotary_embedding(height: int, width: int, dim: int, theta: float, device: torch.device,
+                     scale: Tuple[float, float] = (1.0, 1.0)
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
     """cos and sin, [H*W x dim], of the 2D rotary position encoding of EfficientLoFTR.
 
-    Row (i) and column (j) positions start at 1 and alternate over the dim/2 frequency slots;
-    each angle is repeated for both members of its rotated pair.
+    Row (i) and column (j) positions start at 1, are multiplied by `scale` (row, column; the
+    original's NPE) and alternate over the dim/2 frequency slots; each angle is repeated for
+    both members of its rotated pair.
     """
     inv_freq = 1.0 / theta ** (torch.arange(0, dim // 2, 2, dtype=torch.float32, device=device)
                                / (dim // 2))
-    rows = torch.arange(1, height + 1, dtype=torch.float32, device=device)
-    cols = torch.arange(1, width + 1, dtype=torch.float32, device=device)
+    rows = torch.arange(1, height + 1, dtype=torch.float32, device=device) * scale[0]
+    cols = torch.arange(1, width + 1, dtype=torch.float32, device=device) * scale[1]
     angles = torch.empty(height, width, dim // 2, device=device)
     angles[..., 0::2] = rows[:, None, None] * inv_freq
     angles[..., 1::2] = cols[None, :, None] * inv_freq
@@ -569,6 +571,21 @@ class ImageFeatures:
     image_size: Tuple[int, int]
 
 
+# The training resolution the original's NPE suggestion refers to ([832, 832, L, L]).
+NPE_TRAIN_SIZE = 832
+
+
+def check_rope_npe(npe: Any):
+    """ConfigError unless `npe` is a valid 'rope_npe' setting (see EfficientLoFTR.default_conf)."""
+    sizes = (isinstance(npe, (list, tuple)) and len(npe) == 4
+             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                     for v in npe))
+    if not (sizes or npe in ('off', 'long_side')):
+        msg = (f"rope_npe must be 'off', 'long_side' or four positive sizes [train_h, train_w, "
+               f"test_h, test_w], got {npe!r}")
+        raise ConfigError(msg)
+
+
 class EfficientLoFTR(nn.Module):
     default_conf = {
         # --- architecture (from the weights' config; these are the published models') ---
@@ -581,6 +598,11 @@ class EfficientLoFTR(nn.Module):
         'q_aggregation': 4,                  # query aggregation: depthwise conv, kernel = stride
         'kv_aggregation': 4,                 # key/value aggregation: max pool, kernel = stride
         'rope_theta': 10000.0,               # rotary position encoding base
+        # The original's NPE, a test-time option: rotary positions scaled by train/test size,
+        # [train_h, train_w, test_h, test_w]; 'long_side': [832, 832, L, L] for an input of long
+        # side L, what the original suggests (above all for L > 832, where positions leave the
+        # trained range); 'off': unscaled, as transformers and the original's default.
+        'rope_npe': 'off',
         'batch_norm_eps': 1e-5,              # eps of the backbone's conv branch batch norms
         'fine_window': 8,                    # fine window side (pixels) around a coarse match
         'fine_slice_dim': 8,                 # fine channels of the second refinement stage
@@ -595,6 +617,7 @@ class EfficientLoFTR(nn.Module):
     }
     # Side multiple of the model input: 8 (coarse) x 4 (aggregation).
     stride = 32
+    coarse_stride = 8
 
     def __init__(self, conf: Optional[Dict[str, Any]] = None):
         super().__init__()
@@ -603,6 +626,7 @@ class EfficientLoFTR(nn.Module):
             msg = (f"hidden_size {conf['hidden_size']} must equal the last stage's channels "
                    f"{conf['stage_channels'][-1]}")
             raise ConfigError(msg)
+        check_rope_npe(conf['rope_npe'])
         self.backbone = RepVGGBackbone(conf)
         self.local_feature_transformer = LocalFeatureTransformer(conf)
         self.refinement_layer = FinePyramid(conf)
@@ -622,9 +646,20 @@ class EfficientLoFTR(nn.Module):
         height, width = int(coarse.shape[-2]) // size, int(coarse.shape[-1]) // size
         key = (height, width, coarse.device)
         if key not in self._rope_cache:
-            self._rope_cache[key] = rotary_embedding(height, width, self.conf['hidden_size'],
-                                                     self.conf['rope_theta'], coarse.device)
+            self._rope_cache[key] = rotary_embedding(
+                height, width, self.conf['hidden_size'], self.conf['rope_theta'], coarse.device,
+                self._rope_scale(tuple(int(side) * self.coarse_stride
+                                       for side in coarse.shape[-2:])))
         return self._rope_cache[key]
+
+    def _rope_scale(self, input_size: Tuple[int, int]) -> Tuple[float, float]:
+        """(row, column) position scale of the rotary encoding for a model input (H, W)."""
+        npe = self.conf['rope_npe']
+        if npe == 'off':
+            return 1.0, 1.0
+        if npe == 'long_side':
+            npe = (NPE_TRAIN_SIZE, NPE_TRAIN_SIZE) + (max(input_size),) * 2
+        return npe[0] / npe[2], npe[1] / npe[3]
 
     def _check_input(self, image: torch.Tensor):
         if image.ndim != 4 or image.shape[1] != 1:

@@ -95,6 +95,15 @@ def test_confidence_threshold_is_the_coarse_threshold(hf_dir):
     assert (result.scores >= 0.6).all()
 
 
+def test_npe_option_reaches_the_model(hf_dir):
+    """A ROS parameter list (matcher.options.rope_npe) scales the rotary positions."""
+    npe = [832, 832, 1280, 1280]
+    matcher = Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
+                                    warmup=False, options={'rope_npe': npe}))
+    assert matcher.backend.model.conf['rope_npe'] == npe
+    assert matcher.backend.model._rope_scale((480, 640)) == (0.65, 0.65)
+
+
 @pytest.mark.slow
 def test_official_checkpoint_full_and_optimized_modes(tmp_path):
     """The published architecture from an official-format checkpoint, both configurations."""
@@ -126,6 +135,9 @@ def test_invalid_options(hf_dir):
     with pytest.raises(ConfigError, match="unknown mode 'fast', valid: full, optimized"):
         Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
                               options={'mode': 'fast'}))
+    with pytest.raises(ConfigError, match="rope_npe must be 'off', 'long_side' or four"):
+        Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
+                              options={'rope_npe': [832, 832]}))
     with pytest.raises(ConfigError, match="unknown compile 'cudagraphs', valid: off, default, "
                                           "reduce-overhead, max-autotune"):
         Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',

@@ -15,8 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from loftr_ros.core.errors import ConfigError
 from loftr_ros.core.models.efficientloftr import (EfficientLoFTR, dual_softmax, gather_windows,
-                                                  upsample2)
+                                                  rotary_embedding, upsample2)
 from loftr_ros.core.models.efficientloftr_weights import (conf_from_hf_config, hf_to_native,
                                                           load_efficientloftr, native_to_hf,
                                                           save_official, synthetic_weights)
@@ -375,3 +376,52 @@ def test_dual_softmax_equals_the_two_softmaxes(shape, spread):
     torch.testing.assert_close(confidence, expected, rtol=1e-5, atol=1e-7)
     # The mutual-nearest-neighbour choice is unchanged too.
     assert torch.equal(confidence.argmax(dim=2), expected.argmax(dim=2))
+
+
+def original_rope(height, width, dim, npe):
+    """The original's RoPEPositionEncodingSine tables (zju3dv/EfficientLoFTR
+    position_encoding.py, float32) for an h x w grid, flattened to [h*w x dim]."""
+    i_position = torch.ones(height, width).cumsum(0).float().unsqueeze(-1)
+    j_position = torch.ones(height, width).cumsum(1).float().unsqueeze(-1)
+    train_h, train_w, test_h, test_w = npe
+    i_position, j_position = i_position * train_h / test_h, j_position * train_w / test_w
+    div_term = torch.exp(torch.arange(0, dim // 4, 1).float() * (-np.log(10000.0) / (dim // 4)))
+    sin = torch.zeros(height, width, dim // 2)
+    cos = torch.zeros(height, width, dim // 2)
+    sin[:, :, 0::2] = torch.sin(i_position * div_term)
+    sin[:, :, 1::2] = torch.sin(j_position * div_term)
+    cos[:, :, 0::2] = torch.cos(i_position * div_term)
+    cos[:, :, 1::2] = torch.cos(j_position * div_term)
+    return (cos.repeat_interleave(2, dim=-1).reshape(-1, dim),
+            sin.repeat_interleave(2, dim=-1).reshape(-1, dim))
+
+
+@pytest.mark.parametrize('npe', [(832, 832, 832, 832), (832, 832, 1280, 1280),
+                                 (640, 480, 1024, 768)])
+def test_rotary_positions_scale_as_the_original_npe(npe):
+    cos, sin = rotary_embedding(23, 40, 256, 10000.0, torch.device('cpu'),
+                                scale=(npe[0] / npe[2], npe[1] / npe[3]))
+    expected_cos, expected_sin = original_rope(23, 40, 256, npe)
+    torch.testing.assert_close(cos, expected_cos, rtol=0, atol=1e-5)
+    torch.testing.assert_close(sin, expected_sin, rtol=0, atol=1e-5)
+
+
+def test_npe_long_side_scales_by_832_over_the_inputs_long_side(weights_dir):
+    """'long_side' is [832, 832, L, L] for each input size; 'off' leaves positions unscaled
+    (what the parity tests check against transformers)."""
+    image0, image1 = photo_pair(384, 256)
+    results = {}
+    with torch.inference_mode():
+        for npe in ('off', 'long_side', (832, 832, 384, 384), (832, 832, 832, 832)):
+            model = load_efficientloftr(weights_dir / 'hf', {'rope_npe': npe})
+            results[npe] = model(image0, image1)
+    for key in results['off']:
+        assert torch.equal(results['long_side'][key], results[(832, 832, 384, 384)][key]), key
+        assert torch.equal(results[(832, 832, 832, 832)][key], results['off'][key]), key
+    assert not torch.equal(results['long_side']['keypoints0'], results['off']['keypoints0'])
+
+
+@pytest.mark.parametrize('npe', ['auto', None, (832, 832, 640), (832, 0, 640, 640), True])
+def test_invalid_npe_is_a_config_error(npe):
+    with pytest.raises(ConfigError, match='rope_npe must be'):
+        EfficientLoFTR({**small_conf(), 'rope_npe': npe})

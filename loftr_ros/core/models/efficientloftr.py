@@ -408,7 +408,7 @@ _EXP_FLOOR = -87.0
 _BLOCK_ELEMENTS = 2 ** 18
 
 
-def dual_softmax(similarity: torch.Tensor) -> torch.Tensor:
+def dual_softmax(similarity: torch.Tensor, block_rows: Optional[int] = None) -> torch.Tensor:
     """softmax(S, dim=2) * softmax(S, dim=1) of a float32 [B x L0 x L1] matrix S, computed in
     S's memory (S is overwritten) where it can.
 
@@ -417,13 +417,14 @@ def dual_softmax(similarity: torch.Tensor) -> torch.Tensor:
     column, the product is exp(2 S - r - c); the sums come from block-wise exponentials of
     S - rowmax and S - colmax, and the product is written over S. Under tracing or compilation
     (an ONNX graph, torch.compile) the two softmaxes are used: the block loop would be unrolled.
+    `block_rows`: rows per block; by default ~1 MB blocks on a CPU, the whole matrix on a GPU
+    (a block loop there would be hundreds of kernel launches).
     """
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
         confidence = similarity.softmax(dim=2)
         return confidence.mul_(similarity.softmax(dim=1))
     batch, rows, cols = similarity.shape
-    # A GPU takes the whole matrix at once (a block loop would be hundreds of kernel launches).
-    block = rows if similarity.is_cuda else max(1, _BLOCK_ELEMENTS // cols)
+    block = block_rows or (rows if similarity.is_cuda else max(1, _BLOCK_ELEMENTS // cols))
     row_max = similarity.amax(dim=2, keepdim=True)                      # [B x L0 x 1]
     col_max = similarity.amax(dim=1, keepdim=True)                      # [B x 1 x L1]
     row_sums = torch.empty_like(row_max)

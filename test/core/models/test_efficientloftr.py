@@ -362,17 +362,18 @@ def test_windows_equal_unfolding_the_upsampled_map(size, padding):
     torch.testing.assert_close(windows, unfolded[batch_ids, cell_ids], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize('shape, spread', [
-    ((2, 300, 400), 1.0),        # flat: every entry matters
-    ((1, 700, 1000), 30.0),      # rows not a multiple of the block
-    ((1, 64, 900), 1000.0),      # peaked like trained coarse features, most exponents underflow
+@pytest.mark.parametrize('shape, spread, block_rows', [
+    ((2, 300, 400), 1.0, None),        # flat: every entry matters
+    ((1, 700, 1000), 30.0, None),      # rows not a multiple of the block
+    ((1, 64, 900), 1000.0, None),      # peaked like trained coarse features: most exp underflow
+    ((2, 300, 400), 30.0, 300),        # one block, as on a GPU
 ])
-def test_dual_softmax_equals_the_two_softmaxes(shape, spread):
+def test_dual_softmax_equals_the_two_softmaxes(shape, spread, block_rows):
     """The block-wise one-pass form equals softmax(dim=2) * softmax(dim=1), the reference's."""
     torch.manual_seed(0)
     similarity = torch.randn(shape) * spread + 600.0
     expected = similarity.softmax(dim=2) * similarity.softmax(dim=1)
-    confidence = dual_softmax(similarity.clone())
+    confidence = dual_softmax(similarity.clone(), block_rows)
     torch.testing.assert_close(confidence, expected, rtol=1e-5, atol=1e-7)
     # The mutual-nearest-neighbour choice is unchanged too.
     assert torch.equal(confidence.argmax(dim=2), expected.argmax(dim=2))

@@ -256,8 +256,10 @@ class FeedForward(nn.Module):
         batch, height, width, hidden_dim = hidden.shape
         # fc1's x half accumulates into the upsampled message and the activation runs in place:
         # no further [H*W x 2C] matrices (a view when x is channels-last, as the backend runs).
+        # In-place ops escape autocast: the operands are cast to the message's dtype by hand.
         hidden = hidden.reshape(-1, hidden_dim)
-        hidden.addmm_(x.permute(0, 2, 3, 1).reshape(hidden.shape[0], -1), weight_x.t())
+        tokens = x.permute(0, 2, 3, 1).reshape(hidden.shape[0], -1)
+        hidden.addmm_(tokens.to(hidden.dtype), weight_x.t().to(hidden.dtype))
         update = self.layer_norm(self.fc2(F.leaky_relu(hidden, inplace=True)))
         return update.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
 

@@ -426,3 +426,28 @@ def test_npe_long_side_scales_by_832_over_the_inputs_long_side(weights_dir):
 def test_invalid_npe_is_a_config_error(npe):
     with pytest.raises(ConfigError, match='rope_npe must be'):
         EfficientLoFTR({**small_conf(), 'rope_npe': npe})
+
+
+def test_mixed_precision_runs_every_stage(weights_dir):
+    """Under autocast (bfloat16 on the CPU here; float16 on CUDA goes through the same code)
+    every stage runs, outputs are float32, and the matches are mostly float32's: the coarse
+    similarity and the refinement run in float32 whatever the autocast dtype."""
+    model = load_efficientloftr(weights_dir / 'hf')
+    image0, image1 = photo_pair(320, 256)
+    with torch.inference_mode():
+        expected = model(image0, image1)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            result = model(image0, image1)
+    assert all(result[key].dtype == torch.float32 for key in ('keypoints0', 'keypoints1',
+                                                              'scores'))
+    # Matches by image-0 cell: most of float32's are found, their image-1 keypoints agree.
+    cells = {tuple(cell): index
+             for index, cell in enumerate((expected['keypoints0'] // 8).int().tolist())}
+    pairs = [(cells[tuple(cell)], index)
+             for index, cell in enumerate((result['keypoints0'] // 8).int().tolist())
+             if tuple(cell) in cells]
+    assert len(pairs) >= 0.75 * len(cells) and len(cells) >= 20
+    distances = (expected['keypoints1'][[a for a, _ in pairs]]
+                 - result['keypoints1'][[b for _, b in pairs]]).norm(dim=1)
+    # (a cell may pick another partner: random weights are barely above the threshold there)
+    assert distances.median() < 0.05 and (distances < 0.5).float().mean() >= 0.75

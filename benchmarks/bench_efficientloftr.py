@@ -18,8 +18,8 @@ models taking turns pair by pair:
 - native, consecutive without reuse: frames t-1, t of a rendered camera path, both processed;
 - native, consecutive with reuse: each frame prepared once (backbone and first self-attention)
   and reused as the reference of the next pair, what the node's consecutive mode does.
-On CUDA each row runs in fp32 and fp16 (autocast). Ratios are against transformers in the same
-precision.
+On CUDA each row runs in fp32 and fp16 (autocast); `--precisions fp32 bf16` adds bf16 autocast on
+a CPU. Ratios are against transformers in the same precision.
 """
 import argparse
 import os
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from loftr_ros.core.config import MatcherConfig
-from loftr_ros.core.devices import resolve_device
+from loftr_ros.core.devices import PRECISION_DTYPES, resolve_device
 from loftr_ros.core.evaluation import latency_summary
 from loftr_ros.core.matcher import Matcher
 from loftr_ros.core.models.efficientloftr import EfficientLoFTR
@@ -76,7 +76,8 @@ def transformers_runner(weights_dir, frames, threshold, device, precision):
 
     def run(index):
         pair = torch.stack([tensors[index], tensors[index + 1]])[None, :, None]
-        autocast = torch.autocast('cuda', dtype=torch.float16, enabled=precision == 'fp16')
+        autocast = torch.autocast(device.type, dtype=PRECISION_DTYPES[precision],
+                                  enabled=precision != 'fp32')
         with torch.inference_mode(), autocast:
             outputs = model(pixel_values=pair.expand(-1, -1, 3, -1, -1))
         return int((outputs.matches[0, 1] > -1).sum())
@@ -113,6 +114,9 @@ def main():
     parser.add_argument('--threshold', type=float, default=0.2,
                         help='coarse confidence threshold of both models (0: all mutual NNs)')
     parser.add_argument('--skip-transformers', action='store_true')
+    parser.add_argument('--precisions', nargs='+', choices=sorted(PRECISION_DTYPES),
+                        help='default: fp32 and fp16 on CUDA, fp32 on a CPU (bf16 runs there '
+                             'too, fast with AMX)')
     parser.add_argument('--output', type=Path, help='also write the table (markdown) here')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -128,7 +132,7 @@ def main():
     pad = (-args.width % 32, -args.height % 32)
     calibration = torch.nn.functional.pad(calibration, [0, pad[0], 0, pad[1]])
     synthetic_weights(model, [calibration], seed=0)
-    precisions = ['fp32', 'fp16'] if device.type == 'cuda' else ['fp32']
+    precisions = args.precisions or (['fp32', 'fp16'] if device.type == 'cuda' else ['fp32'])
 
     rows = []
     with tempfile.TemporaryDirectory() as directory:

@@ -39,7 +39,7 @@ class MatcherConfig:
     weights: str = ''
     # 'auto' picks cuda when available, else cpu.
     device: str = 'auto'
-    # fp16/bf16 only on CUDA (a ConfigError otherwise).
+    # fp16/bf16 on CUDA; bf16 also on a CPU for backends with cpu_bf16 (a ConfigError otherwise).
     precision: str = 'fp32'
     # Long side in pixels the images are resized to before the model (aspect kept);
     # 0 keeps the original size, -1 uses the backend's own default.

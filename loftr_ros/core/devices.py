@@ -3,7 +3,7 @@ import torch
 
 from loftr_ros.core.errors import ConfigError
 
-_DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+PRECISION_DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -24,11 +24,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The compute dtype for `precision` (validated by MatcherConfig); half precisions need a
-    CUDA device."""
-    if precision != 'fp32' and device.type != 'cuda':
+def resolve_dtype(precision: str, device: torch.device, cpu_bf16: bool = False) -> torch.dtype:
+    """The compute dtype for `precision` (validated by MatcherConfig). Half precisions need a
+    CUDA device, except bf16 on a CPU where `cpu_bf16` (the backend runs under CPU autocast;
+    fast on CPUs with bfloat16 instructions, AVX512-BF16 or AMX, slower than fp32 elsewhere)."""
+    if precision != 'fp32' and device.type != 'cuda' and not (cpu_bf16 and precision == 'bf16'):
         msg = (f"precision '{precision}' needs a CUDA device, but the matcher runs on "
-               f"'{device}'; use precision 'fp32' on CPU")
+               f"'{device}'; use precision 'fp32' on CPU"
+               + (", or 'bf16'" if cpu_bf16 else ''))
         raise ConfigError(msg)
-    return _DTYPES[precision]
+    return PRECISION_DTYPES[precision]

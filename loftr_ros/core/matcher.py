@@ -59,8 +59,9 @@ class Matcher:
     def __init__(self, config: MatcherConfig):
         self.config = config
         self.device = resolve_device(config.device)
-        self.dtype = resolve_dtype(config.precision, self.device)
-        self.backend = backend_class(config.backend)(config, self.device, self.dtype)
+        backend = backend_class(config.backend)
+        self.dtype = resolve_dtype(config.precision, self.device, backend.cpu_bf16)
+        self.backend = backend(config, self.device, self.dtype)
         resize = config.resize if config.resize >= 0 else self.backend.default_resize
         self.long_side = resize
         refinement = (self.backend.default_refinement if config.refinement == 'auto'

@@ -67,7 +67,7 @@ _MATCHER_DESCRIPTIONS = {
     'backend': ('Matching backend.', BACKENDS, None),
     'weights': ("Weights: '' for the backend's default, a hub id or a local path.", None, None),
     'device': (f'{DEVICES_HELP}.', None, None),
-    'precision': ('Inference precision (fp16/bf16 only on CUDA).', PRECISIONS, None),
+    'precision': ('Inference precision (fp16/bf16 on CUDA; bf16 also on a CPU for eloftr).', PRECISIONS, None),
     'resize': ('Long side in pixels for the model; 0 keeps the size, -1 the backend default.',
                None, (-1, 16384)),
     'confidence_threshold': ('Matches with a lower confidence are dropped.', None, (0.0, 1.0)),

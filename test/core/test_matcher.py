@@ -147,6 +147,9 @@ def test_prepared_image_of_another_matcher_is_refused(matcher):
 def test_half_precision_on_cpu_is_a_config_error():
     with pytest.raises(ConfigError, match="precision 'fp16' needs a CUDA device"):
         Matcher(MatcherConfig(backend='opencv', device='cpu', precision='fp16'))
+    # bf16 runs on a CPU only for backends tested under CPU autocast (eloftr).
+    with pytest.raises(ConfigError, match="precision 'bf16' needs a CUDA device.*'fp32' on CPU$"):
+        Matcher(MatcherConfig(backend='opencv', device='cpu', precision='bf16'))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is available here')

@@ -27,9 +27,10 @@ everything around the model, so a backend only sees ready tensors:
    image-1 keypoints to sub-pixel (``config.refinement``, by default the backend's
    ``default_refinement``) and runs the geometric verification.
 
-Both calls run under ``torch.inference_mode()``; with ``precision`` fp16/bf16 (CUDA only) also
-under ``torch.autocast(device_type='cuda', dtype=self.dtype)``; a backend may in addition convert
-its weights to ``self.dtype`` when that is faster and exact enough.
+Both calls run under ``torch.inference_mode()``; with ``precision`` fp16/bf16 (CUDA; bf16 also on
+a CPU for backends with ``cpu_bf16``) also under ``torch.autocast(device_type=<the device's>,
+dtype=self.dtype)``; a backend may in addition convert its weights to ``self.dtype`` when that is
+faster and exact enough.
 
 Options: ``DEFAULT_CONF`` (a class attribute, one comment per key) holds the backend's own
 options; ``config.options`` overrides them key by key and an unknown key raises ConfigError
@@ -108,6 +109,9 @@ class Backend:
     # 'ncc' for detectors whose keypoints sit on whole pixels, 'none' for models that refine
     # their matches themselves.
     default_refinement = 'none'
+    # True: precision bf16 is also allowed on a CPU (the model runs under CPU autocast), for
+    # backends tested that way.
+    cpu_bf16 = False
 
     def __init__(self, config: MatcherConfig, device: torch.device, dtype: torch.dtype):
         self.config = config

@@ -47,6 +47,9 @@ class EfficientLoFTRBackend(Backend):
     default_resize = 640
     grayscale = True
     frame_offset = 0.5  # the LoFTR family's pixel-centre convention (see base.Backend)
+    # bf16 autocast on a CPU with AMX: 3x faster than fp32 at 640x480 (the coarse similarity,
+    # dual softmax and refinement stay float32; see test_mixed_precision_runs_every_stage).
+    cpu_bf16 = True
 
     def __init__(self, config, device, dtype):
         super().__init__(config, device, dtype)

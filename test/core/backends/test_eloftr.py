@@ -95,6 +95,22 @@ def test_confidence_threshold_is_the_coarse_threshold(hf_dir):
     assert (result.scores >= 0.6).all()
 
 
+def test_bf16_on_a_cpu(hf_dir, matcher):
+    """precision bf16 runs the model under CPU autocast; the matches stay float32's (the
+    model-level comparison is test_mixed_precision_runs_every_stage)."""
+    bf16 = Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu', resize=0,
+                                 warmup=False, precision='bf16'))
+    assert bf16.dtype == torch.bfloat16
+    frames = photo_frames(2, 320, 256)
+    expected, result = matcher.match(*frames), bf16.match(*frames)
+    assert result.keypoints0.dtype == np.float32 and result.scores.dtype == np.float32
+    assert len(expected.scores) >= 20
+    assert 0.75 * len(expected.scores) <= len(result.scores) <= 1.25 * len(expected.scores)
+    with pytest.raises(ConfigError, match="precision 'fp16' needs a CUDA device.*or 'bf16'"):
+        Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
+                              precision='fp16'))
+
+
 def test_npe_option_reaches_the_model(hf_dir):
     """A ROS parameter list (matcher.options.rope_npe) scales the rotary positions."""
     npe = [832, 832, 1280, 1280]

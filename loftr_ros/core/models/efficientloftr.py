@@ -281,7 +281,11 @@ class AggregatedAttention(nn.Module):
         query, kv = self.aggregation(x, source)
         batch, height, width, dim = query.shape
         message = self.attention(query.reshape(batch, -1, dim), kv.reshape(batch, -1, dim), rope)
-        return self.mlp(x, message.reshape(batch, height, width, dim), self.q_size).add_(x)
+        update = self.mlp(x, message.reshape(batch, height, width, dim), self.q_size)
+        # In place when the types agree; under autocast the update may be in half precision and
+        # the sum takes the wider type, as the reference's x + update (the residual stream keeps
+        # its precision).
+        return update.add_(x) if update.dtype == x.dtype else x + update
 
 
 class TransformerLayer(nn.Module):

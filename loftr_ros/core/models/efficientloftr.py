@@ -11,7 +11,10 @@ What differs from the reference, for speed, with the same results:
 - the RepVGG blocks (three conv+BN branches) and the fine-pyramid conv+BN are fused into single
   convolutions once the weights are loaded (:meth:`EfficientLoFTR.reparameterize`);
 - attention runs through ``torch.nn.functional.scaled_dot_product_attention``;
-- only the matched coarse cells are refined (the reference refines all of them);
+- only the matched coarse cells are refined (the reference refines all of them), and the fine
+  windows sample the half-resolution map's x2 upsampling directly (no full-resolution map);
+- the coarse dual softmax is one block-wise pass in the similarity's memory (:func:`dual_softmax`),
+  and the large elementwise steps run in place;
 - the per-image stages (backbone, first self-attention, the 1x1 projections of the fine pyramid)
   are computed by :meth:`EfficientLoFTR.extract` and can be reused across pairs: a video frame is
   processed once although it takes part in two consecutive pairs.
@@ -27,6 +30,9 @@ original, whose behaviour the published weights were trained with:
   uses C - slice_dim).
 Everything else (backbone, attention, coarse confidences and matches, fine features, second
 refinement stage) is the same computation; the tests compare each stage.
+
+Test-time option of the original that transformers lacks: ``rope_npe`` (rotary positions scaled
+to the training resolution), off by default.
 
 The module reads bottom-up: helpers, the backbone, the coarse transformer, the fine pyramid,
 coarse and fine matching, the model last.

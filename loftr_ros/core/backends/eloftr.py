@@ -8,6 +8,7 @@ a frame prepared once is processed once however many pairs it takes part in.
 import torch
 
 from loftr_ros.core.backends.base import Backend, BackendMatches
+from loftr_ros.core.errors import ConfigError
 from loftr_ros.core.models.efficientloftr import EfficientLoFTR, ImageFeatures, check_rope_npe
 from loftr_ros.core.models.efficientloftr_weights import load_efficientloftr
 from loftr_ros.core.weights import resolve_weights
@@ -83,6 +84,10 @@ class EfficientLoFTRBackend(Backend):
                 layer.cross_attention = compiled(layer.cross_attention)
         # torch.compile uses CUDA graphs only for CUDA tensors.
         self.cuda_graphs = compile_mode == 'reduce-overhead' and device.type == 'cuda'
+        if self.cuda_graphs and not hasattr(torch.compiler, 'cudagraph_mark_step_begin'):
+            msg = (f"eloftr backend: compile 'reduce-overhead' on CUDA needs torch >= 2.2 (it "
+                   f"marks each step of the CUDA graphs), this is torch {torch.__version__}")
+            raise ConfigError(msg)
         self.model = model
 
     @property

@@ -420,6 +420,13 @@ _EXP_FLOOR = -87.0
 _BLOCK_ELEMENTS = 2 ** 18
 
 
+def _traced_or_compiled() -> bool:
+    """True inside an ONNX/TorchScript trace or a torch.compile graph (torch.compiler.is_compiling
+    exists from torch 2.3; older versions compile only the stages this is not called from)."""
+    is_compiling = getattr(torch.compiler, 'is_compiling', None)
+    return torch.jit.is_tracing() or (is_compiling is not None and is_compiling())
+
+
 def dual_softmax(similarity: torch.Tensor, block_rows: Optional[int] = None) -> torch.Tensor:
     """softmax(S, dim=2) * softmax(S, dim=1) of a float32 [B x L0 x L1] matrix S, computed in
     S's memory (S is overwritten) where it can.
@@ -432,7 +439,7 @@ def dual_softmax(similarity: torch.Tensor, block_rows: Optional[int] = None) -> 
     `block_rows`: rows per block; by default ~1 MB blocks on a CPU, the whole matrix on a GPU
     (a block loop there would be hundreds of kernel launches).
     """
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if _traced_or_compiled():
         confidence = similarity.softmax(dim=2)
         return confidence.mul_(similarity.softmax(dim=1))
     batch, rows, cols = similarity.shape

@@ -451,3 +451,11 @@ def test_mixed_precision_runs_every_stage(weights_dir):
                  - result['keypoints1'][[b for _, b in pairs]]).norm(dim=1)
     # (a cell may pick another partner: random weights are barely above the threshold there)
     assert distances.median() < 0.05 and (distances < 0.5).float().mean() >= 0.75
+
+
+def test_dual_softmax_on_torch_without_is_compiling(monkeypatch):
+    """setup.py allows torch >= 2.1; torch.compiler.is_compiling exists from 2.3."""
+    monkeypatch.delattr(torch.compiler, 'is_compiling')
+    similarity = torch.randn(1, 50, 60) * 10
+    expected = similarity.softmax(dim=2) * similarity.softmax(dim=1)
+    torch.testing.assert_close(dual_softmax(similarity.clone()), expected, rtol=1e-5, atol=1e-7)

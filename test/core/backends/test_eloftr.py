@@ -195,3 +195,30 @@ def test_cuda_graphs_keep_reused_frames_intact(hf_dir):
     compiled = matcher_on_cuda('reduce-overhead')
     assert compiled.backend.cuda_graphs
     _assert_compiled_matches_eager(matcher_on_cuda('off'), compiled)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+@pytest.mark.parametrize('precision', ['fp32', 'fp16', 'bf16'])
+def test_cuda_matches_the_cpu(hf_dir, matcher, precision, monkeypatch):
+    """The model on CUDA finds the CPU's matches: all of them at the same sub-pixel positions in
+    fp32 (TF32 off), most of them in half precision (the coarse similarity, dual softmax and
+    refinement stay float32 there)."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
+    on_cuda = Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cuda',
+                                    resize=0, warmup=False, precision=precision))
+    frames = photo_frames(2, 384, 288)
+    expected, result = matcher.match(*frames), on_cuda.match(*frames)
+    assert len(expected.scores) >= 20
+    # A match is the same when its image-0 keypoint is (same coarse cell, same refinement).
+    gaps = np.linalg.norm(expected.keypoints0[:, None] - result.keypoints0[None], axis=2)
+    pairs = [(index, int(gaps[index].argmin())) for index in range(len(gaps))
+             if gaps[index].min() < 0.05]
+    distances = np.linalg.norm(expected.keypoints1[[a for a, _ in pairs]]
+                               - result.keypoints1[[b for _, b in pairs]], axis=1)
+    if precision == 'fp32':
+        assert len(pairs) == len(expected.scores) == len(result.scores)
+        assert distances.max() < 1e-2
+    else:
+        assert len(pairs) >= 0.75 * len(expected.scores)
+        assert np.median(distances) < 0.05 and (distances < 0.5).mean() >= 0.75

@@ -121,6 +121,9 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    precisions = args.precisions or (['fp32', 'fp16'] if device.type == 'cuda' else ['fp32'])
+    if device.type != 'cuda' and 'fp16' in precisions:
+        parser.error('--precisions fp16 needs a CUDA device (bf16 runs on a CPU)')
     load_before = os.getloadavg()[0]
 
     camera = default_camera(args.width, args.height)
@@ -132,7 +135,6 @@ def main():
     pad = (-args.width % 32, -args.height % 32)
     calibration = torch.nn.functional.pad(calibration, [0, pad[0], 0, pad[1]])
     synthetic_weights(model, [calibration], seed=0)
-    precisions = args.precisions or (['fp32', 'fp16'] if device.type == 'cuda' else ['fp32'])
 
     rows = []
     with tempfile.TemporaryDirectory() as directory:

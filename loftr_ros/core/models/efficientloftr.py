@@ -38,6 +38,7 @@ The module reads bottom-up: helpers, the backbone, the coarse transformer, the f
 coarse and fine matching, the model last.
 """
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -288,9 +289,9 @@ class AggregatedAttention(nn.Module):
         batch, height, width, dim = query.shape
         message = self.attention(query.reshape(batch, -1, dim), kv.reshape(batch, -1, dim), rope)
         update = self.mlp(x, message.reshape(batch, height, width, dim), self.q_size)
-        # In place when the types agree; under autocast the update may be in half precision and
-        # the sum takes the wider type, as the reference's x + update (the residual stream keeps
-        # its precision).
+        # In place when the types agree. Under autocast they may not (a half-precision update on
+        # a float32 stream, or the reverse where CUDA runs the layer norm in float32): then the
+        # sum takes the wider type, as the reference's x + update does.
         return update.add_(x) if update.dtype == x.dtype else x + update
 
 
@@ -434,16 +435,16 @@ def dual_softmax(similarity: torch.Tensor, block_rows: Optional[int] = None) -> 
     The matrix is large (4800^2 at 640x480): two softmaxes and their product cost ~180 ms per
     pair on 2 CPU cores, ~60 ms this way. With r = logsumexp over each row and c over each
     column, the product is exp(2 S - r - c); the sums come from block-wise exponentials of
-    S - rowmax and S - colmax, and the product is written over S. Under tracing or compilation
-    (an ONNX graph, torch.compile) the two softmaxes are used: the block loop would be unrolled.
-    `block_rows`: rows per block; by default ~1 MB blocks on a CPU, the whole matrix on a GPU
-    (a block loop there would be hundreds of kernel launches).
+    S - rowmax and S - colmax, and the product is written over S. The two softmaxes are used
+    under tracing or compilation (an ONNX graph, torch.compile: the block loop would be unrolled)
+    and on a GPU (fewer passes over the matrix, and its exp has no slow underflow path).
+    `block_rows`: rows per block, by default ~1 MB blocks.
     """
-    if _traced_or_compiled():
+    if _traced_or_compiled() or similarity.device.type != 'cpu':
         confidence = similarity.softmax(dim=2)
         return confidence.mul_(similarity.softmax(dim=1))
     batch, rows, cols = similarity.shape
-    block = block_rows or (rows if similarity.is_cuda else max(1, _BLOCK_ELEMENTS // cols))
+    block = block_rows or max(1, _BLOCK_ELEMENTS // cols)
     row_max = similarity.amax(dim=2, keepdim=True)                      # [B x L0 x 1]
     col_max = similarity.amax(dim=1, keepdim=True)                      # [B x 1 x L1]
     row_sums = torch.empty_like(row_max)
@@ -598,7 +599,7 @@ NPE_TRAIN_SIZE = 832
 def check_rope_npe(npe: Any):
     """ConfigError unless `npe` is a valid 'rope_npe' setting (see EfficientLoFTR.default_conf)."""
     sizes = (isinstance(npe, (list, tuple)) and len(npe) == 4
-             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+             and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0
                      for v in npe))
     if not (sizes or npe in ('off', 'long_side')):
         msg = (f"rope_npe must be 'off', 'long_side' or four positive sizes [train_h, train_w, "

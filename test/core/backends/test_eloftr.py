@@ -1,8 +1,8 @@
 """The 'eloftr' backend: the native EfficientLoFTR behind the Matcher.
 
-Weights are random (no trained weights are reachable here), written by the test in the
-Hugging Face and the official formats; they make the code paths and the coordinate handling
-checkable, not the match quality (the parity with transformers is tested in
+Weights are random (no trained weights are reachable here): the suite's `eloftr_hf_dir`, and
+an official-format checkpoint written by a test; they make the code paths and the coordinate
+handling checkable, not the match quality (the parity with transformers is tested in
 test/core/models/test_efficientloftr.py).
 """
 import numpy as np
@@ -13,14 +13,8 @@ from loftr_ros.core.config import MatcherConfig
 from loftr_ros.core.errors import ConfigError, WeightsError
 from loftr_ros.core.matcher import Matcher
 from loftr_ros.core.models.efficientloftr import EfficientLoFTR
-from loftr_ros.core.models.efficientloftr_weights import (save_hf, save_official,
-                                                          synthetic_weights)
+from loftr_ros.core.models.efficientloftr_weights import save_official, synthetic_weights
 from loftr_ros.core.synthetic import load_photo
-
-# A reduced architecture for speed (the published one is tested with an official checkpoint).
-SMALL_CONF = dict(stage_blocks=(1, 1, 2, 2), stage_channels=(16, 16, 32, 64), hidden_size=64,
-                  num_layers=2)
-
 
 def photo_frames(count, width, height, step=(3, 2)):
     """`count` grayscale crops of a real photo, each shifted by `step` pixels from the last."""
@@ -37,18 +31,9 @@ def as_tensor(image):
 
 
 @pytest.fixture(scope='module')
-def hf_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp('eloftr_hf')
-    model = EfficientLoFTR(SMALL_CONF)
-    synthetic_weights(model, [as_tensor(photo_frames(1, 384, 288)[0])], seed=2)
-    save_hf(model, directory)
-    return directory
-
-
-@pytest.fixture(scope='module')
-def matcher(hf_dir):
-    return Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu', resize=0,
-                                 warmup=False))
+def matcher(eloftr_hf_dir):
+    return Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cpu',
+                                 resize=0, warmup=False))
 
 
 def test_matches_are_the_models_in_original_pixels(matcher):
@@ -86,8 +71,8 @@ def test_reused_frame_features_equal_matching_from_scratch(matcher):
         np.testing.assert_array_equal(reused.scores, scratch.scores)
 
 
-def test_confidence_threshold_is_the_coarse_threshold(hf_dir):
-    config = MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu', resize=0,
+def test_confidence_threshold_is_the_coarse_threshold(eloftr_hf_dir):
+    config = MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cpu', resize=0,
                            warmup=False, confidence_threshold=0.6)
     matcher = Matcher(config)
     assert matcher.backend.model.conf['coarse_threshold'] == 0.6
@@ -95,11 +80,11 @@ def test_confidence_threshold_is_the_coarse_threshold(hf_dir):
     assert (result.scores >= 0.6).all()
 
 
-def test_bf16_on_a_cpu(hf_dir, matcher):
+def test_bf16_on_a_cpu(eloftr_hf_dir, matcher):
     """precision bf16 runs the model under CPU autocast; the matches stay float32's (the
     model-level comparison is test_mixed_precision_runs_every_stage)."""
-    bf16 = Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu', resize=0,
-                                 warmup=False, precision='bf16'))
+    bf16 = Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cpu',
+                                 resize=0, warmup=False, precision='bf16'))
     assert bf16.dtype == torch.bfloat16
     frames = photo_frames(2, 320, 256)
     expected, result = matcher.match(*frames), bf16.match(*frames)
@@ -107,14 +92,14 @@ def test_bf16_on_a_cpu(hf_dir, matcher):
     assert len(expected.scores) >= 20
     assert 0.75 * len(expected.scores) <= len(result.scores) <= 1.25 * len(expected.scores)
     with pytest.raises(ConfigError, match="precision 'fp16' needs a CUDA device.*or 'bf16'"):
-        Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
+        Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cpu',
                               precision='fp16'))
 
 
-def test_npe_option_reaches_the_model(hf_dir):
+def test_npe_option_reaches_the_model(eloftr_hf_dir):
     """A ROS parameter list (matcher.options.rope_npe) scales the rotary positions."""
     npe = [832, 640, 1280, 1280]  # train_h, train_w, test_h, test_w
-    matcher = Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
+    matcher = Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cpu',
                                     warmup=False, options={'rope_npe': npe}))
     assert matcher.backend.model.conf['rope_npe'] == npe
     assert matcher.backend.model._rope_scale((480, 640)) == (0.65, 0.5)
@@ -144,19 +129,19 @@ def test_missing_weights_path(tmp_path):
         Matcher(config)
 
 
-def test_invalid_options(hf_dir):
+def test_invalid_options(eloftr_hf_dir):
     with pytest.raises(ConfigError, match="unknown option.*valid: channels_last, compile"):
-        Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
+        Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cpu',
                               options={'refine_all': True}))
     with pytest.raises(ConfigError, match="unknown mode 'fast', valid: full, optimized"):
-        Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
+        Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cpu',
                               options={'mode': 'fast'}))
     with pytest.raises(ConfigError, match="rope_npe must be 'off', 'long_side' or four"):
-        Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
+        Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cpu',
                               options={'rope_npe': [832, 832]}))
     with pytest.raises(ConfigError, match="unknown compile 'cudagraphs', valid: off, default, "
                                           "reduce-overhead, max-autotune"):
-        Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
+        Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cpu',
                               options={'compile': 'cudagraphs'}))
 
 
@@ -174,22 +159,22 @@ def _assert_compiled_matches_eager(eager, compiled):
 
 
 @pytest.mark.slow
-def test_compiled_model_gives_the_same_matches(hf_dir, matcher):
+def test_compiled_model_gives_the_same_matches(eloftr_hf_dir, matcher):
     """torch.compile in the CUDA-graph mode (on the CPU its graphs are compiled without CUDA
     graphs): the same matches as the eager model, for reused frames too. About 25 s of
     compilation on two cores."""
-    compiled = Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cpu',
+    compiled = Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cpu',
                                      resize=0, warmup=False,
                                      options={'compile': 'reduce-overhead'}))
     _assert_compiled_matches_eager(matcher, compiled)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a CUDA device')
-def test_cuda_graphs_keep_reused_frames_intact(hf_dir):
+def test_cuda_graphs_keep_reused_frames_intact(eloftr_hf_dir):
     """With CUDA graphs a later replay overwrites the graph's outputs: a frame kept for the
     next pair must not change when the next frame is prepared."""
     def matcher_on_cuda(compile_mode):
-        return Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cuda',
+        return Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cuda',
                                      resize=0, warmup=False,
                                      options={'compile': compile_mode}))
     compiled = matcher_on_cuda('reduce-overhead')
@@ -199,13 +184,13 @@ def test_cuda_graphs_keep_reused_frames_intact(hf_dir):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 @pytest.mark.parametrize('precision', ['fp32', 'fp16', 'bf16'])
-def test_cuda_matches_the_cpu(hf_dir, matcher, precision, monkeypatch):
+def test_cuda_matches_the_cpu(eloftr_hf_dir, matcher, precision, monkeypatch):
     """The model on CUDA finds the CPU's matches: all of them at the same sub-pixel positions in
     fp32 (TF32 off), most of them in half precision (the coarse similarity, dual softmax and
     refinement stay float32 there)."""
     monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
     monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
-    on_cuda = Matcher(MatcherConfig(backend='eloftr', weights=str(hf_dir), device='cuda',
+    on_cuda = Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cuda',
                                     resize=0, warmup=False, precision=precision))
     frames = photo_frames(2, 384, 288)
     expected, result = matcher.match(*frames), on_cuda.match(*frames)

@@ -1,0 +1,73 @@
+"""The default backend, eloftr, through the node in consecutive mode: each frame's features are
+computed once and reused as the reference of the next pairs, and every Matches message carries
+what the Matcher computes from the same two frames. Random weights (the suite's
+`eloftr_hf_dir`): the matches mean nothing, their computation and transport do."""
+import time
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from loftr_ros.core.matcher import Matcher
+from loftr_ros.core.stamps import stamp_to_ns
+from loftr_ros.ros.conversions import image_msg_from_array, make_header, result_from_matches_msg
+
+START = 1_700_000_000 * 10**9
+FRAME_NS = 50_000_000
+
+
+def sideways_frames(count):
+    """A real photo seen by a camera moving sideways, 320x240 mono8 (padded to 320x256)."""
+    photo = cv2.cvtColor(np.ascontiguousarray(skdata.astronaut()[:, :, ::-1]),
+                         cv2.COLOR_BGR2GRAY)
+    return [cv2.warpAffine(photo, np.float32([[0.5, 0, -3 * t], [0, 0.5, -40]]), (320, 240),
+                           flags=cv2.INTER_AREA) for t in range(count)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+def test_consecutive_mode_publishes_the_matchers_matches(eloftr_hf_dir, start_node, harness,
+                                                         precision):
+    frames = sideways_frames(4)
+    node = start_node(mode='consecutive', **{
+        'matcher.backend': 'eloftr', 'matcher.weights': str(eloftr_hf_dir),
+        'matcher.device': 'cpu', 'matcher.precision': precision, 'matcher.resize': 0,
+        'matcher.warmup': False, 'qos_reliability': 'reliable', 'qos_depth': 10}).node
+    # Count the per-image stage: once per frame, not twice per pair.
+    extract, extracted = node._matcher.backend.extract, []
+
+    def counted_extract(image):
+        extracted.append(tuple(image.shape))
+        return extract(image)
+    node._matcher.backend.extract = counted_extract
+    harness.wait_for_subscribers(['/image'])
+    stamps = [START + index * FRAME_NS for index in range(len(frames))]
+    for index, (frame, stamp) in enumerate(zip(frames, stamps)):
+        harness.publish('/image', image_msg_from_array(frame, 'mono8',
+                                                       make_header(stamp, 'camera')))
+        if index:
+            harness.wait_matches(index)
+        else:
+            # The first frame only becomes the reference: wait until the node took it (a
+            # frame published at once would supersede it).
+            deadline = time.monotonic() + 30
+            while node._reference is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+    messages = harness.wait_matches(len(frames) - 1)
+    assert len(extracted) == len(frames)
+    assert {stamp_to_ns(msg.reference_header.stamp) for msg in messages} <= set(stamps[:-1])
+
+    # The same computation in this process, from the same frames, by the node's configuration.
+    matcher = Matcher(node._matcher.config)
+    by_stamp = dict(zip(stamps, frames))
+    for msg in messages:
+        assert msg.model == f'eloftr:{eloftr_hf_dir}'
+        reference = by_stamp[stamp_to_ns(msg.reference_header.stamp)]
+        current = by_stamp[stamp_to_ns(msg.header.stamp)]
+        expected = matcher.match(reference, current)
+        result = result_from_matches_msg(msg)
+        assert len(expected.scores) >= 10
+        np.testing.assert_allclose(result.keypoints0, expected.keypoints0, atol=1e-3)
+        np.testing.assert_allclose(result.keypoints1, expected.keypoints1, atol=1e-3)
+        np.testing.assert_allclose(result.scores, expected.scores, atol=1e-4)

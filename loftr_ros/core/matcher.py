@@ -86,12 +86,8 @@ class Matcher:
 
         image: HxW mono or HxWx3 BGR, uint8/uint16/float32/float64 (floats in [0, 1]).
         Raises ImageError for an empty image, a wrong shape or channel count, NaN/inf values or
-        an unsupported dtype.
+        an unsupported dtype. Its `timings` hold the seconds spent ('preprocess', 'model').
         """
-        return self._prepare_timed(image)[0]
-
-    def _prepare_timed(self, image: np.ndarray):
-        """(PreparedImage, preprocessing seconds, feature extraction seconds)."""
         start = time.perf_counter()
         normalized = normalize_image(image, self.backend.grayscale)
         transform = ImageTransform.create(image_size(image), self.long_side, self.backend.stride)
@@ -109,8 +105,8 @@ class Matcher:
         if self.refinement is not None:
             gray = (normalized if normalized.ndim == 2
                     else cv2.cvtColor(normalized, cv2.COLOR_RGB2GRAY))
-        prepared = PreparedImage(tensor, transform, features, id(self), gray)
-        return prepared, extract_start - start, end - extract_start
+        timings = {'preprocess': extract_start - start, 'model': end - extract_start}
+        return PreparedImage(tensor, transform, features, id(self), gray, timings)
 
     def _prepared(self, image: ImageInput):
         """(PreparedImage, preprocessing seconds, extraction seconds) of an input; zero seconds
@@ -120,7 +116,8 @@ class Matcher:
                 msg = 'PreparedImage was made by another Matcher; prepare it with this one'
                 raise ValueError(msg)
             return image, 0.0, 0.0
-        return self._prepare_timed(image)
+        prepared = self.prepare(image)
+        return prepared, prepared.timings['preprocess'], prepared.timings['model']
 
     def match(self, image0: ImageInput, image1: ImageInput,
               camera0: Optional[CameraModel] = None,
@@ -156,6 +153,17 @@ class Matcher:
                    'total': end - start}
         return MatchResult(points0, points1, scores, prepared0.transform.original_size,
                            prepared1.transform.original_size, inliers, geometry_model, timings)
+
+    @staticmethod
+    def add_preparation(result: MatchResult, *images: PreparedImage) -> MatchResult:
+        """Count the preparation of `images` in `result`'s timings: images prepared for this
+        pair before `match` (the current frame in consecutive mode), so that the timings hold
+        what the pair cost, all but the reused reference frame. Returns `result`."""
+        for image in images:
+            for key in ('preprocess', 'model'):
+                result.timings[key] += image.timings[key]
+                result.timings['total'] += image.timings[key]
+        return result
 
     def _select(self, prepared0, prepared1, raw):
         """A backend's matches in original pixels (float32), without those in the padding or

@@ -322,6 +322,8 @@ class MatcherNode(Node):
             if reference is not None:
                 result = self._matcher.match(reference.prepared, prepared,
                                              reference.frame.camera, frame.camera)
+                # The matcher time includes the current frame's extraction, not the node.
+                self._matcher.add_preparation(result, prepared)
         if result is not None:
             self._publish(result, reference.frame, frame)
         replace = (result is None or self._reference_mode == 'previous'

@@ -12,19 +12,25 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from loftr_ros.core import evaluation
-from loftr_ros.core.bag import CAMERA_INFO_TYPE, BagReader, consecutive_pairs, stereo_pairs
-from loftr_ros.core.camera import (StereoCalibration, load_euroc_calibration,
+from loftr_ros.core.bag import (CAMERA_INFO_TYPE, BagReader, FramePair, consecutive_pairs,
+                                stereo_pairs)
+from loftr_ros.core.camera import (CameraModel, StereoCalibration, load_euroc_calibration,
                                    relative_camera_pose)
 from loftr_ros.core.config import BACKENDS, load_matcher_config
 from loftr_ros.core.errors import ConfigError, ImageError
 from loftr_ros.core.sync import StereoSynchronizer
 from loftr_ros.core.trajectory import load_trajectory
+from loftr_ros.core.types import MatchResult
+
+if TYPE_CHECKING:  # torch is imported only when a run starts: `--help` stays fast
+    from loftr_ros.core.backends.base import PreparedImage
+    from loftr_ros.core.matcher import Matcher
 
 CSV_FIELDS = ('pair', 'stamp0_ns', 'stamp1_ns', 'index0', 'index1', 'matches', 'inliers',
               'inlier_ratio', 'epipolar_median_px', 'epipolar_correct_ratio', 'rotation_deg',
@@ -70,18 +76,46 @@ def iterate_pairs(reader: BagReader, args, synchronizer: Optional[StereoSynchron
         yield pair
 
 
-def decoded_pairs(pairs, skipped: List[str]):
-    """(pair, image0, image1) for each pair whose two images decode. A pair with an image that
-    does not decode is skipped with a warning naming the frame and the cause, and that message
-    is appended to `skipped`: one bad frame does not end a run."""
+class PreparedPair(NamedTuple):
+    """A pair with its decoded images and their PreparedImages; `fresh`: those prepared for this
+    pair (the other one, if any, is the previous pair's current frame, reused)."""
+    pair: FramePair
+    image0: np.ndarray
+    image1: np.ndarray
+    prepared0: 'PreparedImage'
+    prepared1: 'PreparedImage'
+    fresh: Tuple['PreparedImage', ...]
+
+
+def prepared_pairs(matcher: 'Matcher', pairs, skipped: List[str]) -> Iterator[PreparedPair]:
+    """Each pair, its images decoded and prepared. A pair with an image that does not decode or
+    that the Matcher refuses is skipped with a warning naming the frame and the cause, and the
+    message is appended to `skipped`: one bad frame does not end a run. A frame that ends one
+    pair and starts the next (consecutive mode) is prepared once and its features reused, as
+    the node does. Match with `match_pair`."""
+    last_frame, last_prepared = None, None
     for pair in pairs:
+        reused = pair.frame0 is last_frame
         try:
-            images = pair.frame0.image, pair.frame1.image
+            image0, image1 = pair.frame0.image, pair.frame1.image
+            prepared0 = last_prepared if reused else matcher.prepare(image0)
+            prepared1 = matcher.prepare(image1)
         except ImageError as error:
             print(f'\nwarning: pair skipped: {error}', file=sys.stderr)
             skipped.append(str(error))
+            last_frame = None
             continue
-        yield (pair, *images)
+        last_frame, last_prepared = pair.frame1, prepared1
+        fresh = (prepared1,) if reused else (prepared0, prepared1)
+        yield PreparedPair(pair, image0, image1, prepared0, prepared1, fresh)
+
+
+def match_pair(matcher: 'Matcher', prepared: PreparedPair, camera0: Optional[CameraModel] = None,
+               camera1: Optional[CameraModel] = None) -> MatchResult:
+    """The MatchResult of a prepared pair; its timings count the images prepared for it, i.e.
+    the pair's whole cost but for a reused reference frame."""
+    result = matcher.match(prepared.prepared0, prepared.prepared1, camera0, camera1)
+    return matcher.add_preparation(result, *prepared.fresh)
 
 
 def run_configs(args):
@@ -341,17 +375,18 @@ def run(args) -> int:
         overlay_every = max(1, (total or 1) // max(args.overlays, 1))
         try:
             with BagReader(args.bag) as reader:
-                pairs = decoded_pairs(iterate_pairs(reader, args, synchronizer), skipped)
-                for number, (pair, image0, image1) in enumerate(pairs):
-                    result = matcher.match(
-                        image0, image1, calibration.camera0 if calibration else None,
-                        calibration.camera1 if calibration else None)
-                    rows.append(score_pair(result, pair, calibration, trajectory,
+                pairs = prepared_pairs(matcher, iterate_pairs(reader, args, synchronizer),
+                                       skipped)
+                for number, prepared in enumerate(pairs):
+                    result = match_pair(matcher, prepared,
+                                        calibration.camera0 if calibration else None,
+                                        calibration.camera1 if calibration else None)
+                    rows.append(score_pair(result, prepared.pair, calibration, trajectory,
                                            args.mode == 'stereo'))
                     if args.overlays and number % overlay_every == 0 and \
                             number // overlay_every < args.overlays:
                         cv2.imwrite(str(directory / f'overlay_{number:05d}.png'),
-                                    draw_matches(image0, image1, result))
+                                    draw_matches(prepared.image0, prepared.image1, result))
                     progress.update(len(rows) + len(skipped))
         except KeyboardInterrupt:
             partial = True

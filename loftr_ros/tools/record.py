@@ -14,8 +14,8 @@ from loftr_ros.core.bag import BagReader
 from loftr_ros.core.camera import load_euroc_calibration
 from loftr_ros.core.errors import BagError, ConfigError
 from loftr_ros.core.stamps import duration_sec_nanosec, sec_nanosec
-from loftr_ros.tools.evaluate import (add_pairing_arguments, decoded_pairs, iterate_pairs,
-                                      run_configs)
+from loftr_ros.tools.evaluate import (add_pairing_arguments, iterate_pairs, match_pair,
+                                      prepared_pairs, run_configs)
 
 MATCHES_TYPE = 'loftr_ros/msg/Matches'
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
@@ -123,14 +123,16 @@ def run(args) -> int:
             overlay = (writer.add_connection(args.overlay_topic, IMAGE_TYPE, typestore=typestore)
                        if args.overlay else None)
             try:
-                for pair, image0, image1 in decoded_pairs(iterate_pairs(reader, args), skipped):
-                    result = matcher.match(image0, image1, camera0, camera1)
+                for prepared in prepared_pairs(matcher, iterate_pairs(reader, args), skipped):
+                    result = match_pair(matcher, prepared, camera0, camera1)
+                    pair = prepared.pair
                     message = matches_message(types, pair, result, matcher.model_name,
                                               config.config_id)
                     writer.write(matches, pair.frame1.stamp_ns,
                                  typestore.serialize_cdr(message, MATCHES_TYPE))
                     if overlay is not None:
-                        fields = image_to_msg_fields(draw_matches(image0, image1, result), 'bgr8')
+                        drawing = draw_matches(prepared.image0, prepared.image1, result)
+                        fields = image_to_msg_fields(drawing, 'bgr8')
                         image = types[IMAGE_TYPE](header=_header(types, pair.frame1), **fields)
                         writer.write(overlay, pair.frame1.stamp_ns,
                                      typestore.serialize_cdr(image, IMAGE_TYPE))

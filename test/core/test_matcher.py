@@ -82,6 +82,25 @@ def test_input_types_give_the_same_matches(matcher, stereo_pair):
         np.testing.assert_array_equal(result.scores, reference.scores)
 
 
+def test_prepared_frames_and_their_preparation_time(matcher, stereo_pair):
+    """A frame prepared once (consecutive mode) gives the same matches; its preparation time
+    is what add_preparation counts into the pair's timings."""
+    left, right = stereo_pair
+    reference = matcher.match(left, right)
+    prepared_left, prepared_right = matcher.prepare(left), matcher.prepare(right)
+    assert prepared_right.timings['model'] > 0 and prepared_right.timings['preprocess'] > 0
+    result = matcher.match(prepared_left, prepared_right)
+    np.testing.assert_array_equal(result.keypoints1, reference.keypoints1)
+    before = dict(result.timings)
+    assert matcher.add_preparation(result, prepared_right) is result
+    spent = prepared_right.timings
+    assert result.timings['model'] == pytest.approx(before['model'] + spent['model'])
+    assert result.timings['preprocess'] == pytest.approx(before['preprocess']
+                                                         + spent['preprocess'])
+    assert result.timings['total'] == pytest.approx(before['total'] + spent['model']
+                                                    + spent['preprocess'])
+
+
 def test_images_of_different_sizes(matcher, stereo_pair):
     left, right = stereo_pair
     result = matcher.match(left, right[40:, 60:])

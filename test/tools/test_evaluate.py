@@ -1,6 +1,7 @@
 """`loftr-ros eval` end to end: real stereo bag, synthetic sequence with ground truth, bad input."""
 import csv
 import json
+import time
 
 import cv2
 import numpy as np
@@ -196,3 +197,36 @@ def test_undecodable_image_skips_its_pairs_and_is_reported(tmp_path, sequence_vi
     assert all('/cam0/image_raw' in message and '5' in message
                for message in run['pairs_skipped'])
     assert '2 pair(s) skipped' in capsys.readouterr().err
+
+
+EXTRACT_S = 0.2
+
+
+def test_consecutive_pairs_prepare_each_frame_once(tmp_path, sequence_bag, eloftr_hf_dir,
+                                                   monkeypatch):
+    """eval (and record, through the same prepared_pairs) in consecutive mode: frame t ends
+    pair t-1 and starts pair t, and its per-image stage runs once, as in the node; latencies
+    still count the frame prepared for each pair."""
+    from loftr_ros.core.backends.eloftr import EfficientLoFTRBackend
+    extracted = []
+    real_extract = EfficientLoFTRBackend.extract
+
+    def counted_extract(self, image):
+        # Slow on purpose: a latency below this missed the current frame's preparation.
+        time.sleep(EXTRACT_S)
+        extracted.append(tuple(image.shape))
+        return real_extract(self, image)
+
+    monkeypatch.setattr(EfficientLoFTRBackend, 'extract', counted_extract)
+    config = tmp_path / 'eloftr.yaml'
+    config.write_text(f"matcher: {{backend: eloftr, weights: '{eloftr_hf_dir}', resize: 0, "
+                      'warmup: false, device: cpu}\n')
+    output = tmp_path / 'out'
+    rc = main(['eval', str(sequence_bag), '--mode', 'consecutive', '--config', str(config),
+               '--overlays', '0', '-o', str(output)])
+    assert rc == 0
+    run = json.loads((output / 'summary.json').read_text())['runs'][0]
+    assert run['pairs'] == 7
+    assert len(extracted) == 8
+    rows = read_rows(output / run['label'] / 'pairs.csv')
+    assert all(float(row['latency_ms']) >= EXTRACT_S * 1e3 for row in rows)

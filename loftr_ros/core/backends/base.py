@@ -39,7 +39,7 @@ the backend's default); a backend resolves them through :mod:`loftr_ros.core.wei
 WeightsError when they cannot be had. A missing optional dependency raises BackendError naming
 the package.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, NamedTuple, Optional
 
 import numpy as np
@@ -60,6 +60,7 @@ class PreparedImage:
     matcher_id: id() of the Matcher that prepared it; features are only valid for that one.
     gray: the original image as HxW float32 grayscale in [0, 1] when the Matcher refines matches
         on it (see core.refinement), else None.
+    timings: seconds its preparation took, {'preprocess', 'model'} (see Matcher.match).
     """
 
     tensor: torch.Tensor
@@ -67,6 +68,7 @@ class PreparedImage:
     features: Any
     matcher_id: int
     gray: Optional[np.ndarray] = None
+    timings: Dict[str, float] = field(default_factory=dict)
 
 
 class BackendMatches(NamedTuple):

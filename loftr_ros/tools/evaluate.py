@@ -98,8 +98,8 @@ def prepared_pairs(matcher: 'Matcher', pairs, skipped: List[str]) -> Iterator[Pr
         reused = pair.frame0 is last_frame
         try:
             image0, image1 = pair.frame0.image, pair.frame1.image
-            prepared0 = last_prepared if reused else matcher.prepare(image0)
-            prepared1 = matcher.prepare(image1)
+            prepared0 = last_prepared if reused else _prepare(matcher, pair.frame0, image0)
+            prepared1 = _prepare(matcher, pair.frame1, image1)
         except ImageError as error:
             print(f'\nwarning: pair skipped: {error}', file=sys.stderr)
             skipped.append(str(error))
@@ -108,6 +108,14 @@ def prepared_pairs(matcher: 'Matcher', pairs, skipped: List[str]) -> Iterator[Pr
         last_frame, last_prepared = pair.frame1, prepared1
         fresh = (prepared1,) if reused else (prepared0, prepared1)
         yield PreparedPair(pair, image0, image1, prepared0, prepared1, fresh)
+
+
+def _prepare(matcher: 'Matcher', frame, image: np.ndarray) -> 'PreparedImage':
+    """matcher.prepare(image), its ImageError naming the frame as a decoding error does."""
+    try:
+        return matcher.prepare(image)
+    except ImageError as error:
+        raise ImageError(f'{frame.topic} message {frame.index}: {error}') from None
 
 
 def match_pair(matcher: 'Matcher', prepared: PreparedPair, camera0: Optional[CameraModel] = None,

@@ -15,6 +15,7 @@ from loftr_ros.ros.conversions import image_msg_from_array, make_header, result_
 
 START = 1_700_000_000 * 10**9
 FRAME_NS = 50_000_000
+EXTRACT_S = 0.2
 
 
 def sideways_frames(count):
@@ -33,11 +34,14 @@ def test_consecutive_mode_publishes_the_matchers_matches(eloftr_hf_dir, start_no
     node = start_node(mode='consecutive', **{
         'matcher.backend': 'eloftr', 'matcher.weights': str(eloftr_hf_dir),
         'matcher.device': 'cpu', 'matcher.precision': precision, 'matcher.resize': 0,
-        'matcher.warmup': False, 'qos_reliability': 'reliable', 'qos_depth': 10}).node
-    # Count the per-image stage: once per frame, not twice per pair.
+        'matcher.warmup': False, 'qos_reliability': 'reliable', 'qos_depth': 10,
+        'diagnostics.period': 0.2}).node
+    # Count the per-image stage: once per frame, not twice per pair. Slowed down so that the
+    # diagnostics must put it in the matcher's time, not the node's overhead.
     extract, extracted = node._matcher.backend.extract, []
 
     def counted_extract(image):
+        time.sleep(EXTRACT_S)
         extracted.append(tuple(image.shape))
         return extract(image)
     node._matcher.backend.extract = counted_extract
@@ -56,6 +60,10 @@ def test_consecutive_mode_publishes_the_matchers_matches(eloftr_hf_dir, start_no
                 time.sleep(0.01)
     messages = harness.wait_matches(len(frames) - 1)
     assert len(extracted) == len(frames)
+    diagnostics = harness.diagnostics_after(time.monotonic())
+    assert diagnostics['pairs_processed'] == str(len(frames) - 1)
+    assert float(diagnostics['matcher_p50_ms']) >= EXTRACT_S * 1e3
+    assert float(diagnostics['overhead_p50_ms']) < EXTRACT_S * 1e3 / 2
     assert {stamp_to_ns(msg.reference_header.stamp) for msg in messages} <= set(stamps[:-1])
 
     # The same computation in this process, from the same frames, by the node's configuration.

@@ -97,14 +97,14 @@ class Matcher:
         else:
             model_input = model_input.transpose(2, 0, 1)
         tensor = torch.from_numpy(np.ascontiguousarray(model_input))[None].to(self.device)
-        extract_start = time.perf_counter()
-        with torch.inference_mode(), self._model_context():
-            features = self.backend.extract(tensor)
-        end = time.perf_counter()
         gray = None
         if self.refinement is not None:
             gray = (normalized if normalized.ndim == 2
                     else cv2.cvtColor(normalized, cv2.COLOR_RGB2GRAY))
+        extract_start = time.perf_counter()
+        with torch.inference_mode(), self._model_context():
+            features = self.backend.extract(tensor)
+        end = time.perf_counter()
         timings = {'preprocess': extract_start - start, 'model': end - extract_start}
         return PreparedImage(tensor, transform, features, id(self), gray, timings)
 
@@ -158,7 +158,8 @@ class Matcher:
     def add_preparation(result: MatchResult, *images: PreparedImage) -> MatchResult:
         """Count the preparation of `images` in `result`'s timings: images prepared for this
         pair before `match` (the current frame in consecutive mode), so that the timings hold
-        what the pair cost, all but the reused reference frame. Returns `result`."""
+        what the pair cost, all but the reused reference frame. Updates the timings of a result
+        of `match` in place (once per result) and returns it."""
         for image in images:
             for key in ('preprocess', 'model'):
                 result.timings[key] += image.timings[key]

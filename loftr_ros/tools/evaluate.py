@@ -418,7 +418,8 @@ def run(args) -> int:
     for summary in summaries:
         if summary['pairs_skipped']:
             print(f"{summary['label']}: {len(summary['pairs_skipped'])} pair(s) skipped for an "
-                  'image that does not decode (summary.json: pairs_skipped)', file=sys.stderr)
+                  'image that does not decode or that the matcher refuses (summary.json: '
+                  'pairs_skipped)', file=sys.stderr)
         missing = summary.get('pairs_without_ground_truth')
         if missing:
             print(f"{summary['label']}: {len(missing)} pair(s) outside the ground-truth stamp "

@@ -146,6 +146,6 @@ def run(args) -> int:
         raise BagError(f'cannot write bag {output}: {error}') from None
     sys.stderr.write('\n')
     print(f'wrote {written} Matches messages to {output} ({args.matches_topic})'
-          + (f'; {len(skipped)} pair(s) skipped for an image that does not decode'
-             if skipped else ''))
+          + (f'; {len(skipped)} pair(s) skipped for an image that does not decode or that '
+             'the matcher refuses' if skipped else ''))
     return 0

@@ -202,12 +202,19 @@ def test_undecodable_image_skips_its_pairs_and_is_reported(tmp_path, sequence_vi
 EXTRACT_S = 0.2
 
 
-def test_consecutive_pairs_prepare_each_frame_once(tmp_path, sequence_bag, eloftr_hf_dir,
-                                                   monkeypatch):
+def test_consecutive_pairs_prepare_each_frame_once(tmp_path, sequence_bag, sequence_views,
+                                                   eloftr_hf_dir, monkeypatch):
     """eval (and record, through the same prepared_pairs) in consecutive mode: frame t ends
-    pair t-1 and starts pair t, and its per-image stage runs once, as in the node; latencies
-    still count the frame prepared for each pair."""
+    pair t-1 and starts pair t, and its per-image stage runs once, as in the node, with the
+    matches of each pair matched from scratch; latencies still count the frame prepared for
+    each pair."""
     from loftr_ros.core.backends.eloftr import EfficientLoFTRBackend
+    from loftr_ros.core.config import MatcherConfig
+    from loftr_ros.core.matcher import Matcher
+    scratch = Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), resize=0,
+                                    warmup=False, device='cpu'))
+    expected = [scratch.match(a.image, b.image) for a, b in zip(sequence_views,
+                                                                 sequence_views[1:])]
     extracted = []
     real_extract = EfficientLoFTRBackend.extract
 
@@ -230,6 +237,9 @@ def test_consecutive_pairs_prepare_each_frame_once(tmp_path, sequence_bag, eloft
     assert len(extracted) == 8
     rows = read_rows(output / run['label'] / 'pairs.csv')
     assert all(float(row['latency_ms']) >= EXTRACT_S * 1e3 for row in rows)
+    assert [(int(row['index0']), int(row['index1'])) for row in rows] == [
+        (t, t + 1) for t in range(7)]
+    assert [int(row['matches']) for row in rows] == [len(result) for result in expected]
 
 
 def test_a_frame_the_matcher_refuses_skips_its_pairs(capsys):

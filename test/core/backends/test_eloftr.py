@@ -16,6 +16,7 @@ from loftr_ros.core.models.efficientloftr import EfficientLoFTR
 from loftr_ros.core.models.efficientloftr_weights import save_official, synthetic_weights
 from loftr_ros.core.synthetic import load_photo
 
+
 def photo_frames(count, width, height, step=(3, 2)):
     """`count` grayscale crops of a real photo, each shifted by `step` pixels from the last."""
     import cv2

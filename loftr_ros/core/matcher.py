@@ -108,16 +108,14 @@ class Matcher:
         timings = {'preprocess': extract_start - start, 'model': end - extract_start}
         return PreparedImage(tensor, transform, features, id(self), gray, timings)
 
-    def _prepared(self, image: ImageInput):
-        """(PreparedImage, preprocessing seconds, extraction seconds) of an input; zero seconds
-        for an image prepared earlier."""
+    def _prepared(self, image: ImageInput) -> PreparedImage:
+        """An input as a PreparedImage of this matcher (prepared here when it is an array)."""
         if isinstance(image, PreparedImage):
             if image.matcher_id != id(self):
                 msg = 'PreparedImage was made by another Matcher; prepare it with this one'
                 raise ValueError(msg)
-            return image, 0.0, 0.0
-        prepared = self.prepare(image)
-        return prepared, prepared.timings['preprocess'], prepared.timings['model']
+            return image
+        return self.prepare(image)
 
     def match(self, image0: ImageInput, image1: ImageInput,
               camera0: Optional[CameraModel] = None,
@@ -130,9 +128,7 @@ class Matcher:
         seconds spent in this call ('model' includes the per-image stage of images prepared
         here, not of PreparedImage inputs).
         """
-        start = time.perf_counter()
-        prepared0, preprocess0, extract0 = self._prepared(image0)
-        prepared1, preprocess1, extract1 = self._prepared(image1)
+        prepared0, prepared1 = self._prepared(image0), self._prepared(image1)
         match_start = time.perf_counter()
         with torch.inference_mode(), self._model_context():
             raw = self.backend.match(prepared0, prepared1)
@@ -146,13 +142,16 @@ class Matcher:
             points0, points1, self.config.geometry, self.config.ransac_threshold,
             self.config.ransac_confidence, camera0, camera1)
         end = time.perf_counter()
-        timings = {'preprocess': preprocess0 + preprocess1,
-                   'model': extract0 + extract1 + map_start - match_start,
+        timings = {'preprocess': 0.0, 'model': map_start - match_start,
                    'refine': verify_start - refine_start,
                    'verify': end - verify_start + refine_start - map_start,
-                   'total': end - start}
-        return MatchResult(points0, points1, scores, prepared0.transform.original_size,
-                           prepared1.transform.original_size, inliers, geometry_model, timings)
+                   'total': end - match_start}
+        result = MatchResult(points0, points1, scores, prepared0.transform.original_size,
+                             prepared1.transform.original_size, inliers, geometry_model, timings)
+        # The images prepared in this call count in it; PreparedImage inputs were paid earlier.
+        return self.add_preparation(result, *(prepared for prepared, image in
+                                              ((prepared0, image0), (prepared1, image1))
+                                              if prepared is not image))
 
     @staticmethod
     def add_preparation(result: MatchResult, *images: PreparedImage) -> MatchResult:

@@ -76,3 +76,26 @@ def harness(ros_context):
     """A MatcherClient on the test's context, closed after the test."""
     with MatcherClient(ros_context, name='test_harness') as client:
         yield client
+
+
+def sideways_photo_frames(shifts):
+    """A real photo seen through a camera moving sideways by `shifts` pixels: 320x240 mono8."""
+    import cv2
+    import numpy as np
+    from skimage import data as skdata
+    photo = cv2.cvtColor(np.ascontiguousarray(skdata.astronaut()[:, :, ::-1]),
+                         cv2.COLOR_BGR2GRAY)
+    return [cv2.warpAffine(photo, np.float32([[0.5, 0, -shift], [0, 0.5, -40]]), (320, 240),
+                           flags=cv2.INTER_AREA) for shift in shifts]
+
+
+@pytest.fixture(scope='module')
+def photo_views():
+    """Ten frames 6 px apart (see sideways_photo_frames)."""
+    return sideways_photo_frames(range(0, 60, 6))
+
+
+@pytest.fixture(scope='module')
+def small_step_photo_views():
+    """Four frames 3 px apart (see sideways_photo_frames): enough matches for random weights."""
+    return sideways_photo_frames(range(0, 12, 3))

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage
-from skimage import data as skdata
 
 from loftr_ros.core.keyframe import KeyframePolicy
 from loftr_ros.core.stamps import stamp_to_ns
@@ -22,18 +21,6 @@ START = 1_700_000_000 * 10**9
 # Fast and deterministic: OpenCV SIFT, no weights, no warm-up; quick diagnostics.
 FAST = {'matcher.backend': 'opencv', 'matcher.warmup': False, 'diagnostics.period': 0.2,
         'qos_reliability': 'reliable', 'qos_depth': 10}
-
-
-@pytest.fixture(scope='module')
-def photo_views():
-    """A real photo seen through a camera moving sideways: 320x240 mono8 frames."""
-    photo = cv2.cvtColor(np.ascontiguousarray(skdata.astronaut()[:, :, ::-1]),
-                         cv2.COLOR_BGR2GRAY)
-    frames = []
-    for shift in range(0, 60, 6):
-        matrix = np.float32([[0.5, 0, -shift], [0, 0.5, -40]])
-        frames.append(cv2.warpAffine(photo, matrix, (320, 240), flags=cv2.INTER_AREA))
-    return frames
 
 
 def image_msg(image, encoding, stamp_ns, frame_id):

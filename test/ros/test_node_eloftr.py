@@ -4,10 +4,8 @@ what the Matcher computes from the same two frames. Random weights (the suite's
 `eloftr_hf_dir`): the matches mean nothing, their computation and transport do."""
 import time
 
-import cv2
 import numpy as np
 import pytest
-from skimage import data as skdata
 
 from loftr_ros.core.matcher import Matcher
 from loftr_ros.core.stamps import stamp_to_ns
@@ -18,19 +16,11 @@ FRAME_NS = 50_000_000
 EXTRACT_S = 0.2
 
 
-def sideways_frames(count):
-    """A real photo seen by a camera moving sideways, 320x240 mono8 (padded to 320x256)."""
-    photo = cv2.cvtColor(np.ascontiguousarray(skdata.astronaut()[:, :, ::-1]),
-                         cv2.COLOR_BGR2GRAY)
-    return [cv2.warpAffine(photo, np.float32([[0.5, 0, -3 * t], [0, 0.5, -40]]), (320, 240),
-                           flags=cv2.INTER_AREA) for t in range(count)]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize('precision', ['fp32', 'bf16'])
-def test_consecutive_mode_publishes_the_matchers_matches(eloftr_hf_dir, start_node, harness,
-                                                         precision):
-    frames = sideways_frames(4)
+def test_consecutive_mode_publishes_the_matchers_matches(eloftr_hf_dir, small_step_photo_views,
+                                                         start_node, harness, precision):
+    frames = small_step_photo_views  # padded to 320x256 for the model
     node = start_node(mode='consecutive', **{
         'matcher.backend': 'eloftr', 'matcher.weights': str(eloftr_hf_dir),
         'matcher.device': 'cpu', 'matcher.precision': precision, 'matcher.resize': 0,

@@ -22,7 +22,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from loftr_ros.core.stamps import stamp_to_ns
-from loftr_ros.ros.conversions import diagnostics_status_name
+from loftr_ros.ros.diagnostics import diagnostics_status_name
 from loftr_ros.msg import Matches
 
 # Fully qualified name of the matcher node unless remapped; its topics and its /diagnostics

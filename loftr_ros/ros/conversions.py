@@ -28,12 +28,6 @@ def _float32_field(values: np.ndarray) -> array.array:
     return array.array('f', np.ascontiguousarray(values, np.float32).tobytes())
 
 
-def diagnostics_status_name(node: str) -> str:
-    """Name of the /diagnostics status of the matcher node `node` (its fully qualified name):
-    what the node publishes and what clients filter on."""
-    return f'{node}: matcher'
-
-
 def make_header(stamp_ns: int, frame_id: str = '') -> Header:
     header = Header(frame_id=frame_id)
     header.stamp.sec, header.stamp.nanosec = sec_nanosec(stamp_ns)

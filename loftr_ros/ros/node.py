@@ -7,10 +7,10 @@ a newer one arrives is superseded and counted, so latency and memory stay bounde
 outruns the model. The service has its own callback group and shares the matcher (under a lock)
 with the worker.
 """
+import dataclasses
 import threading
 import time
 import traceback
-from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
@@ -18,13 +18,12 @@ import numpy as np
 import rclpy
 import rclpy.exceptions
 import rclpy.logging
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from loftr_ros.core.camera import CameraModel
@@ -34,18 +33,16 @@ from loftr_ros.core.keyframe import KeyframePolicy
 from loftr_ros.core.matcher import Matcher
 from loftr_ros.core.stamps import stamp_to_ns
 from loftr_ros.core.sync import LEFT, RIGHT, StereoSynchronizer
-from loftr_ros.ros.conversions import (diagnostics_status_name, image_msg_from_array,
-                                       matches_msg_from_result)
+from loftr_ros.ros.conversions import matches_msg_from_result
+from loftr_ros.ros.diagnostics import (DiagnosticsReport, Statistics, ThrottledWarnings,
+                                       diagnostics_status_name)
+from loftr_ros.ros.overlay import OverlayPublisher, OverlaySettings
 from loftr_ros.ros.parameters import (RUNTIME_MATCHER_FIELDS, SPECS, declare_parameters,
                                       matcher_config_from_parameters)
 from loftr_ros.msg import Matches
 from loftr_ros.srv import MatchImages
 
 NODE_NAME = 'matcher_node'
-# Seconds between two warnings with the same topic and cause.
-WARN_THROTTLE_S = 5.0
-# Latency/match-count samples kept for the diagnostics percentiles.
-STATS_WINDOW = 200
 
 
 @dataclass
@@ -68,37 +65,6 @@ class Reference:
     prepared: Any          # Matcher.prepare() output: its features are computed once
 
 
-class Statistics:
-    """Counters and recent samples for /diagnostics; written by several threads."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.frames = 0            # images received (all topics)
-        self.jobs = 0              # pairs (stereo) or frames (consecutive) handed to the worker
-        self.processed = 0         # Matches published
-        self.resets = 0            # stamps jumped backwards: state reset
-        self.overlays = 0          # overlay images published
-        self.keyframes = 0         # consecutive mode: reference frames taken
-        self.drops = Counter()     # cause -> frames or pairs that were not matched
-        self.latency = deque(maxlen=STATS_WINDOW)     # image stamp -> publish, seconds
-        self.processing = deque(maxlen=STATS_WINDOW)  # arrival -> publish, seconds
-        self.matching = deque(maxlen=STATS_WINDOW)    # the matcher's own time, seconds
-        self.overhead = deque(maxlen=STATS_WINDOW)    # processing - matching: the node's part
-        self.matches = deque(maxlen=STATS_WINDOW)
-
-    def count(self, attribute: str):
-        with self.lock:
-            setattr(self, attribute, getattr(self, attribute) + 1)
-
-    def drop(self, cause: str, number: int = 1):
-        with self.lock:
-            self.drops[cause] += number
-
-
-def _percentile_ms(samples, q) -> str:
-    return f'{np.percentile(samples, q) * 1e3:.1f}' if samples else 'n/a'
-
-
 class MatcherNode(Node):
 
     def __init__(self, **kwargs):
@@ -115,13 +81,10 @@ class MatcherNode(Node):
         self._matcher = Matcher(config)
         self._matcher_lock = threading.Lock()
         self._stats = Statistics()
-        self._warned: Dict[tuple, tuple] = {}  # (topic, cause) -> (last time, suppressed)
+        self._warnings = ThrottledWarnings(self.get_logger())
         self._reference_mode = self._param('consecutive.reference')
         self._keyframe_policy = KeyframePolicy(self._param('keyframe.min_matches'),
                                                self._param('keyframe.min_overlap'))
-        self._overlay = {name: self._param(f'overlay.{name}')
-                         for name in ('max_rate', 'max_lines', 'style')}
-        self._last_overlay = 0.0
 
         self._pending = None          # newest job not yet taken by the worker
         self._reset_requested = False
@@ -137,14 +100,15 @@ class MatcherNode(Node):
         self._image_qos = self._input_qos()
         self._subscribe_inputs()
         self._matches_pub = self.create_publisher(Matches, '~/matches', 10)
-        self._overlay_pub = self.create_publisher(
-            Image, '~/overlay', QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
+        self._overlay = OverlayPublisher(self, self.mode, OverlaySettings(**{
+            field.name: self._param(f'overlay.{field.name}')
+            for field in dataclasses.fields(OverlaySettings)}))
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diagnostics = DiagnosticsReport(
+            self._stats, diagnostics_status_name(self.get_fully_qualified_name()))
         self.create_service(MatchImages, '~/match_images', self._on_match_images,
                             callback_group=self._service_group)
-        self._diagnostics_period = self._param('diagnostics.period')
-        self._last_diagnostics = (time.monotonic(), 0, 0, 0)
-        self.create_timer(self._diagnostics_period, self._publish_diagnostics,
+        self.create_timer(self._param('diagnostics.period'), self._publish_diagnostics,
                           callback_group=self._input_group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -155,6 +119,24 @@ class MatcherNode(Node):
             f'ready: mode {self.mode}, model {self._matcher.model_name} on '
             f'{self._matcher.device}, inputs {", ".join(self._input_topics)} '
             f'({self._param("transport")}, {self._param("qos_reliability")})')
+
+    # -- read-only views (for tests and tools) ------------------------------------------
+
+    @property
+    def matcher(self) -> Matcher:
+        """The node's Matcher; its `config` holds the matcher settings in force."""
+        return self._matcher
+
+    @property
+    def reference(self) -> Optional[Reference]:
+        """Consecutive mode: the frame new frames are matched against (None before the
+        first one or after a reset)."""
+        return self._reference
+
+    @property
+    def overlay_subscribers(self) -> int:
+        """How many subscriptions ~/overlay has (it is only drawn while there are any)."""
+        return self._overlay.publisher.get_subscription_count()
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -198,20 +180,6 @@ class MatcherNode(Node):
                                                                                   topic),
                     self._image_qos, callback_group=self._input_group)
 
-    # -- warnings ------------------------------------------------------------------------
-
-    def _warn(self, topic: str, cause: str, text: str):
-        """A warning at most every WARN_THROTTLE_S per (topic, cause), with the number of
-        repeats it stood for."""
-        now = time.monotonic()
-        last, suppressed = self._warned.get((topic, cause), (-1e9, 0))
-        if now - last < WARN_THROTTLE_S:
-            self._warned[(topic, cause)] = (last, suppressed + 1)
-            return
-        more = f' ({suppressed} more since the last warning)' if suppressed else ''
-        self.get_logger().warning(f'{topic}: {cause}: {text}{more}')
-        self._warned[(topic, cause)] = (now, 0)
-
     # -- input callbacks (executor threads: convert and enqueue only) ---------------------
 
     def _on_camera_info(self, msg, side, topic):
@@ -220,7 +188,7 @@ class MatcherNode(Node):
                 msg.k, msg.d, msg.width, msg.height, msg.distortion_model)
         except ConfigError as error:
             self._stats.drop('bad_camera_info')
-            self._warn(topic, 'bad_camera_info', str(error))
+            self._warnings.warn(topic, 'bad_camera_info', str(error))
 
     def _on_image(self, msg, side, topic):
         received = time.monotonic()
@@ -232,7 +200,7 @@ class MatcherNode(Node):
                 image = image_from_msg(msg)
         except ImageError as error:
             self._stats.drop('bad_image')
-            self._warn(topic, 'bad_image', f'{error}; frame skipped')
+            self._warnings.warn(topic, 'bad_image', f'{error}; frame skipped')
             return
         stamp_ns = stamp_to_ns(msg.header.stamp)
         frame = Frame(topic, msg.header, stamp_ns, image, received, self._cameras.get(side))
@@ -241,7 +209,7 @@ class MatcherNode(Node):
         if self.mode == 'consecutive':
             if last is not None and stamp_ns == last:
                 self._stats.drop('duplicate')
-                self._warn(topic, 'duplicate', f'stamp {stamp_ns} ns repeated; frame skipped')
+                self._warnings.warn(topic, 'duplicate', f'stamp {stamp_ns} ns repeated; frame skipped')
                 return
             if last is not None and stamp_ns < last:
                 self._request_reset(topic, last, stamp_ns)
@@ -256,7 +224,7 @@ class MatcherNode(Node):
 
     def _request_reset(self, topic, last_ns, stamp_ns):
         self._stats.count('resets')
-        self._warn(topic, 'stamp_reset',
+        self._warnings.warn(topic, 'stamp_reset',
                    f'stamp jumped backwards ({stamp_ns} ns after {last_ns} ns; source '
                    f'restarted?): matching state reset')
         with self._cond:
@@ -295,7 +263,7 @@ class MatcherNode(Node):
                 frame = job if self.mode == 'consecutive' else job[1]
                 cause = 'bad_image' if isinstance(error, ImageError) else 'match_failed'
                 self._stats.drop(cause)
-                self._warn(frame.topic, cause, f'{error}; skipped')
+                self._warnings.warn(frame.topic, cause, f'{error}; skipped')
             except Exception:  # a bug: stop the node loudly instead of running on half-dead
                 self.get_logger().fatal(f'matcher worker failed:\n{traceback.format_exc()}')
                 self.worker_failed = True
@@ -308,7 +276,7 @@ class MatcherNode(Node):
             msg = (f'stereo images of different sizes: {lw}x{lh} on {left.topic}, {rw}x{rh} '
                    f'on {right.topic}')
             self._stats.drop('size_mismatch')
-            self._warn(right.topic, 'size_mismatch', f'{msg}; pair skipped')
+            self._warnings.warn(right.topic, 'size_mismatch', f'{msg}; pair skipped')
             return
         with self._matcher_lock:
             result = self._matcher.match(left.image, right.image, left.camera, right.camera)
@@ -339,35 +307,10 @@ class MatcherNode(Node):
                                       processing)
         self._matches_pub.publish(msg)
         latency = (self.get_clock().now().nanoseconds - current.stamp_ns) * 1e-9
-        with self._stats.lock:
-            self._stats.processed += 1
-            self._stats.latency.append(latency)
-            self._stats.processing.append(processing)
-            matching = result.timings.get('total', float('nan'))
-            self._stats.matching.append(matching)
-            self._stats.overhead.append(processing - matching)
-            self._stats.matches.append(len(result))
-        self._maybe_publish_overlay(result, reference, current)
-
-    def _maybe_publish_overlay(self, result, reference: Frame, current: Frame):
-        rate = self._overlay['max_rate']
-        if rate <= 0 or self._overlay_pub.get_subscription_count() == 0:
-            return
-        now = time.monotonic()
-        if now - self._last_overlay < 1.0 / rate:
-            return
-        self._last_overlay = now
-        from loftr_ros.core.drawing import draw_flow, draw_matches
-        style = self._overlay['style']
-        if style == 'auto':
-            style = 'flow' if self.mode == 'consecutive' else 'side_by_side'
-        if style == 'flow':
-            image = draw_flow(current.image, result, max_lines=self._overlay['max_lines'])
-        else:
-            image = draw_matches(reference.image, current.image, result,
-                                 max_lines=self._overlay['max_lines'])
-        self._overlay_pub.publish(image_msg_from_array(image, 'bgr8', current.header))
-        self._stats.count('overlays')
+        self._stats.published(latency, processing, result.timings.get('total', float('nan')),
+                              len(result))
+        if self._overlay.maybe_publish(result, reference.image, current.image, current.header):
+            self._stats.count('overlays')
 
     # -- service --------------------------------------------------------------------------
 
@@ -379,7 +322,7 @@ class MatcherNode(Node):
             with self._matcher_lock:
                 result = self._matcher.match(image0, image1)
         except LoftrRosError as error:
-            self._warn('~/match_images', 'bad_request', str(error))
+            self._warnings.warn('~/match_images', 'bad_request', str(error))
             response.success = False
             response.message = str(error)
             return response
@@ -395,7 +338,7 @@ class MatcherNode(Node):
         matcher_changes = {}
         keyframe = {'min_matches': self._keyframe_policy.min_matches,
                     'min_overlap': self._keyframe_policy.min_overlap}
-        overlay = dict(self._overlay)
+        overlay = {}
         for parameter in parameters:
             spec = SPECS.get(parameter.name)
             if spec is None:
@@ -418,62 +361,18 @@ class MatcherNode(Node):
         with self._matcher_lock:
             self._matcher.config = config
         self._keyframe_policy = policy
-        self._overlay = overlay
+        self._overlay.settings = dataclasses.replace(self._overlay.settings, **overlay)
         return SetParametersResult(successful=True)
 
     # -- diagnostics ----------------------------------------------------------------------
 
     def _publish_diagnostics(self):
-        now = time.monotonic()
-        stats = self._stats
-        with stats.lock:
-            frames, jobs, processed = stats.frames, stats.jobs, stats.processed
-            resets, overlays, keyframes = stats.resets, stats.overlays, stats.keyframes
-            # The synchronizer counts its own drops; this timer shares the image callbacks'
-            # mutually exclusive group, so reading them here races with nothing.
-            drops = dict(stats.drops + self._sync.drops)
-            latency, processing = list(stats.latency), list(stats.processing)
-            matching, overhead = list(stats.matching), list(stats.overhead)
-            matches = list(stats.matches)
-        last_time, last_frames, last_jobs, last_processed = self._last_diagnostics
-        elapsed = max(now - last_time, 1e-9)
-        self._last_diagnostics = (now, frames, jobs, processed)
-        values = {
-            'mode': self.mode,
-            'model': self._matcher.model_name,
-            'device': str(self._matcher.device),
-            'config_id': self._matcher.config.config_id,
-            'input_frames_per_s': f'{(frames - last_frames) / elapsed:.2f}',
-            'input_pairs_per_s': f'{(jobs - last_jobs) / elapsed:.2f}',
-            'processed_pairs_per_s': f'{(processed - last_processed) / elapsed:.2f}',
-            'frames_received': str(frames),
-            'pairs_processed': str(processed),
-            'latency_p50_ms': _percentile_ms(latency, 50),
-            'latency_p95_ms': _percentile_ms(latency, 95),
-            'processing_p50_ms': _percentile_ms(processing, 50),
-            'processing_p95_ms': _percentile_ms(processing, 95),
-            'matcher_p50_ms': _percentile_ms(matching, 50),
-            'matcher_p95_ms': _percentile_ms(matching, 95),
-            'overhead_p50_ms': _percentile_ms(overhead, 50),
-            'overhead_p95_ms': _percentile_ms(overhead, 95),
-            'matches_per_pair': f'{np.mean(matches):.1f}' if matches else 'n/a',
-            'stamp_resets': str(resets),
-            'overlays_published': str(overlays),
-            'keyframes': str(keyframes),
-            'drops_total': str(sum(drops.values())),
-        }
-        values.update({f'drops.{cause}': str(number) for cause, number in sorted(drops.items())})
-        level = DiagnosticStatus.OK
-        message = 'matching'
-        if frames == last_frames:
-            level, message = DiagnosticStatus.WARN, 'no input images'
-        elif processed == last_processed:
-            level, message = DiagnosticStatus.WARN, 'input received but nothing matched'
-        status = DiagnosticStatus(
-            level=level, name=diagnostics_status_name(self.get_fully_qualified_name()),
-            message=message,
-            hardware_id=str(self._matcher.device),
-            values=[KeyValue(key=key, value=value) for key, value in values.items()])
+        identity = {'mode': self.mode, 'model': self._matcher.model_name,
+                    'device': str(self._matcher.device),
+                    'config_id': self._matcher.config.config_id}
+        # The synchronizer counts its own drops; this timer shares the image callbacks'
+        # mutually exclusive group, so reading them here races with nothing.
+        status = self._diagnostics.status(identity, str(self._matcher.device), self._sync.drops)
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(array)

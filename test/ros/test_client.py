@@ -7,7 +7,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from loftr_ros.ros.client import MATCHER_NODE
-from loftr_ros.ros.conversions import diagnostics_status_name
+from loftr_ros.ros.diagnostics import diagnostics_status_name
 
 
 def status(name, model):

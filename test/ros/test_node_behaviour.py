@@ -203,7 +203,7 @@ def test_service_returns_the_matches_of_the_topic_path(photo_views, start_node, 
     np.testing.assert_array_equal(from_service.keypoints1, from_topic.keypoints1)
     np.testing.assert_array_equal(from_service.scores, from_topic.scores)
     assert response.matches.header.frame_id == 'right'
-    assert response.matches.config_id == node.node._matcher.config.config_id
+    assert response.matches.config_id == node.node.matcher.config.config_id
 
     bad = image_msg(photo_views[0], 'mono8', START, 'left')
     bad.encoding = 'jpeg'
@@ -244,7 +244,7 @@ def test_runtime_parameters_apply_and_invalid_values_are_rejected(
         photo_views, start_node, harness):
     node = start_node(mode='consecutive', **FAST).node
     harness.wait_for_subscribers(['/image'])
-    config_id = node._matcher.config.config_id
+    config_id = node.matcher.config.config_id
     results = node.set_parameters([Parameter('matcher.confidence_threshold', value=1.5)])
     assert not results[0].successful
     results = node.set_parameters([Parameter('keyframe.min_overlap', value=-0.1)])
@@ -295,7 +295,7 @@ def test_overlay_is_drawn_only_while_subscribed_and_rate_limited(photo_views, st
     overlays = []
     harness.node.create_subscription(Image, '/matcher_node/overlay', overlays.append, 10)
     deadline = time.monotonic() + 10
-    while node._overlay_pub.get_subscription_count() == 0:
+    while node.overlay_subscribers == 0:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     publish_pairs(2, 4)
@@ -324,7 +324,7 @@ def test_consecutive_overlay_is_a_flow_view_on_the_current_image(photo_views, st
     harness.node.create_subscription(Image, '/matcher_node/overlay', overlays.append, 10)
     harness.wait_for_subscribers(['/image'])
     deadline = time.monotonic() + 10
-    while node._overlay_pub.get_subscription_count() == 0:
+    while node.overlay_subscribers == 0:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     harness.publish('/image', image_msg(photo_views[0], 'mono8', START, 'camera'))

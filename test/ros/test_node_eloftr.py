@@ -28,13 +28,13 @@ def test_consecutive_mode_publishes_the_matchers_matches(eloftr_hf_dir, small_st
         'diagnostics.period': 0.2}).node
     # Count the per-image stage: once per frame, not twice per pair. Slowed down so that the
     # diagnostics must put it in the matcher's time, not the node's overhead.
-    extract, extracted = node._matcher.backend.extract, []
+    extract, extracted = node.matcher.backend.extract, []
 
     def counted_extract(image):
         time.sleep(EXTRACT_S)
         extracted.append(tuple(image.shape))
         return extract(image)
-    node._matcher.backend.extract = counted_extract
+    node.matcher.backend.extract = counted_extract
     harness.wait_for_subscribers(['/image'])
     stamps = [START + index * FRAME_NS for index in range(len(frames))]
     for index, (frame, stamp) in enumerate(zip(frames, stamps)):
@@ -46,7 +46,7 @@ def test_consecutive_mode_publishes_the_matchers_matches(eloftr_hf_dir, small_st
             # The first frame only becomes the reference: wait until the node took it (a
             # frame published at once would supersede it).
             deadline = time.monotonic() + 30
-            while node._reference is None and time.monotonic() < deadline:
+            while node.reference is None and time.monotonic() < deadline:
                 time.sleep(0.01)
     messages = harness.wait_matches(len(frames) - 1)
     assert len(extracted) == len(frames)
@@ -57,7 +57,7 @@ def test_consecutive_mode_publishes_the_matchers_matches(eloftr_hf_dir, small_st
     assert {stamp_to_ns(msg.reference_header.stamp) for msg in messages} <= set(stamps[:-1])
 
     # The same computation in this process, from the same frames, by the node's configuration.
-    matcher = Matcher(node._matcher.config)
+    matcher = Matcher(node.matcher.config)
     by_stamp = dict(zip(stamps, frames))
     for msg in messages:
         assert msg.model == f'eloftr:{eloftr_hf_dir}'

@@ -1,0 +1,142 @@
+"""What the matcher node counts, how it reports it on /diagnostics, and its throttled warnings.
+
+The subscription callbacks and the worker count into one :class:`Statistics`; a timer turns it
+into a ``diagnostic_msgs/DiagnosticStatus`` (:class:`DiagnosticsReport`) with the rates since
+the previous report and percentiles of the recent samples.
+"""
+import threading
+import time
+from collections import Counter, deque
+from typing import Dict, Mapping
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+# Latency/match-count samples kept for the diagnostics percentiles.
+STATS_WINDOW = 200
+# Seconds between two warnings with the same topic and cause.
+WARN_THROTTLE_S = 5.0
+
+
+def diagnostics_status_name(node: str) -> str:
+    """Name of the /diagnostics status of the matcher node `node` (its fully qualified name):
+    what the node publishes and what clients filter on."""
+    return f'{node}: matcher'
+
+
+class Statistics:
+    """Counters and recent samples for /diagnostics; written by several threads."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.frames = 0            # images received (all topics)
+        self.jobs = 0              # pairs (stereo) or frames (consecutive) handed to the worker
+        self.processed = 0         # Matches published
+        self.resets = 0            # stamps jumped backwards: state reset
+        self.overlays = 0          # overlay images published
+        self.keyframes = 0         # consecutive mode: reference frames taken
+        self.drops = Counter()     # cause -> frames or pairs that were not matched
+        self.latency = deque(maxlen=STATS_WINDOW)     # image stamp -> publish, seconds
+        self.processing = deque(maxlen=STATS_WINDOW)  # arrival -> publish, seconds
+        self.matching = deque(maxlen=STATS_WINDOW)    # the matcher's own time, seconds
+        self.overhead = deque(maxlen=STATS_WINDOW)    # processing - matching: the node's part
+        self.matches = deque(maxlen=STATS_WINDOW)
+
+    def count(self, attribute: str):
+        with self.lock:
+            setattr(self, attribute, getattr(self, attribute) + 1)
+
+    def drop(self, cause: str, number: int = 1):
+        with self.lock:
+            self.drops[cause] += number
+
+    def published(self, latency: float, processing: float, matching: float, matches: int):
+        """One Matches published: its latency, processing and matcher time (seconds) and
+        match count."""
+        with self.lock:
+            self.processed += 1
+            self.latency.append(latency)
+            self.processing.append(processing)
+            self.matching.append(matching)
+            self.overhead.append(processing - matching)
+            self.matches.append(matches)
+
+
+def _percentile_ms(samples, q) -> str:
+    return f'{np.percentile(samples, q) * 1e3:.1f}' if samples else 'n/a'
+
+
+class DiagnosticsReport:
+    """The node's DiagnosticStatus, from its Statistics and the rates since the last report."""
+
+    def __init__(self, stats: Statistics, name: str):
+        self.stats = stats
+        self.name = name
+        self._last = (time.monotonic(), 0, 0, 0)  # (time, frames, jobs, processed)
+
+    def status(self, identity: Mapping[str, str], hardware_id: str,
+               other_drops: Counter) -> DiagnosticStatus:
+        """The status now. `identity`: the first values (mode, model, device, config_id);
+        `other_drops`: drops counted outside the Statistics (the stereo synchronizer's)."""
+        now = time.monotonic()
+        stats = self.stats
+        with stats.lock:
+            frames, jobs, processed = stats.frames, stats.jobs, stats.processed
+            resets, overlays, keyframes = stats.resets, stats.overlays, stats.keyframes
+            drops = dict(stats.drops + other_drops)
+            latency, processing = list(stats.latency), list(stats.processing)
+            matching, overhead = list(stats.matching), list(stats.overhead)
+            matches = list(stats.matches)
+        last_time, last_frames, last_jobs, last_processed = self._last
+        elapsed = max(now - last_time, 1e-9)
+        self._last = (now, frames, jobs, processed)
+        values: Dict[str, str] = dict(identity)
+        values.update({
+            'input_frames_per_s': f'{(frames - last_frames) / elapsed:.2f}',
+            'input_pairs_per_s': f'{(jobs - last_jobs) / elapsed:.2f}',
+            'processed_pairs_per_s': f'{(processed - last_processed) / elapsed:.2f}',
+            'frames_received': str(frames),
+            'pairs_processed': str(processed),
+            'latency_p50_ms': _percentile_ms(latency, 50),
+            'latency_p95_ms': _percentile_ms(latency, 95),
+            'processing_p50_ms': _percentile_ms(processing, 50),
+            'processing_p95_ms': _percentile_ms(processing, 95),
+            'matcher_p50_ms': _percentile_ms(matching, 50),
+            'matcher_p95_ms': _percentile_ms(matching, 95),
+            'overhead_p50_ms': _percentile_ms(overhead, 50),
+            'overhead_p95_ms': _percentile_ms(overhead, 95),
+            'matches_per_pair': f'{np.mean(matches):.1f}' if matches else 'n/a',
+            'stamp_resets': str(resets),
+            'overlays_published': str(overlays),
+            'keyframes': str(keyframes),
+            'drops_total': str(sum(drops.values())),
+        })
+        values.update({f'drops.{cause}': str(number) for cause, number in sorted(drops.items())})
+        level = DiagnosticStatus.OK
+        message = 'matching'
+        if frames == last_frames:
+            level, message = DiagnosticStatus.WARN, 'no input images'
+        elif processed == last_processed:
+            level, message = DiagnosticStatus.WARN, 'input received but nothing matched'
+        return DiagnosticStatus(
+            level=level, name=self.name, message=message, hardware_id=hardware_id,
+            values=[KeyValue(key=key, value=value) for key, value in values.items()])
+
+
+class ThrottledWarnings:
+    """Warnings at most every WARN_THROTTLE_S per (topic, cause), each with the number of
+    repeats it stood for."""
+
+    def __init__(self, logger):
+        self.logger = logger
+        self._warned: Dict[tuple, tuple] = {}  # (topic, cause) -> (last time, suppressed)
+
+    def warn(self, topic: str, cause: str, text: str):
+        now = time.monotonic()
+        last, suppressed = self._warned.get((topic, cause), (-1e9, 0))
+        if now - last < WARN_THROTTLE_S:
+            self._warned[(topic, cause)] = (last, suppressed + 1)
+            return
+        more = f' ({suppressed} more since the last warning)' if suppressed else ''
+        self.logger.warning(f'{topic}: {cause}: {text}{more}')
+        self._warned[(topic, cause)] = (now, 0)

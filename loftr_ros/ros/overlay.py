@@ -1,0 +1,55 @@
+"""The matcher node's ``~/overlay``: a picture of the matches for rviz, drawn only while someone
+subscribes and at most ``overlay.max_rate`` times a second, so that it costs nothing otherwise."""
+import time
+from dataclasses import dataclass
+
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from loftr_ros.ros.conversions import image_msg_from_array
+
+TOPIC = '~/overlay'
+
+
+@dataclass(frozen=True)
+class OverlaySettings:
+    """The ``overlay.*`` parameters (checked against their ranges by the node)."""
+
+    max_rate: float    # Hz; 0 disables the overlay
+    max_lines: int     # match lines drawn at most
+    style: str         # auto, side_by_side or flow
+
+
+class OverlayPublisher:
+    """Draws and publishes overlays of a node in `mode` ('consecutive' or 'stereo'); `style`
+    auto is flow in consecutive mode, side by side in stereo."""
+
+    def __init__(self, node, mode: str, settings: OverlaySettings):
+        self.mode = mode
+        # Replaced as a whole when parameters change; read by the worker.
+        self.settings = settings
+        self.publisher = node.create_publisher(
+            Image, TOPIC, QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
+        self._last = 0.0
+
+    def maybe_publish(self, result, reference_image, current_image, header) -> bool:
+        """Draw and publish the overlay of `result` (stamped with `header`) unless nobody
+        subscribes or the rate limit holds it back; True when it was published."""
+        settings = self.settings
+        if settings.max_rate <= 0 or self.publisher.get_subscription_count() == 0:
+            return False
+        now = time.monotonic()
+        if now - self._last < 1.0 / settings.max_rate:
+            return False
+        self._last = now
+        from loftr_ros.core.drawing import draw_flow, draw_matches
+        style = settings.style
+        if style == 'auto':
+            style = 'flow' if self.mode == 'consecutive' else 'side_by_side'
+        if style == 'flow':
+            image = draw_flow(current_image, result, max_lines=settings.max_lines)
+        else:
+            image = draw_matches(reference_image, current_image, result,
+                                 max_lines=settings.max_lines)
+        self.publisher.publish(image_msg_from_array(image, 'bgr8', header))
+        return True

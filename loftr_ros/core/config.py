@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import yaml
 
@@ -28,6 +28,8 @@ DEVICES_HELP = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 PRECISIONS = ('fp32', 'fp16', 'bf16')
 GEOMETRY_MODELS = ('none', 'fundamental', 'essential', 'homography')
 REFINEMENTS = ('auto', 'none', 'ncc')
+# Settings that only act on the matching of each pair: they change while a Matcher runs.
+RUNTIME_FIELDS = ('confidence_threshold', 'max_matches')
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,11 @@ class MatcherConfig:
 
     def replace(self, **changes) -> 'MatcherConfig':
         return dataclasses.replace(self, **changes)
+
+    def differences(self, other: 'MatcherConfig') -> List[str]:
+        """Names of the fields whose values differ from `other`'s, in declaration order."""
+        return [f.name for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(other, f.name)]
 
     @property
     def config_id(self) -> str:

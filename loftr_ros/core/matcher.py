@@ -18,8 +18,9 @@ import torch
 from loftr_ros.core.backends import backend_class
 from loftr_ros.core.backends.base import PreparedImage
 from loftr_ros.core.camera import CameraModel
-from loftr_ros.core.config import MatcherConfig
+from loftr_ros.core.config import RUNTIME_FIELDS, MatcherConfig
 from loftr_ros.core.devices import resolve_device, resolve_dtype
+from loftr_ros.core.errors import ConfigError
 from loftr_ros.core.geometry import verify_matches
 from loftr_ros.core.preprocessing import (ImageTransform, image_size, normalize_image,
                                           resize_and_pad)
@@ -57,11 +58,11 @@ class Matcher:
     """
 
     def __init__(self, config: MatcherConfig):
-        self.config = config
+        self._config = config
         self.device = resolve_device(config.device)
         backend = backend_class(config.backend)
         self.dtype = resolve_dtype(config.precision, self.device, backend.cpu_bf16)
-        self.backend = backend(config, self.device, self.dtype)
+        self.backend = backend(config.weights, config.options, self.device, self.dtype)
         resize = config.resize if config.resize >= 0 else self.backend.default_resize
         self.long_side = resize
         refinement = (self.backend.default_refinement if config.refinement == 'auto'
@@ -69,6 +70,23 @@ class Matcher:
         self.refinement = NCCRefinement() if refinement == 'ncc' else None
         if config.warmup:
             self.match(*_warmup_images())
+
+    @property
+    def config(self) -> MatcherConfig:
+        """The settings in force: their only copy, read at each match (the backend is given
+        what it needs with each call)."""
+        return self._config
+
+    @config.setter
+    def config(self, config: MatcherConfig):
+        """Change the settings that apply per match (``RUNTIME_FIELDS``, e.g. from ``ros2 param
+        set``); the next match uses them. Any other change needs a new Matcher: ConfigError."""
+        fixed = [name for name in config.differences(self._config) if name not in RUNTIME_FIELDS]
+        if fixed:
+            msg = (f"{', '.join(fixed)} cannot change while the matcher runs (only "
+                   f"{', '.join(RUNTIME_FIELDS)} can); build a new Matcher")
+            raise ConfigError(msg)
+        self._config = config
 
     @property
     def model_name(self) -> str:
@@ -128,19 +146,20 @@ class Matcher:
         seconds spent in this call ('model' includes the per-image stage of images prepared
         here, not of PreparedImage inputs).
         """
+        config = self._config  # one configuration for the whole call
         prepared0, prepared1 = self._prepared(image0), self._prepared(image1)
         match_start = time.perf_counter()
         with torch.inference_mode(), self._model_context():
-            raw = self.backend.match(prepared0, prepared1)
+            raw = self.backend.match(prepared0, prepared1, config.confidence_threshold)
         map_start = time.perf_counter()
-        points0, points1, scores = self._select(prepared0, prepared1, raw)
+        points0, points1, scores = self._select(prepared0, prepared1, raw, config)
         refine_start = time.perf_counter()
         if self.refinement is not None:
             points1 = self.refinement.refine(prepared0.gray, prepared1.gray, points0, points1)[0]
         verify_start = time.perf_counter()
         inliers, geometry_model = verify_matches(
-            points0, points1, self.config.geometry, self.config.ransac_threshold,
-            self.config.ransac_confidence, camera0, camera1)
+            points0, points1, config.geometry, config.ransac_threshold,
+            config.ransac_confidence, camera0, camera1)
         end = time.perf_counter()
         timings = {'preprocess': 0.0, 'model': map_start - match_start,
                    'refine': verify_start - refine_start,
@@ -165,7 +184,7 @@ class Matcher:
                 result.timings['total'] += image.timings[key]
         return result
 
-    def _select(self, prepared0, prepared1, raw):
+    def _select(self, prepared0, prepared1, raw, config: MatcherConfig):
         """A backend's matches in original pixels (float32), without those in the padding or
         under the confidence threshold, best first, at most max_matches."""
         keypoints0 = _as_numpy(raw.keypoints0, 2) - self.backend.frame_offset
@@ -173,10 +192,10 @@ class Matcher:
         scores = _as_numpy(raw.scores)
         transform0, transform1 = prepared0.transform, prepared1.transform
         keep = (transform0.inside(keypoints0) & transform1.inside(keypoints1) &
-                (scores >= self.config.confidence_threshold))
+                (scores >= config.confidence_threshold))
         order = np.argsort(-scores[keep], kind='stable')
-        if self.config.max_matches:
-            order = order[:self.config.max_matches]
+        if config.max_matches:
+            order = order[:config.max_matches]
         return (transform0.to_original(keypoints0[keep][order]).astype(np.float32),
                 transform1.to_original(keypoints1[keep][order]).astype(np.float32),
                 scores[keep][order].astype(np.float32))

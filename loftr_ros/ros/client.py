@@ -15,8 +15,10 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.srv import SetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -119,6 +121,7 @@ class MatcherClient:
         `on_matches`: called in the executor thread with each Matches once it is recorded."""
         self.node = rclpy.create_node(name, context=context)
         self.qos = qos
+        self.matcher = matcher
         self.matches_topic = f'{matcher}/matches'
         self.lock = threading.Condition()
         self.matches: List[Matches] = []
@@ -189,6 +192,26 @@ class MatcherClient:
                 raise TimeoutError(msg)
             time.sleep(0.05)
         time.sleep(DISCOVERY_SETTLE_S)
+
+    # -- parameters -----------------------------------------------------------------------
+
+    def set_parameters(self, values: Mapping[str, object], timeout: float = 10.0) -> list:
+        """Set parameters of the matcher node through its ``set_parameters`` service, as
+        ``ros2 param set`` does; returns its SetParametersResult for each, in order."""
+        request = SetParameters.Request(parameters=[
+            Parameter(name, value=value).to_parameter_msg() for name, value in values.items()])
+        service = self.node.create_client(SetParameters, f'{self.matcher}/set_parameters')
+        try:
+            if not service.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f'no {self.matcher}/set_parameters service within {timeout} s')
+            answered = threading.Event()
+            future = service.call_async(request)
+            future.add_done_callback(lambda _: answered.set())
+            if not answered.wait(timeout):
+                raise TimeoutError(f'{self.matcher}/set_parameters did not answer in {timeout} s')
+            return list(future.result().results)
+        finally:
+            self.node.destroy_client(service)
 
     # -- collecting -----------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from loftr_ros.core.camera import CameraModel
+from loftr_ros.core.config import RUNTIME_FIELDS
 from loftr_ros.core.errors import ConfigError, ImageError, LoftrRosError
 from loftr_ros.core.image_conversion import image_from_compressed_msg, image_from_msg
 from loftr_ros.core.keyframe import KeyframePolicy
@@ -37,8 +38,7 @@ from loftr_ros.ros.conversions import matches_msg_from_result
 from loftr_ros.ros.diagnostics import (DiagnosticsReport, Statistics, ThrottledWarnings,
                                        diagnostics_status_name)
 from loftr_ros.ros.overlay import OverlayPublisher, OverlaySettings
-from loftr_ros.ros.parameters import (RUNTIME_MATCHER_FIELDS, SPECS, declare_parameters,
-                                      matcher_config_from_parameters)
+from loftr_ros.ros.parameters import SPECS, declare_parameters, matcher_config_from_parameters
 from loftr_ros.msg import Matches
 from loftr_ros.srv import MatchImages
 
@@ -347,7 +347,7 @@ class MatcherNode(Node):
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
             group, _, field = parameter.name.partition('.')
-            if group == 'matcher' and field in RUNTIME_MATCHER_FIELDS:
+            if group == 'matcher' and field in RUNTIME_FIELDS:
                 matcher_changes[field] = parameter.value
             elif group == 'keyframe':
                 keyframe[field] = parameter.value

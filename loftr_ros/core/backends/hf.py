@@ -31,11 +31,11 @@ class HuggingFaceBackend(Backend):
     # The models take grayscale replicated into 3 channels (what the image processors produce).
     grayscale = True
 
-    def __init__(self, config, device, dtype):
-        super().__init__(config, device, dtype)
-        self.weights = config.weights or DEFAULT_MODEL
+    def __init__(self, weights, options, device, dtype):
+        super().__init__(weights, options, device, dtype)
+        self.weights = weights or DEFAULT_MODEL
         # Weights first: a missing model fails before the slow import of transformers.
-        path = resolve_weights(config.weights, DEFAULT_MODEL, self.name)
+        path = resolve_weights(weights, DEFAULT_MODEL, self.name)
         transformers = import_optional('transformers', self.name)
 
         try:
@@ -44,10 +44,6 @@ class HuggingFaceBackend(Backend):
             msg = f"backend 'hf': cannot load a keypoint-matching model from {path}: {error}"
             raise WeightsError(msg) from None
         model_config = self.model.config
-        if hasattr(model_config, 'coarse_matching_threshold'):
-            # EfficientLoFTR keeps only coarse matches above this score; the Matcher's threshold
-            # is the same test on the same score.
-            model_config.coarse_matching_threshold = config.confidence_threshold
         corner_frame = model_config.model_type in _CORNER_FRAME_MODEL_TYPES
         self.frame_offset = 0.5 if corner_frame else 0.0
         # The LoFTR family refines its matches itself; SuperPoint keypoints sit on whole pixels.
@@ -58,7 +54,11 @@ class HuggingFaceBackend(Backend):
     def model_name(self) -> str:
         return f'hf:{self.weights}'
 
-    def match(self, image0, image1) -> BackendMatches:
+    def match(self, image0, image1, confidence_threshold) -> BackendMatches:
+        if hasattr(self.model.config, 'coarse_matching_threshold'):
+            # EfficientLoFTR keeps only coarse matches above this score, read from its config
+            # at each call; the Matcher's threshold is the same test on the same score.
+            self.model.config.coarse_matching_threshold = confidence_threshold
         height = max(image0.tensor.shape[-2], image1.tensor.shape[-2])
         width = max(image0.tensor.shape[-1], image1.tensor.shape[-1])
         pair = torch.zeros((1, 2, 3, height, width), device=self.device)

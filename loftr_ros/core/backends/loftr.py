@@ -32,37 +32,38 @@ class LoFTRBackend(Backend):
     grayscale = True
     frame_offset = 0.5  # kornia's LoFTR docstring: pixel centres at (x + 0.5, y + 0.5)
 
-    def __init__(self, config, device, dtype):
-        super().__init__(config, device, dtype)
+    def __init__(self, weights, options, device, dtype):
+        super().__init__(weights, options, device, dtype)
         variant = self.choice_option('variant', _VARIANTS)
         kornia_loftr = import_optional('kornia.feature.loftr.loftr', self.name)
 
-        if config.weights and not is_local_reference(config.weights):
+        if weights and not is_local_reference(weights):
             msg = (f"loftr backend: weights must be a local checkpoint file (.ckpt) or '' for "
-                   f"kornia's '{variant}' model, got '{config.weights}'")
+                   f"kornia's '{variant}' model, got '{weights}'")
             raise ConfigError(msg)
-        if config.weights:
-            path = local_weights(config.weights, self.name)
+        self.weights = weights or variant
+        if weights:
+            path = local_weights(weights, self.name)
         else:
             path = url_checkpoint(kornia_loftr.urls[variant], self.name, f'loftr {variant}')
         model_config = copy.deepcopy(kornia_loftr.default_cfg)
         model_config['coarse']['temp_bug_fix'] = variant == 'indoor_new'
-        # LoFTR returns only coarse matches above this confidence; the Matcher's threshold is
-        # the same test on the same score.
-        model_config['match_coarse']['thr'] = config.confidence_threshold
         self.model = kornia_loftr.LoFTR(pretrained=None, config=model_config)
         self.model.load_state_dict(_checkpoint_state_dict(path, self.name, self.model))
         self.model.to(device).eval()
 
     @property
     def model_name(self) -> str:
-        return f"loftr:{self.config.weights or self.conf['variant']}"
+        return f'loftr:{self.weights}'
 
     def extract(self, image: torch.Tensor):
         """The backbone's coarse (position-encoded) and fine feature maps."""
         return self.model.extract_features(image)
 
-    def match(self, image0, image1) -> BackendMatches:
+    def match(self, image0, image1, confidence_threshold) -> BackendMatches:
+        # LoFTR returns only coarse matches above its `thr`, which it reads at each call; the
+        # Matcher's threshold is the same test on the same score.
+        self.model.coarse_matching.thr = confidence_threshold
         data = {'features0': image0.features, 'features1': image1.features}
         if any(image.transform.resized_size != image.transform.padded_size
                for image in (image0, image1)):

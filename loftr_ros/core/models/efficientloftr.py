@@ -723,21 +723,23 @@ class EfficientLoFTR(nn.Module):
         return dual_softmax(similarity)
 
     def match_features(self, feats0: ImageFeatures, feats1: ImageFeatures,
-                       intermediates: Optional[Dict[str, torch.Tensor]] = None
-                       ) -> Dict[str, torch.Tensor]:
+                       intermediates: Optional[Dict[str, torch.Tensor]] = None,
+                       coarse_threshold: Optional[float] = None) -> Dict[str, torch.Tensor]:
         """Match two images from their `extract` features.
 
         Returns keypoints0, keypoints1 [N x 2] (x, y) in model-input pixels (sub-pixel),
         scores [N] coarse confidences in [0, 1], batch_indices [N]; ordered by batch, then by
         coarse cell of image 0. `intermediates`, when a dict, receives the coarse features
         after the transformer, the confidence matrix, the coarse matches and the fine windows
-        (for tests).
+        (for tests). `coarse_threshold` replaces the configured one for this call.
         """
+        if coarse_threshold is None:
+            coarse_threshold = self.conf['coarse_threshold']
         coarse0, coarse1 = self.coarse_features(feats0, feats1)
         grid0, grid1 = tuple(coarse0.shape[-2:]), tuple(coarse1.shape[-2:])
         confidence = self.coarse_confidence(coarse0, coarse1)
         batch_ids, ids0, ids1, scores = mutual_nearest_matches(
-            confidence, grid0, grid1, self.conf['coarse_threshold'], self.conf['border_removal'])
+            confidence, grid0, grid1, coarse_threshold, self.conf['border_removal'])
         if self.conf['skip_softmax']:
             scores = self._dual_softmax_scores(confidence, batch_ids, ids0, ids1)
         if intermediates is not None:

@@ -72,12 +72,19 @@ def test_reused_frame_features_equal_matching_from_scratch(matcher):
         np.testing.assert_array_equal(reused.scores, scratch.scores)
 
 
-def test_confidence_threshold_is_the_coarse_threshold(eloftr_hf_dir):
+def test_confidence_threshold_is_the_coarse_threshold(eloftr_hf_dir, monkeypatch):
     config = MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cpu', resize=0,
                            warmup=False, confidence_threshold=0.6)
     matcher = Matcher(config)
-    assert matcher.backend.model.conf['coarse_threshold'] == 0.6
+    model, coarse_thresholds = matcher.backend.model, []
+
+    def match_features(*args, coarse_threshold, **kwargs):
+        coarse_thresholds.append(coarse_threshold)
+        return type(model).match_features(model, *args, coarse_threshold=coarse_threshold,
+                                          **kwargs)
+    monkeypatch.setattr(model, 'match_features', match_features)
     result = matcher.match(*photo_frames(2, 384, 288))
+    assert coarse_thresholds == [0.6]
     assert (result.scores >= 0.6).all()
 
 

@@ -4,7 +4,7 @@
 ENV := scripts/ros_env.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup build test demo clean
+.PHONY: setup build test demo docs clean
 
 setup:
 	@bash scripts/setup_venv.sh
@@ -17,6 +17,11 @@ test: setup
 
 demo: setup
 	@$(ENV) python -m loftr_ros.tools.demo $(if $(BAG),--bag $(BAG)) $(DEMO_ARGS)
+
+# After adding or changing a matcher setting (loftr_ros/core/config.py): rewrite its README row
+# and the YAML comments from the declaration.
+docs: setup
+	@$(ENV) python scripts/settings_docs.py
 
 clean:
 	rm -rf build install log build.log demo_output

@@ -13,7 +13,7 @@ or a ROS 2 parameters file, where the same section sits under ``<node>: ros__par
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -21,77 +21,68 @@ import yaml
 
 from loftr_ros.core.backends import BACKENDS as BACKEND_REGISTRY
 from loftr_ros.core.errors import ConfigError, check_known_keys
+from loftr_ros.core.settings import setting, settings_of
 
 # The registry's names, in its order (importing the registry imports no model code).
 BACKENDS = tuple(BACKEND_REGISTRY)
-DEVICES_HELP = "'auto', 'cpu', 'cuda' or 'cuda:N'"
-PRECISIONS = ('fp32', 'fp16', 'bf16')
-GEOMETRY_MODELS = ('none', 'fundamental', 'essential', 'homography')
-REFINEMENTS = ('auto', 'none', 'ncc')
-# Settings that only act on the matching of each pair: they change while a Matcher runs.
-RUNTIME_FIELDS = ('confidence_threshold', 'max_matches')
+DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 
 
 @dataclass(frozen=True)
 class MatcherConfig:
-    # Backend name, one of BACKENDS. eloftr is the default on robots (needs its weights);
-    # xfeat and opencv run offline on any CPU.
-    backend: str = 'eloftr'
-    # Weights: '' for the backend's default, else a hub id or a local file/directory.
-    weights: str = ''
-    # 'auto' picks cuda when available, else cpu.
-    device: str = 'auto'
-    # fp16/bf16 on CUDA; bf16 also on a CPU for backends with cpu_bf16 (a ConfigError otherwise).
-    precision: str = 'fp32'
-    # Long side in pixels the images are resized to before the model (aspect kept);
-    # 0 keeps the original size, -1 uses the backend's own default.
-    resize: int = -1
-    # Matches with a lower confidence are dropped (backend scores are in [0, 1]).
-    confidence_threshold: float = 0.2
-    # Keep at most this many matches, best scores first; 0 keeps all.
-    max_matches: int = 0
-    # Sub-pixel refinement of each match's image-1 keypoint against its image-0 patch: 'ncc'
-    # (see loftr_ros.core.refinement), 'none', or 'auto' for the backend's default (ncc for the
-    # detectors that place keypoints on whole pixels: xfeat, lightglue, ORB, hf's SuperPoint
-    # models; none for SIFT and the LoFTR family, which are sub-pixel already).
-    refinement: str = 'auto'
-    # Geometric verification giving the inlier mask: none, fundamental, essential (needs camera
-    # matrices, falls back to fundamental without them) or homography.
-    geometry: str = 'none'
-    # RANSAC (USAC MAGSAC) inlier threshold in pixels and confidence.
-    ransac_threshold: float = 1.0
-    ransac_confidence: float = 0.999
-    # Run one dummy pair at load so that the first real pair is not slow.
-    warmup: bool = True
-    # Backend-specific options (each backend documents its own DEFAULT_CONF); unknown keys
-    # raise a ConfigError listing the valid ones.
-    options: Dict[str, Any] = field(default_factory=dict)
+    """Every setting of the Matcher, each declared once with its help text and valid values
+    (see :mod:`loftr_ros.core.settings`): the node's ``matcher.*`` parameters, the ``matcher``
+    section of the YAML files, the tools' flags and the README table follow from here."""
+
+    backend: str = setting(
+        'eloftr', 'Matching backend. eloftr is the default on robots (needs its weights); xfeat '
+        'and opencv run offline on any CPU.', choices=BACKENDS)
+    weights: str = setting(
+        '', "Weights: '' for the backend's default, else a hub id or a local file or directory.")
+    device: str = setting(
+        'auto', f'Device: {DEVICES}; auto picks cuda when available, else cpu.')
+    precision: str = setting(
+        'fp32', 'Inference precision: fp16/bf16 on CUDA; bf16 also on a CPU for eloftr (3x '
+        'faster on CPUs with AMX, slower without bfloat16 instructions).',
+        choices=('fp32', 'fp16', 'bf16'))
+    resize: int = setting(
+        -1, 'Long side in pixels the images are resized to for the model (aspect kept); 0 keeps '
+        'the original size, -1 the backend default.', value_range=(-1, 16384))
+    confidence_threshold: float = setting(
+        0.2, 'Matches with a lower confidence (scores are in [0, 1]) are dropped.',
+        value_range=(0.0, 1.0), runtime=True)
+    max_matches: int = setting(
+        0, 'Keep at most this many matches, best scores first; 0 keeps all.',
+        value_range=(0, 1_000_000), runtime=True)
+    refinement: str = setting(
+        'auto', "Sub-pixel refinement of each match's image-1 keypoint against its image-0 "
+        "patch (ncc: normalized cross-correlation, see loftr_ros.core.refinement); auto: the "
+        "backend's default, ncc for detectors that place keypoints on whole pixels (xfeat, "
+        "lightglue, ORB, hf's SuperPoint models), none for SIFT and the LoFTR family.",
+        choices=('auto', 'none', 'ncc'))
+    geometry: str = setting(
+        'none', 'Geometric verification giving the inlier mask (essential needs camera '
+        'matrices and falls back to fundamental without them).',
+        choices=('none', 'fundamental', 'essential', 'homography'))
+    ransac_threshold: float = setting(
+        1.0, 'RANSAC (USAC MAGSAC) inlier threshold in pixels.', value_range=(1e-6, 1000.0))
+    ransac_confidence: float = setting(
+        0.999, 'RANSAC (USAC MAGSAC) confidence.', value_range=(1e-6, 0.999999))
+    warmup: bool = setting(
+        True, 'Match one dummy pair at load so that the first real pair is not slow.')
+    options: Dict[str, Any] = setting(
+        default_factory=dict, help="Backend options, key by key (each backend module's "
+        'commented DEFAULT_CONF); an unknown key is an error listing the valid ones.')
 
     def __post_init__(self):
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"unknown backend '{self.backend}', valid: {', '.join(BACKENDS)}")
+        for name, spec in SETTINGS.items():
+            reason = spec.check(name, getattr(self, name))
+            if reason:
+                raise ConfigError(reason)
         device = self.device
         if not (device in ('auto', 'cpu', 'cuda') or
                 (device.startswith('cuda:') and device[5:].isdigit())):
-            raise ConfigError(f"invalid device '{device}', valid: {DEVICES_HELP}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(
-                f"invalid precision '{self.precision}', valid: {', '.join(PRECISIONS)}")
-        if self.geometry not in GEOMETRY_MODELS:
-            raise ConfigError(
-                f"invalid geometry '{self.geometry}', valid: {', '.join(GEOMETRY_MODELS)}")
-        if self.refinement not in REFINEMENTS:
-            raise ConfigError(
-                f"invalid refinement '{self.refinement}', valid: {', '.join(REFINEMENTS)}")
-        if self.resize < -1:
-            raise ConfigError(f'resize must be -1, 0 or a long side in pixels, got {self.resize}')
-        if not 0.0 <= self.confidence_threshold <= 1.0:
-            raise ConfigError(
-                f'confidence_threshold must be in [0, 1], got {self.confidence_threshold}')
-        if self.max_matches < 0:
-            raise ConfigError(f'max_matches must be >= 0, got {self.max_matches}')
-        if self.ransac_threshold <= 0 or not 0 < self.ransac_confidence < 1:
-            raise ConfigError('ransac_threshold must be > 0 and ransac_confidence in (0, 1)')
+            raise ConfigError(f"invalid device '{device}', valid: {DEVICES}")
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> 'MatcherConfig':
@@ -122,6 +113,13 @@ class MatcherConfig:
             relevant.pop(name)
         text = json.dumps(relevant, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+SETTINGS = settings_of(MatcherConfig)
+# The field holding the backend's own options: a mapping, not one value.
+OPTIONS = 'options'
+# Settings that only act on the matching of each pair: they change while a Matcher runs.
+RUNTIME_FIELDS = tuple(name for name, spec in SETTINGS.items() if spec.runtime)
 
 
 def matcher_section(document: Dict[str, Any], source: str) -> Dict[str, Any]:

@@ -27,7 +27,6 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from loftr_ros.core.camera import CameraModel
-from loftr_ros.core.config import RUNTIME_FIELDS
 from loftr_ros.core.errors import ConfigError, ImageError, LoftrRosError
 from loftr_ros.core.image_conversion import image_from_compressed_msg, image_from_msg
 from loftr_ros.core.keyframe import KeyframePolicy
@@ -335,33 +334,28 @@ class MatcherNode(Node):
     # -- parameters -----------------------------------------------------------------------
 
     def _on_set_parameters(self, parameters):
-        matcher_changes = {}
-        keyframe = {'min_matches': self._keyframe_policy.min_matches,
-                    'min_overlap': self._keyframe_policy.min_overlap}
-        overlay = {}
+        # rclpy refuses read-only parameters (matcher.options.* too) before calling this: only
+        # those whose setting is runtime arrive, by group: matcher, keyframe and overlay.
+        changes: Dict[str, Dict[str, Any]] = {}
         for parameter in parameters:
             spec = SPECS.get(parameter.name)
-            if spec is None:
-                continue  # matcher.options.* are read-only: rclpy refuses them itself
+            if spec is None or spec.read_only:
+                continue
             reason = spec.check(parameter.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
             group, _, field = parameter.name.partition('.')
-            if group == 'matcher' and field in RUNTIME_FIELDS:
-                matcher_changes[field] = parameter.value
-            elif group == 'keyframe':
-                keyframe[field] = parameter.value
-            elif group == 'overlay':
-                overlay[field] = parameter.value
+            changes.setdefault(group, {})[field] = parameter.value
         try:
-            config = self._matcher.config.replace(**matcher_changes)
-            policy = KeyframePolicy(**keyframe)
+            config = self._matcher.config.replace(**changes.get('matcher', {}))
+            policy = dataclasses.replace(self._keyframe_policy, **changes.get('keyframe', {}))
+            overlay = dataclasses.replace(self._overlay.settings, **changes.get('overlay', {}))
         except (ConfigError, ValueError) as error:
             return SetParametersResult(successful=False, reason=str(error))
         with self._matcher_lock:
             self._matcher.config = config
         self._keyframe_policy = policy
-        self._overlay.settings = dataclasses.replace(self._overlay.settings, **overlay)
+        self._overlay.settings = overlay
         return SetParametersResult(successful=True)
 
     # -- diagnostics ----------------------------------------------------------------------

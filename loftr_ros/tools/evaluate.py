@@ -22,11 +22,12 @@ from loftr_ros.core.bag import (CAMERA_INFO_TYPE, BagReader, FramePair, consecut
                                 stereo_pairs)
 from loftr_ros.core.camera import (CameraModel, StereoCalibration, load_euroc_calibration,
                                    relative_camera_pose)
-from loftr_ros.core.config import BACKENDS, load_matcher_config
+from loftr_ros.core.config import load_matcher_config
 from loftr_ros.core.errors import ConfigError, ImageError
 from loftr_ros.core.sync import StereoSynchronizer
 from loftr_ros.core.trajectory import load_trajectory
 from loftr_ros.core.types import MatchResult
+from loftr_ros.tools.arguments import add_matcher_arguments
 
 if TYPE_CHECKING:  # torch is imported only when a run starts: `--help` stays fast
     from loftr_ros.core.backends.base import PreparedImage
@@ -57,9 +58,7 @@ def add_pairing_arguments(parser):
                         help='time window end (inclusive), seconds from bag start')
     parser.add_argument('--max-pairs', type=int, help='stop after this many pairs')
     parser.add_argument('--config', help='matcher YAML (plain or the node\'s parameter file)')
-    parser.add_argument('--backend', action='append', choices=BACKENDS,
-                        help='backend override; repeat to compare several backends')
-    parser.add_argument('--device', help="'cpu', 'cuda', 'cuda:N' or 'auto'")
+    add_matcher_arguments(parser, ('backend', 'device'), repeatable=('backend',))
 
 
 def iterate_pairs(reader: BagReader, args, synchronizer: Optional[StereoSynchronizer] = None):

@@ -6,28 +6,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from loftr_ros.core.config import (BACKENDS, DEVICES_HELP, GEOMETRY_MODELS, REFINEMENTS,
-                                    load_matcher_config)
+from loftr_ros.core.config import load_matcher_config
 from loftr_ros.core.errors import ImageError
+from loftr_ros.tools.arguments import add_matcher_arguments, matcher_overrides
 
 
 def add_arguments(parser):
     parser.add_argument('image0', help='reference image (PNG, JPEG, PPM or PGM; 8 or 16 bit)')
     parser.add_argument('image1', help='current image')
-    parser.add_argument('--backend', choices=BACKENDS,
-                        help='matching backend (default: the config file\'s, else eloftr)')
     parser.add_argument('--config', help="YAML file with a 'matcher' section (plain or ROS "
                         'parameters file, e.g. config/stereo_matcher.yaml)')
-    parser.add_argument('--weights', help='hub id or local path of the weights')
-    parser.add_argument('--device', help=DEVICES_HELP)
-    parser.add_argument('--resize', type=int,
-                        help='long side in pixels for the model; 0: original size, -1: backend '
-                        'default')
-    parser.add_argument('--geometry', choices=GEOMETRY_MODELS,
-                        help='geometric verification giving the inlier mask')
-    parser.add_argument('--refinement', choices=REFINEMENTS,
-                        help="sub-pixel refinement of the matches (auto: the backend's default)")
-    parser.add_argument('--max-matches', type=int, help='keep at most this many (best) matches')
+    # A one-shot run gains nothing from warming the model up.
+    add_matcher_arguments(parser, exclude=('warmup',))
     parser.add_argument('--json', metavar='OUT.json', help='write keypoints0, keypoints1 '
                         '(lists of [x, y] in original pixels), scores and inliers here')
     parser.add_argument('--overlay', metavar='OUT.png', help='write a side-by-side picture of '
@@ -68,12 +58,7 @@ def run(args) -> int:
     from loftr_ros.core.drawing import draw_matches
     from loftr_ros.core.matcher import Matcher
 
-    # A one-shot run gains nothing from warming the model up.
-    config = load_matcher_config(args.config, backend=args.backend, weights=args.weights,
-                                 device=args.device, resize=args.resize,
-                                 geometry=args.geometry, max_matches=args.max_matches,
-                                 refinement=args.refinement,
-                                 warmup=False)
+    config = load_matcher_config(args.config, **matcher_overrides(args), warmup=False)
     image0, image1 = read_image(args.image0), read_image(args.image1)
     matcher = Matcher(config)
     result = matcher.match(image0, image1)

@@ -22,6 +22,9 @@ import cv2
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
 
+TOPICS = ('/left/image', '/right/image')
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--backend', default='opencv')
@@ -64,17 +67,6 @@ def reference_times(backend, device, left, right, repeats):
     return times, str(matcher.device), matcher.model_name
 
 
-def publish_pair(client, left_msg, right_msg):
-    """Publish the pair stamped now; returns the stamp."""
-    from loftr_ros.ros.conversions import make_header
-    stamp = client.node.get_clock().now().nanoseconds
-    left_msg.header = make_header(stamp, 'left')
-    right_msg.header = make_header(stamp, 'right')
-    client.publish('/left/image', left_msg)
-    client.publish('/right/image', right_msg)
-    return stamp
-
-
 def stamp_to_arrival_s(client, stamp):
     """Image stamp to Matches received, in seconds."""
     with client.lock:
@@ -82,32 +74,27 @@ def stamp_to_arrival_s(client, stamp):
 
 
 def run_size(args, width, height):
-    import rclpy
-    from rclpy.context import Context
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    from loftr_ros.ros.client import MatcherClient, NodeProcess
-    from loftr_ros.ros.conversions import image_msg_from_array
+    from loftr_ros.ros.conversions import image_msg_from_array, make_header
+    from loftr_ros.testing.client import MatcherClient, NodeProcess
     left, right = stereo_images(width, height)
     reference, device, model = reference_times(args.backend, args.device, left, right,
                                                args.pairs)
     node = NodeProcess({'mode': 'stereo', 'matcher.backend': args.backend,
                         'matcher.device': args.device, 'diagnostics.period': 0.5})
-    context = Context()
-    rclpy.init(context=context)
-    client = MatcherClient(context, 'bench_node_client',
-                           QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    client = MatcherClient(name='bench_node_client',
+                           qos=QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
     try:
         try:
-            client.wait_for_subscribers(['/left/image', '/right/image'], timeout=120.0,
-                                        process=node)
+            client.wait_for_subscribers(TOPICS, timeout=120.0, process=node)
         except TimeoutError as error:
             raise SystemExit(f'matcher_node did not start ({width}x{height}): {error}') from None
-        left_msg = image_msg_from_array(left, 'mono8')
-        right_msg = image_msg_from_array(right, 'mono8')
+        pair = [image_msg_from_array(left, 'mono8', make_header(0, 'left')),
+                image_msg_from_array(right, 'mono8', make_header(0, 'right'))]
         lockstep = []
         for index in range(args.pairs + 2):
-            stamp = publish_pair(client, left_msg, right_msg)
+            stamp = client.publish_pair(TOPICS, pair)
             try:
                 client.wait_for_stamp(stamp)
             except TimeoutError:
@@ -122,7 +109,7 @@ def run_size(args, width, height):
         rss_start = node.rss_mib()
         rate_stamps = []
         while time.monotonic() - start < seconds:
-            rate_stamps.append(publish_pair(client, left_msg, right_msg))
+            rate_stamps.append(client.publish_pair(TOPICS, pair))
             time.sleep(max(0.0, start + len(rate_stamps) * period - time.monotonic()))
         time.sleep(1.5)
         rss_end = node.rss_mib()
@@ -132,7 +119,6 @@ def run_size(args, width, height):
         diagnostics = client.latest_diagnostics()
     finally:
         client.close()
-        context.try_shutdown()
         node.stop()
     drops = {k[6:]: v for k, v in diagnostics.items() if k.startswith('drops.')}
     return {

@@ -50,6 +50,25 @@ def euroc_stereo_frames(euroc_dir):
                 for pair in stereo_pairs(reader, '/cam0/image_raw', '/cam1/image_raw')]
 
 
+@pytest.fixture
+def ros_context():
+    """An rclpy Context of the test's own (skips without rclpy)."""
+    rclpy = pytest.importorskip('rclpy')
+    from rclpy.context import Context
+    context = Context()
+    rclpy.init(context=context)
+    yield context
+    context.try_shutdown()
+
+
+@pytest.fixture
+def harness(ros_context):
+    """A MatcherClient (loftr_ros.testing.client) on the test's context, closed after it."""
+    from loftr_ros.testing.client import MatcherClient
+    with MatcherClient(ros_context, name='test_harness') as client:
+        yield client
+
+
 @pytest.fixture(scope='session')
 def eloftr_hf_dir(tmp_path_factory):
     """Random EfficientLoFTR weights of a reduced architecture (fewer blocks and channels, for

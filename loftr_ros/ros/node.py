@@ -208,7 +208,8 @@ class MatcherNode(Node):
         if self.mode == 'consecutive':
             if last is not None and stamp_ns == last:
                 self._stats.drop('duplicate')
-                self._warnings.warn(topic, 'duplicate', f'stamp {stamp_ns} ns repeated; frame skipped')
+                self._warnings.warn(topic, 'duplicate',
+                                    f'stamp {stamp_ns} ns repeated; frame skipped')
                 return
             if last is not None and stamp_ns < last:
                 self._request_reset(topic, last, stamp_ns)

@@ -63,7 +63,7 @@ def synthetic_sequence(count):
 def start_node(args, mode, remappings, log_path):
     from ament_index_python.packages import get_package_share_directory
 
-    from loftr_ros.ros.client import NodeProcess
+    from loftr_ros.testing.client import NodeProcess
     share = Path(get_package_share_directory('loftr_ros'))
     params_file = share / 'config' / ('stereo_matcher.yaml' if mode == 'stereo'
                                       else 'matcher.yaml')
@@ -82,17 +82,17 @@ class DemoClient:
     """The demo's MatcherClient (`client`) and what it receives: prints a line per Matches,
     keeps what the summary needs, writes the node's overlays as PNGs."""
 
-    def __init__(self, context, output, calibration):
+    def __init__(self, output, calibration):
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
-        from loftr_ros.ros.client import MATCHER_NODE, MatcherClient
+        from loftr_ros.testing.client import MATCHER_NODE, MatcherClient
         self.output = output
         self.calibration = calibration
         self.results = []        # (latency_s, matches, inliers, within_1px or None)
         self.overlays = 0
         self.client = MatcherClient(
-            context, 'loftr_ros_demo', QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE),
+            name='loftr_ros_demo', qos=QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE),
             on_matches=self._on_matches)
         self.client.node.create_subscription(Image, f'{MATCHER_NODE}/overlay', self._on_overlay,
                                              10)
@@ -130,7 +130,7 @@ class DemoClient:
 def bag_sequence(bag_dir, count):
     """(mode, {role: bag topic}, [(topic, msg)]) for up to `count` frames (or pairs)."""
     from loftr_ros.core.errors import BagError
-    from loftr_ros.ros.player import bag_image_messages, bag_image_topics
+    from loftr_ros.testing.player import bag_image_messages, bag_image_topics
     topics = [topic for topic, _ in bag_image_topics(bag_dir)]
     if not topics:
         raise BagError(f'bag {bag_dir} has no sensor_msgs Image/CompressedImage topic')
@@ -203,11 +203,7 @@ def main(argv=None) -> int:
     try:
         if args.bag is None:
             frames, calibration = synthetic_sequence(args.frames)
-        import rclpy
-        from rclpy.context import Context
-        context = Context()
-        rclpy.init(context=context)
-        demo = DemoClient(context, args.output, calibration)
+        demo = DemoClient(args.output, calibration)
         client = demo.client
         try:
             print(f'starting matcher_node ({args.backend}, log: {log_path})...', flush=True)
@@ -221,12 +217,11 @@ def main(argv=None) -> int:
             last_stamp = None
             published = 0
             if frames is not None:
-                for index, images in enumerate(frames):
-                    stamp = client.node.get_clock().now().nanoseconds
-                    for side in ('left', 'right'):
-                        msg = image_msg_from_array(images[side], 'bgr8',
-                                                   make_header(stamp, f'demo_{side}'))
-                        client.publish(roles[f'{side}/image'], msg)
+                for images in frames:
+                    stamp = client.publish_pair(
+                        (roles['left/image'], roles['right/image']),
+                        [image_msg_from_array(images[side], 'bgr8', make_header(0, f'demo_{side}'))
+                         for side in ('left', 'right')])
                     last_stamp, published = stamp, published + 1
                     time.sleep(1.0 / args.rate)
             else:
@@ -249,7 +244,6 @@ def main(argv=None) -> int:
             summarize(demo, published, started)
         finally:
             client.close()
-            context.try_shutdown()
     finally:
         process.stop()
     print('\nTry EfficientLoFTR instead (needs its weights: run once with internet, or point '

@@ -1,6 +1,6 @@
-"""Fixtures for node tests: an rclpy Context per test, the matcher node in this process or in
-another one (its log captured), and a MatcherClient that publishes images and collects
-Matches and diagnostics.
+"""Fixtures for node tests: the matcher node in this process or in another one (its log
+captured), and frames of a real photo; `ros_context` and the `harness` client are suite-wide
+(test/conftest.py).
 
 DDS stays on this machine: test/conftest.py sets the loopback environment before anything
 here imports rclpy, and the node processes inherit it.
@@ -11,19 +11,10 @@ import pytest
 
 rclpy = pytest.importorskip('rclpy')
 
-from rclpy.context import Context  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from loftr_ros.ros.client import MatcherClient, NodeProcess  # noqa: E402
-
-
-@pytest.fixture
-def ros_context():
-    context = Context()
-    rclpy.init(context=context)
-    yield context
-    context.try_shutdown()
+from loftr_ros.testing.client import NodeProcess  # noqa: E402
 
 
 class InProcessNode:
@@ -69,13 +60,6 @@ def node_process(tmp_path):
     yield start
     for process in started:
         process.stop()
-
-
-@pytest.fixture
-def harness(ros_context):
-    """A MatcherClient on the test's context, closed after the test."""
-    with MatcherClient(ros_context, name='test_harness') as client:
-        yield client
 
 
 def sideways_photo_frames(shifts):

@@ -7,7 +7,7 @@ import pytest
 from loftr_ros.core.camera import sampson_distances
 from loftr_ros.core.stamps import stamp_to_ns
 from loftr_ros.ros.conversions import result_from_matches_msg
-from loftr_ros.ros.player import bag_image_messages
+from loftr_ros.testing.player import bag_image_messages
 
 # Stereo pairs replayed (of 95): enough for the statistics, few enough for the CI budget.
 PAIRS = 8
@@ -56,7 +56,8 @@ def test_stereo_bag_replay_gives_one_accurate_matches_per_pair(
         assert len(result) >= 200
         distances = sampson_distances(result.keypoints0, result.keypoints1, euroc_calibration)
         assert np.mean(distances < 1.0) >= 0.9, np.percentile(distances, [50, 90])
-    assert node.stop() == 0
+    code = node.stop()
+    assert code == 0, node.log
     assert 'Traceback' not in node.log
 
 

@@ -31,11 +31,10 @@ def test_confidence_threshold_lowered_and_raised_at_runtime_acts_on_the_matches(
         if index:
             results = harness.set_parameters({'matcher.confidence_threshold': threshold})
             assert results[0].successful, results[0].reason
-        stamp = START + index * 10**8
-        harness.publish('/left/image', image_msg_from_array(left, 'mono8',
-                                                            make_header(stamp, 'left')))
-        harness.publish('/right/image', image_msg_from_array(right, 'mono8',
-                                                             make_header(stamp, 'right')))
+        stamp = harness.publish_pair(
+            ['/left/image', '/right/image'],
+            [image_msg_from_array(image, 'mono8', make_header(0, side))
+             for image, side in ((left, 'left'), (right, 'right'))], START + index * 10**8)
         harness.wait_for_stamp(stamp, timeout=60)
         msg = harness.wait_matches(index + 1)[-1]
         assert stamp_to_ns(msg.header.stamp) == stamp

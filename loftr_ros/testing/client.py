@@ -1,8 +1,8 @@
-"""A client of the matcher node, for the demo, the node benchmark and the node tests.
+"""The one DDS client of the matcher node, for the demo, the node benchmark and the node tests.
 
 `NodeProcess` runs ``python -m loftr_ros.matcher_node`` in another process; `MatcherClient`
-is a helper node (spun by its own executor thread) that publishes images to the matcher node
-and collects its ``~/matches`` and its own ``/diagnostics`` status.
+is a helper node (spun by its own executor thread) that publishes images to the matcher node,
+sets its parameters, and collects its ``~/matches`` and its own ``/diagnostics`` status.
 """
 import os
 import signal
@@ -23,7 +23,7 @@ from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from loftr_ros.core.stamps import stamp_to_ns
+from loftr_ros.core.stamps import sec_nanosec, stamp_to_ns
 from loftr_ros.ros.diagnostics import diagnostics_status_name
 from loftr_ros.msg import Matches
 
@@ -113,12 +113,19 @@ class MatcherClient:
     Matches and diagnostics message.
     """
 
-    def __init__(self, context: Context, name: str = 'loftr_ros_client',
+    def __init__(self, context: Optional[Context] = None, name: str = 'loftr_ros_client',
                  qos: QoSProfile = RELIABLE_QOS,
                  matcher: str = MATCHER_NODE,
                  on_matches: Optional[Callable[[Matches], None]] = None):
-        """`qos`: of the image publishers; `matcher`: the matcher node's fully qualified name;
-        `on_matches`: called in the executor thread with each Matches once it is recorded."""
+        """`context`: an initialised rclpy Context, or None for one of the client's own (shut
+        down by `close`); `qos`: of the image publishers; `matcher`: the matcher node's fully
+        qualified name; `on_matches`: called in the executor thread with each Matches once it
+        is recorded."""
+        self._own_context = context is None
+        if context is None:
+            context = Context()
+            rclpy.init(context=context)
+        self.context = context
         self.node = rclpy.create_node(name, context=context)
         self.qos = qos
         self.matcher = matcher
@@ -150,6 +157,8 @@ class MatcherClient:
     def close(self):
         self.executor.shutdown(timeout_sec=5)
         self.node.destroy_node()
+        if self._own_context:
+            self.context.try_shutdown()
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -167,6 +176,17 @@ class MatcherClient:
             self.published_ns[stamp_to_ns(msg.header.stamp)] = \
                 self.node.get_clock().now().nanoseconds
         publisher.publish(msg)
+
+    def publish_pair(self, topics: Sequence[str], msgs: Sequence, stamp_ns: Optional[int] = None,
+                     ) -> int:
+        """Publish a stereo pair (left, right) on `topics`, both headers stamped `stamp_ns`
+        (this client's clock now when None); returns the stamp."""
+        if stamp_ns is None:
+            stamp_ns = self.node.get_clock().now().nanoseconds
+        for topic, msg in zip(topics, msgs):
+            msg.header.stamp.sec, msg.header.stamp.nanosec = sec_nanosec(stamp_ns)
+            self.publish(topic, msg)
+        return stamp_ns
 
     def wait_for_subscribers(self, topics: Iterable[Topic], timeout: float = 30.0,
                              process: Optional[NodeProcess] = None):

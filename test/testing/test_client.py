@@ -3,11 +3,13 @@ there."""
 import time
 
 import pytest
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from loftr_ros.ros.client import MATCHER_NODE
-from loftr_ros.ros.diagnostics import diagnostics_status_name
+rclpy = pytest.importorskip('rclpy')
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: E402
+
+from loftr_ros.ros.diagnostics import diagnostics_status_name  # noqa: E402
+from loftr_ros.testing.client import MATCHER_NODE  # noqa: E402
 
 
 def status(name, model):

@@ -12,132 +12,20 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, Optional
 
 import cv2
 import numpy as np
 
-from loftr_ros.core import evaluation
-from loftr_ros.core.bag import (CAMERA_INFO_TYPE, BagReader, FramePair, consecutive_pairs,
-                                stereo_pairs)
-from loftr_ros.core.camera import (CameraModel, StereoCalibration, load_euroc_calibration,
-                                   relative_camera_pose)
-from loftr_ros.core.config import load_matcher_config
-from loftr_ros.core.errors import ConfigError, ImageError
+from loftr_ros.core.bag import CAMERA_INFO_TYPE, BagReader
+from loftr_ros.core.camera import StereoCalibration, load_euroc_calibration
+from loftr_ros.core.errors import ConfigError
+from loftr_ros.core.metrics import CSV_COLUMNS, score_pair, summarize_metrics, table_rows
+from loftr_ros.core.replay import ReplayOptions, iterate_pairs, match_pair, prepared_pairs
 from loftr_ros.core.sync import StereoSynchronizer
 from loftr_ros.core.trajectory import load_trajectory
-from loftr_ros.core.types import MatchResult
-from loftr_ros.tools.arguments import add_matcher_arguments
-
-if TYPE_CHECKING:  # torch is imported only when a run starts: `--help` stays fast
-    from loftr_ros.core.backends.base import PreparedImage
-    from loftr_ros.core.matcher import Matcher
-
-CSV_FIELDS = ('pair', 'stamp0_ns', 'stamp1_ns', 'index0', 'index1', 'matches', 'inliers',
-              'inlier_ratio', 'epipolar_median_px', 'epipolar_correct_ratio', 'rotation_deg',
-              'translation_deg', 'pose_deg', 'scored', 'latency_ms')
-
-
-def add_pairing_arguments(parser):
-    """Bag, topics and pairing options shared by `eval` and `record`."""
-    parser.add_argument('bag', help='rosbag2 directory (sqlite3 or mcap) or ROS 1 .bag file')
-    parser.add_argument('--mode', choices=('stereo', 'consecutive'), default='stereo')
-    parser.add_argument('--left', default='/cam0/image_raw',
-                        help='stereo: left image topic (raw or compressed)')
-    parser.add_argument('--right', default='/cam1/image_raw', help='stereo: right image topic')
-    parser.add_argument('--topic', default='/cam0/image_raw',
-                        help='consecutive: the image topic')
-    parser.add_argument('--slop-ms', type=float, default=0.0,
-                        help='stereo: largest stamp difference of a pair (default exact)')
-    parser.add_argument('--step', type=int, default=1,
-                        help='consecutive: pair frame i with frame i+STEP, every STEP-th frame')
-    parser.add_argument('--first', type=int, help='first frame index (of the left/only topic)')
-    parser.add_argument('--last', type=int, help='last frame index, inclusive')
-    parser.add_argument('--start', type=float, help='time window start, seconds from bag start')
-    parser.add_argument('--end', type=float,
-                        help='time window end (inclusive), seconds from bag start')
-    parser.add_argument('--max-pairs', type=int, help='stop after this many pairs')
-    parser.add_argument('--config', help='matcher YAML (plain or the node\'s parameter file)')
-    add_matcher_arguments(parser, ('backend', 'device'), repeatable=('backend',))
-
-
-def iterate_pairs(reader: BagReader, args, synchronizer: Optional[StereoSynchronizer] = None):
-    """The pairs the options select, at most --max-pairs."""
-    if args.mode == 'stereo':
-        pairs = stereo_pairs(reader, args.left, args.right, int(args.slop_ms * 1e6),
-                             args.first, args.last, args.start, args.end, synchronizer)
-    else:
-        pairs = consecutive_pairs(reader, args.topic, args.step, args.first, args.last,
-                                  args.start, args.end)
-    for count, pair in enumerate(pairs):
-        if args.max_pairs is not None and count >= args.max_pairs:
-            return
-        yield pair
-
-
-class PreparedPair(NamedTuple):
-    """A pair with its decoded images and their PreparedImages; `fresh`: those prepared for this
-    pair (the other one, if any, is the previous pair's current frame, reused)."""
-    pair: FramePair
-    image0: np.ndarray
-    image1: np.ndarray
-    prepared0: 'PreparedImage'
-    prepared1: 'PreparedImage'
-    fresh: Tuple['PreparedImage', ...]
-
-
-def prepared_pairs(matcher: 'Matcher', pairs, skipped: List[str]) -> Iterator[PreparedPair]:
-    """Each pair, its images decoded and prepared. A pair with an image that does not decode or
-    that the Matcher refuses is skipped with a warning naming the frame and the cause, and the
-    message is appended to `skipped`: one bad frame does not end a run. A frame that ends one
-    pair and starts the next (consecutive mode) is prepared once and its features reused, as
-    the node does. Match with `match_pair`."""
-    last_frame, last_prepared = None, None
-    for pair in pairs:
-        reused = pair.frame0 is last_frame
-        try:
-            image0, image1 = pair.frame0.image, pair.frame1.image
-            prepared0 = last_prepared if reused else _prepare(matcher, pair.frame0, image0)
-            prepared1 = _prepare(matcher, pair.frame1, image1)
-        except ImageError as error:
-            print(f'\nwarning: pair skipped: {error}', file=sys.stderr)
-            skipped.append(str(error))
-            last_frame = None
-            continue
-        last_frame, last_prepared = pair.frame1, prepared1
-        fresh = (prepared1,) if reused else (prepared0, prepared1)
-        yield PreparedPair(pair, image0, image1, prepared0, prepared1, fresh)
-
-
-def _prepare(matcher: 'Matcher', frame, image: np.ndarray) -> 'PreparedImage':
-    """matcher.prepare(image), its ImageError naming the frame as a decoding error does."""
-    try:
-        return matcher.prepare(image)
-    except ImageError as error:
-        raise ImageError(f'{frame.topic} message {frame.index}: {error}') from None
-
-
-def match_pair(matcher: 'Matcher', prepared: PreparedPair, camera0: Optional[CameraModel] = None,
-               camera1: Optional[CameraModel] = None) -> MatchResult:
-    """The MatchResult of a prepared pair; its timings count the images prepared for it, i.e.
-    the pair's whole cost but for a reused reference frame."""
-    result = matcher.match(prepared.prepared0, prepared.prepared1, camera0, camera1)
-    return matcher.add_preparation(result, *prepared.fresh)
-
-
-def run_configs(args):
-    """[(label, MatcherConfig)]: one per --compare file, else one per --backend, else one."""
-    files = list(getattr(args, 'compare', None) or []) or [args.config]
-    backends = args.backend or [None]
-    runs = []
-    for path in files:
-        for backend in backends:
-            config = load_matcher_config(path, backend=backend, device=args.device)
-            label = config.backend if path is None else Path(path).stem
-            if len(backends) > 1:
-                label = f'{label}-{config.backend}' if path is not None else config.backend
-            runs.append((f'{label}-{config.config_id}', config))
-    return runs
+from loftr_ros.tools.bag_replay import (add_pairing_arguments, replay_options, run_configs,
+                                        warn_skipped)
 
 
 def add_arguments(parser):
@@ -179,20 +67,21 @@ class Progress:
         sys.stderr.write('\n')
 
 
-def _count_pairs(args) -> int:
+def _count_pairs(bag, options: ReplayOptions) -> int:
     """Number of pairs the options select: a first pass over the bag that pairs by stamps and
     decodes no image (stereo pairs need the header stamps, which the bag index does not hold).
     It also reports a corrupt bag or a missing topic before any model is loaded."""
-    with BagReader(args.bag) as reader:
-        return sum(1 for _ in iterate_pairs(reader, args))
+    with BagReader(bag) as reader:
+        return sum(1 for _ in iterate_pairs(reader, options))
 
 
-def _stereo_calibration(reader: BagReader, args) -> Optional[StereoCalibration]:
+def _stereo_calibration(reader: BagReader, args, options: ReplayOptions,
+                        ) -> Optional[StereoCalibration]:
     if args.calibration:
         return load_euroc_calibration(args.calibration)
     topics = args.camera_info or [
         topic.rsplit('/', 1)[0] + '/camera_info' for topic in
-        ((args.left, args.right) if args.mode == 'stereo' else (args.topic,))]
+        ((options.left, options.right) if options.mode == 'stereo' else (options.topic,))]
     if args.camera_info:
         for topic in topics:
             reader.require(topic, (CAMERA_INFO_TYPE,))
@@ -205,67 +94,17 @@ def _stereo_calibration(reader: BagReader, args) -> Optional[StereoCalibration]:
     return StereoCalibration(cameras[0], cameras[-1], np.eye(3), np.zeros(3))
 
 
-def score_pair(result, pair, calibration, trajectory, stereo: bool) -> Dict:
-    """The CSV row of one matched pair."""
-    camera0 = calibration.camera0 if calibration else None
-    camera1 = calibration.camera1 if calibration else None
-    mask = evaluation.inlier_mask(result, camera0, camera1)
-    inliers = int(mask.sum()) if mask is not None else 0
-    row = {'stamp0_ns': pair.frame0.stamp_ns, 'stamp1_ns': pair.frame1.stamp_ns,
-           'index0': pair.frame0.index, 'index1': pair.frame1.index, 'matches': len(result),
-           'inliers': inliers, 'inlier_ratio': inliers / len(result) if len(result) else 0.0,
-           'latency_ms': result.timings.get('total', float('nan')) * 1e3, 'scored': ''}
-    if stereo and calibration is not None and calibration.baseline > 0 and len(result):
-        errors = evaluation.epipolar_errors(result, calibration)
-        row['epipolar_median_px'] = float(np.median(errors))
-        row['epipolar_correct_ratio'] = float(np.mean(errors < evaluation.EPIPOLAR_CORRECT_PX))
-    if trajectory is not None and camera0 is not None:
-        poses = [trajectory.pose_at(frame.stamp_ns) for frame in (pair.frame0, pair.frame1)]
-        if any(pose is None for pose in poses):
-            row['scored'] = 'no ground truth'
-        else:
-            R, t = relative_camera_pose(*poses)
-            if np.linalg.norm(t) < 1e-6:
-                row['scored'] = 'no motion'
-            else:
-                estimate = evaluation.estimate_relative_pose(
-                    result.keypoints0, result.keypoints1, camera0, camera1)
-                row.update(evaluation.pose_errors(estimate, R, t))
-                row['scored'] = 'yes'
-    return row
-
-
 def summarize(rows: List[Dict], label: str, config, model_name: str) -> Dict:
-    def column(name):
-        return np.array([row[name] for row in rows if row.get(name) not in (None, '')],
-                        np.float64)
-
+    """The summary of one run: what ran, then every metric's fields."""
     summary = {'label': label, 'backend': config.backend, 'model': model_name,
                'config_id': config.config_id, 'config': config.to_dict(), 'pairs': len(rows)}
-    matches = column('matches')
-    summary['matches_mean'] = float(matches.mean()) if matches.size else float('nan')
-    summary['matches_median'] = float(np.median(matches)) if matches.size else float('nan')
-    ratios = column('inlier_ratio')
-    summary['inlier_ratio_mean'] = float(ratios.mean()) if ratios.size else float('nan')
-    epipolar = column('epipolar_median_px')
-    if epipolar.size:
-        summary['epipolar_median_px'] = float(np.median(epipolar))
-        summary['epipolar_correct_ratio_mean'] = float(column('epipolar_correct_ratio').mean())
-    scored = [row for row in rows if row.get('scored') == 'yes']
-    unscored = [row for row in rows if row.get('scored') == 'no ground truth']
-    if scored or unscored:
-        errors = [row['pose_deg'] for row in scored]
-        summary['pose_auc'] = {f'{int(k)}deg': v for k, v in evaluation.pose_auc(errors).items()}
-        summary['pairs_scored'] = len(scored)
-        summary['pairs_without_ground_truth'] = [
-            [row['index0'], row['index1']] for row in unscored]
-    summary['latency'] = evaluation.latency_summary(column('latency_ms') / 1e3)
+    summary.update(summarize_metrics(rows))
     return summary
 
 
 def _write_csv(path: Path, rows: List[Dict]):
     with path.open('w', newline='') as handle:
-        writer = csv.DictWriter(handle, CSV_FIELDS, restval='')
+        writer = csv.DictWriter(handle, CSV_COLUMNS, restval='')
         writer.writeheader()
         for number, row in enumerate(rows):
             writer.writerow({**row, 'pair': number})
@@ -331,19 +170,9 @@ def _cell(value, digits=2):
 def compare_table(summaries: List[Dict]) -> str:
     """Markdown table, one column per run."""
     lines = [('model', lambda s: s['model']), ('config', lambda s: s['config_id']),
-             ('pairs', lambda s: str(s['pairs'])),
-             ('matches (mean)', lambda s: _cell(s['matches_mean'], 1)),
-             ('inlier ratio', lambda s: _cell(s['inlier_ratio_mean'], 3))]
-    if any('epipolar_median_px' in s for s in summaries):
-        lines += [('epipolar error median [px]', lambda s: _cell(s.get('epipolar_median_px'), 3)),
-                  ('matches within 1 px', lambda s: _cell(s.get('epipolar_correct_ratio_mean'),
-                                                          3))]
-    if any('pose_auc' in s for s in summaries):
-        for key in ('5deg', '10deg', '20deg'):
-            lines.append((f'pose AUC@{key[:-3]}°',
-                          lambda s, key=key: _cell(s.get('pose_auc', {}).get(key), 3)))
-    lines += [('latency p50 [ms]', lambda s: _cell(s['latency']['p50_ms'], 1)),
-              ('latency p95 [ms]', lambda s: _cell(s['latency']['p95_ms'], 1))]
+             ('pairs', lambda s: str(s['pairs']))]
+    lines += [(row.title, lambda s, row=row: _cell(row.value(s), row.digits))
+              for row in table_rows(summaries)]
     header = '| metric | ' + ' | '.join(s['label'] for s in summaries) + ' |'
     rule = '|---|' + '---|' * len(summaries)
     body = ['| ' + name + ' | ' + ' | '.join(get(s) for s in summaries) + ' |'
@@ -356,19 +185,21 @@ def run(args) -> int:
     from loftr_ros.core.matcher import Matcher
 
     output = Path(args.output)
+    options = replay_options(args)
+    stereo = options.mode == 'stereo'
     runs = run_configs(args)
     trajectory = load_trajectory(args.ground_truth) if args.ground_truth else None
-    if trajectory is not None and args.mode != 'consecutive':
+    if trajectory is not None and stereo:
         raise ConfigError('--ground-truth scores consecutive pairs: use --mode consecutive')
     with BagReader(args.bag) as reader:
-        calibration = _stereo_calibration(reader, args)
+        calibration = _stereo_calibration(reader, args, options)
     if trajectory is not None and calibration is None:
         msg = '--ground-truth needs the camera: give --calibration or a camera_info topic'
         raise ConfigError(msg)
-    if args.mode == 'stereo' and (calibration is None or calibration.baseline == 0):
+    if stereo and (calibration is None or calibration.baseline == 0):
         print('note: no epipolar error without the stereo extrinsics: give --calibration',
               file=sys.stderr)
-    total = _count_pairs(args)
+    total = _count_pairs(args.bag, options)
     output.mkdir(parents=True, exist_ok=True)
     summaries, partial = [], False
     for label, config in runs:
@@ -378,18 +209,18 @@ def run(args) -> int:
         rows: List[Dict] = []
         skipped: List[str] = []
         progress = Progress(label, total)
-        synchronizer = StereoSynchronizer(int(args.slop_ms * 1e6))
+        synchronizer = StereoSynchronizer(options.slop_ns)
         overlay_every = max(1, (total or 1) // max(args.overlays, 1))
         try:
             with BagReader(args.bag) as reader:
-                pairs = prepared_pairs(matcher, iterate_pairs(reader, args, synchronizer),
-                                       skipped)
+                pairs = prepared_pairs(matcher, iterate_pairs(reader, options, synchronizer),
+                                       warn_skipped(skipped))
                 for number, prepared in enumerate(pairs):
                     result = match_pair(matcher, prepared,
                                         calibration.camera0 if calibration else None,
                                         calibration.camera1 if calibration else None)
                     rows.append(score_pair(result, prepared.pair, calibration, trajectory,
-                                           args.mode == 'stereo'))
+                                           stereo))
                     if args.overlays and number % overlay_every == 0 and \
                             number // overlay_every < args.overlays:
                         cv2.imwrite(str(directory / f'overlay_{number:05d}.png'),
@@ -400,7 +231,7 @@ def run(args) -> int:
         progress.finish()
         summary = summarize(rows, label, config, matcher.model_name)
         summary['pairs_skipped'] = skipped
-        if args.mode == 'stereo':
+        if stereo:
             summary['stereo_drops'] = dict(synchronizer.drops)
         summaries.append(summary)
         _write_csv(directory / 'pairs.csv', rows)
@@ -410,7 +241,7 @@ def run(args) -> int:
             break
     table = compare_table(summaries)
     (output / 'compare.md').write_text(table)
-    report = {'bag': str(args.bag), 'mode': args.mode, 'partial': partial,
+    report = {'bag': str(args.bag), 'mode': options.mode, 'partial': partial,
               'pairs_expected': total, 'runs': summaries}
     (output / 'summary.json').write_text(json.dumps(_json_safe(report), indent=2) + '\n')
     print(table)

@@ -13,9 +13,10 @@ import numpy as np
 from loftr_ros.core.bag import BagReader
 from loftr_ros.core.camera import load_euroc_calibration
 from loftr_ros.core.errors import BagError, ConfigError
+from loftr_ros.core.replay import iterate_pairs, match_pair, prepared_pairs
 from loftr_ros.core.stamps import duration_sec_nanosec, sec_nanosec
-from loftr_ros.tools.evaluate import (add_pairing_arguments, iterate_pairs, match_pair,
-                                      prepared_pairs, run_configs)
+from loftr_ros.tools.bag_replay import (add_pairing_arguments, replay_options, run_configs,
+                                        warn_skipped)
 
 MATCHES_TYPE = 'loftr_ros/msg/Matches'
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
@@ -103,6 +104,7 @@ def run(args) -> int:
     if len(runs) != 1:
         raise ConfigError('record writes one Matches stream: give one --backend/--config')
     _, config = runs[0]
+    options = replay_options(args)
     calibration = load_euroc_calibration(args.calibration) if args.calibration else None
     camera0 = calibration.camera0 if calibration else None
     camera1 = calibration.camera1 if calibration else None
@@ -123,7 +125,8 @@ def run(args) -> int:
             overlay = (writer.add_connection(args.overlay_topic, IMAGE_TYPE, typestore=typestore)
                        if args.overlay else None)
             try:
-                for prepared in prepared_pairs(matcher, iterate_pairs(reader, args), skipped):
+                pairs = iterate_pairs(reader, options)
+                for prepared in prepared_pairs(matcher, pairs, warn_skipped(skipped)):
                     result = match_pair(matcher, prepared, camera0, camera1)
                     pair = prepared.pair
                     message = matches_message(types, pair, result, matcher.model_name,

@@ -240,30 +240,3 @@ def test_consecutive_pairs_prepare_each_frame_once(tmp_path, sequence_bag, seque
     assert [(int(row['index0']), int(row['index1'])) for row in rows] == [
         (t, t + 1) for t in range(7)]
     assert [int(row['matches']) for row in rows] == [len(result) for result in expected]
-
-
-def test_a_frame_the_matcher_refuses_skips_its_pairs(capsys):
-    """An image that decodes but that the Matcher refuses (NaN pixels from a float camera)
-    skips the two consecutive pairs it is in, with a warning; the others are prepared, each
-    frame once."""
-    from types import SimpleNamespace
-
-    from loftr_ros.core.config import MatcherConfig
-    from loftr_ros.core.matcher import Matcher
-    from loftr_ros.tools.evaluate import prepared_pairs
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, (64, 80), dtype=np.uint8) for _ in range(5)]
-    images[2] = np.full((64, 80), np.nan, np.float32)
-    frames = [SimpleNamespace(image=image, topic='/cam0/image_raw', index=index)
-              for index, image in enumerate(images)]
-    pairs = [SimpleNamespace(frame0=a, frame1=b) for a, b in zip(frames, frames[1:])]
-    matcher = Matcher(MatcherConfig(backend='opencv', warmup=False))
-    skipped = []
-    kept = list(prepared_pairs(matcher, pairs, skipped))
-    assert [(p.pair.frame0, p.pair.frame1) for p in kept] == [(frames[0], frames[1]),
-                                                               (frames[3], frames[4])]
-    assert len(skipped) == 2
-    assert all(message.startswith('/cam0/image_raw message 2: ') and 'NaN' in message
-               for message in skipped)
-    assert 'warning: pair skipped' in capsys.readouterr().err
-    assert [len(p.fresh) for p in kept] == [2, 2]  # frame 3 follows a skipped pair

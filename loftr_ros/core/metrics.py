@@ -1,0 +1,193 @@
+"""The metrics of ``loftr-ros eval``, each declared as one unit: how a matched pair is scored
+(its columns of ``pairs.csv``), what the run's summary holds (its fields of ``summary.json``)
+and which rows it adds to ``compare.md``. The measurements themselves are in
+:mod:`loftr_ros.core.evaluation`.
+
+A new metric is one more :class:`Metric` in ``METRICS``; the report follows.
+"""
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from loftr_ros.core import evaluation
+from loftr_ros.core.bag import FramePair
+from loftr_ros.core.camera import StereoCalibration, relative_camera_pose
+from loftr_ros.core.types import MatchResult
+
+# Columns naming the pair, before the metrics' own ('pair' is its number in the run).
+PAIR_COLUMNS = ('pair', 'stamp0_ns', 'stamp1_ns', 'index0', 'index1')
+
+
+@dataclass
+class ScoredPair:
+    """A matched pair and what its metrics are measured against; measurements that several
+    metrics need are made once."""
+
+    result: MatchResult
+    pair: FramePair
+    calibration: Optional[StereoCalibration]
+    trajectory: Any  # loftr_ros.core.trajectory.Trajectory or None
+    stereo: bool
+
+    @property
+    def cameras(self):
+        calibration = self.calibration
+        return (calibration.camera0, calibration.camera1) if calibration else (None, None)
+
+    @cached_property
+    def epipolar_errors(self) -> Optional[np.ndarray]:
+        """Sampson distances of a stereo pair's matches, None where they cannot be measured
+        (no calibrated baseline, consecutive mode, no matches)."""
+        calibration = self.calibration
+        if (self.stereo and calibration is not None and calibration.baseline > 0
+                and len(self.result)):
+            return evaluation.epipolar_errors(self.result, calibration)
+        return None
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """A row of compare.md: `title`, and the summary value at `path` shown with `digits`
+    decimals. The row is shown when a run's summary has the path's first field."""
+
+    title: str
+    path: Tuple[str, ...]
+    digits: int
+
+    def value(self, summary: Dict[str, Any]):
+        value = summary
+        for key in self.path:
+            if not isinstance(value, dict) or key not in value:
+                return None
+            value = value[key]
+        return value
+
+
+@dataclass(frozen=True)
+class Metric:
+    # Its columns of pairs.csv, in order.
+    columns: Tuple[str, ...]
+    # A pair's values by column (a column left out is empty: not measured for that pair).
+    score: Callable[[ScoredPair], Dict[str, Any]]
+    # Its fields of the run's summary, from every pair's row.
+    summarize: Callable[[List[Dict[str, Any]]], Dict[str, Any]]
+    # Its rows of compare.md.
+    rows: Tuple[TableRow, ...] = field(default=())
+
+
+def column(rows: Sequence[Dict[str, Any]], name: str) -> np.ndarray:
+    """The measured values of a column over the rows, as float64."""
+    return np.array([row[name] for row in rows if row.get(name) not in (None, '')], np.float64)
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float('nan')
+
+
+def _median(values: np.ndarray) -> float:
+    return float(np.median(values)) if values.size else float('nan')
+
+
+def _inliers(scored: ScoredPair) -> Dict[str, Any]:
+    mask = evaluation.inlier_mask(scored.result, *scored.cameras)
+    inliers = int(mask.sum()) if mask is not None else 0
+    matches = len(scored.result)
+    return {'inliers': inliers, 'inlier_ratio': inliers / matches if matches else 0.0}
+
+
+def _epipolar(scored: ScoredPair) -> Dict[str, Any]:
+    errors = scored.epipolar_errors
+    if errors is None:
+        return {}
+    return {'epipolar_median_px': float(np.median(errors)),
+            'epipolar_correct_ratio': float(np.mean(errors < evaluation.EPIPOLAR_CORRECT_PX))}
+
+
+def _epipolar_summary(rows) -> Dict[str, Any]:
+    medians = column(rows, 'epipolar_median_px')
+    if not medians.size:
+        return {}
+    return {'epipolar_median_px': float(np.median(medians)),
+            'epipolar_correct_ratio_mean': float(column(rows, 'epipolar_correct_ratio').mean())}
+
+
+def _pose(scored: ScoredPair) -> Dict[str, Any]:
+    """Errors of the relative pose recovered from the matches against the ground truth, and
+    whether the pair was scored ('yes', 'no ground truth', 'no motion' or '')."""
+    camera0, camera1 = scored.cameras
+    if scored.trajectory is None or camera0 is None:
+        return {'scored': ''}
+    pair = scored.pair
+    poses = [scored.trajectory.pose_at(frame.stamp_ns) for frame in (pair.frame0, pair.frame1)]
+    if any(pose is None for pose in poses):
+        return {'scored': 'no ground truth'}
+    R, t = relative_camera_pose(*poses)
+    if np.linalg.norm(t) < 1e-6:
+        return {'scored': 'no motion'}
+    result = scored.result
+    estimate = evaluation.estimate_relative_pose(result.keypoints0, result.keypoints1, camera0,
+                                                 camera1)
+    return {**evaluation.pose_errors(estimate, R, t), 'scored': 'yes'}
+
+
+def _pose_summary(rows) -> Dict[str, Any]:
+    scored = [row for row in rows if row.get('scored') == 'yes']
+    unscored = [row for row in rows if row.get('scored') == 'no ground truth']
+    if not (scored or unscored):
+        return {}
+    aucs = evaluation.pose_auc([row['pose_deg'] for row in scored])
+    return {'pose_auc': {f'{int(k)}deg': v for k, v in aucs.items()},
+            'pairs_scored': len(scored),
+            'pairs_without_ground_truth': [[row['index0'], row['index1']] for row in unscored]}
+
+
+METRICS = (
+    Metric(('matches',), lambda scored: {'matches': len(scored.result)},
+           lambda rows: {'matches_mean': _mean(column(rows, 'matches')),
+                         'matches_median': _median(column(rows, 'matches'))},
+           (TableRow('matches (mean)', ('matches_mean',), 1),)),
+    Metric(('inliers', 'inlier_ratio'), _inliers,
+           lambda rows: {'inlier_ratio_mean': _mean(column(rows, 'inlier_ratio'))},
+           (TableRow('inlier ratio', ('inlier_ratio_mean',), 3),)),
+    Metric(('epipolar_median_px', 'epipolar_correct_ratio'), _epipolar, _epipolar_summary,
+           (TableRow('epipolar error median [px]', ('epipolar_median_px',), 3),
+            TableRow('matches within 1 px', ('epipolar_correct_ratio_mean',), 3))),
+    Metric(('rotation_deg', 'translation_deg', 'pose_deg', 'scored'), _pose, _pose_summary,
+           tuple(TableRow(f'pose AUC@{int(threshold)}°', ('pose_auc', f'{int(threshold)}deg'),
+                          3) for threshold in evaluation.AUC_THRESHOLDS_DEG)),
+    # The matcher's time for the pair, including the frames prepared for it.
+    Metric(('latency_ms',),
+           lambda scored: {'latency_ms': scored.result.timings.get('total', float('nan')) * 1e3},
+           lambda rows: {'latency': evaluation.latency_summary(column(rows, 'latency_ms') / 1e3)},
+           (TableRow('latency p50 [ms]', ('latency', 'p50_ms'), 1),
+            TableRow('latency p95 [ms]', ('latency', 'p95_ms'), 1))),
+)
+
+CSV_COLUMNS = PAIR_COLUMNS + tuple(name for metric in METRICS for name in metric.columns)
+
+
+def score_pair(result: MatchResult, pair: FramePair, calibration: Optional[StereoCalibration],
+               trajectory, stereo: bool) -> Dict[str, Any]:
+    """The pairs.csv row of one matched pair (without its number)."""
+    scored = ScoredPair(result, pair, calibration, trajectory, stereo)
+    row = {'stamp0_ns': pair.frame0.stamp_ns, 'stamp1_ns': pair.frame1.stamp_ns,
+           'index0': pair.frame0.index, 'index1': pair.frame1.index}
+    for metric in METRICS:
+        row.update(metric.score(scored))
+    return row
+
+
+def summarize_metrics(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Every metric's summary fields, in METRICS order."""
+    summary: Dict[str, Any] = {}
+    for metric in METRICS:
+        summary.update(metric.summarize(rows))
+    return summary
+
+
+def table_rows(summaries: Sequence[Dict[str, Any]]) -> List[TableRow]:
+    """The compare.md rows of the metrics that some run has."""
+    return [row for metric in METRICS for row in metric.rows
+            if any(row.path[0] in summary for summary in summaries)]

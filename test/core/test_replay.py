@@ -1,0 +1,44 @@
+"""Replaying bag pairs through a Matcher: which pairs the options select, and frames prepared
+once, with a bad frame skipping only the pairs it is in."""
+from types import SimpleNamespace
+
+import numpy as np
+
+from loftr_ros.core.bag import BagReader
+from loftr_ros.core.config import MatcherConfig
+from loftr_ros.core.matcher import Matcher
+from loftr_ros.core.replay import ReplayOptions, iterate_pairs, prepared_pairs
+
+
+def test_options_select_the_pairs(euroc_dir):
+    options = ReplayOptions(mode='consecutive', topic='/cam0/image_raw', step=2, first=4,
+                            max_pairs=3)
+    with BagReader(euroc_dir / 'bag') as reader:
+        pairs = list(iterate_pairs(reader, options))
+        assert [(pair.frame0.index, pair.frame1.index) for pair in pairs] == [(4, 6), (6, 8),
+                                                                             (8, 10)]
+        stereo = list(iterate_pairs(reader, ReplayOptions(last=1)))
+    assert [(pair.frame0.topic, pair.frame1.topic) for pair in stereo] == [
+        ('/cam0/image_raw', '/cam1/image_raw')] * 2
+    assert all(pair.frame0.stamp_ns == pair.frame1.stamp_ns for pair in stereo)
+
+
+def test_a_frame_the_matcher_refuses_skips_its_pairs():
+    """An image that decodes but that the Matcher refuses (NaN pixels from a float camera)
+    skips the two consecutive pairs it is in, with a message naming it; the others are
+    prepared, each frame once."""
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (64, 80), dtype=np.uint8) for _ in range(5)]
+    images[2] = np.full((64, 80), np.nan, np.float32)
+    frames = [SimpleNamespace(image=image, topic='/cam0/image_raw', index=index)
+              for index, image in enumerate(images)]
+    pairs = [SimpleNamespace(frame0=a, frame1=b) for a, b in zip(frames, frames[1:])]
+    matcher = Matcher(MatcherConfig(backend='opencv', warmup=False))
+    skipped = []
+    kept = list(prepared_pairs(matcher, pairs, skipped.append))
+    assert [(p.pair.frame0, p.pair.frame1) for p in kept] == [(frames[0], frames[1]),
+                                                               (frames[3], frames[4])]
+    assert len(skipped) == 2
+    assert all(message.startswith('/cam0/image_raw message 2: ') and 'NaN' in message
+               for message in skipped)
+    assert [len(p.fresh) for p in kept] == [2, 2]  # frame 3 follows a skipped pair

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from loftr_ros.core.errors import ConfigError
 from loftr_ros.core.types import MatchResult
 
 
@@ -34,9 +35,9 @@ class KeyframePolicy:
 
     def __post_init__(self):
         if self.min_matches < 0:
-            raise ValueError(f'min_matches must be >= 0, got {self.min_matches}')
+            raise ConfigError(f'min_matches must be >= 0, got {self.min_matches}')
         if not 0.0 <= self.min_overlap <= 1.0:
-            raise ValueError(f'min_overlap must be in [0, 1], got {self.min_overlap}')
+            raise ConfigError(f'min_overlap must be in [0, 1], got {self.min_overlap}')
 
     def should_replace(self, result: MatchResult) -> bool:
         """True when the current frame of `result` should become the keyframe."""

@@ -8,6 +8,7 @@ See :mod:`loftr_ros.core.backends.base` for what a backend does and what the Mat
 around it (conversion, resize, padding, mapping back, thresholds, verification).
 """
 import contextlib
+import dataclasses
 import time
 from typing import Optional, Union
 
@@ -131,7 +132,7 @@ class Matcher:
         if isinstance(image, PreparedImage):
             if image.matcher_id != id(self):
                 msg = 'PreparedImage was made by another Matcher; prepare it with this one'
-                raise ValueError(msg)
+                raise ConfigError(msg)
             return image
         return self.prepare(image)
 
@@ -174,15 +175,16 @@ class Matcher:
 
     @staticmethod
     def add_preparation(result: MatchResult, *images: PreparedImage) -> MatchResult:
-        """Count the preparation of `images` in `result`'s timings: images prepared for this
-        pair before `match` (the current frame in consecutive mode), so that the timings hold
-        what the pair cost, all but the reused reference frame. Updates the timings of a result
-        of `match` in place (once per result) and returns it."""
+        """`result` with the preparation of `images` counted in its timings: images prepared
+        for this pair before `match` (the current frame in consecutive mode), so that the
+        timings hold what the pair cost, all but the reused reference frame. A new result;
+        `result` is left as it is."""
+        timings = dict(result.timings)
         for image in images:
             for key in ('preprocess', 'model'):
-                result.timings[key] += image.timings[key]
-                result.timings['total'] += image.timings[key]
-        return result
+                timings[key] += image.timings[key]
+                timings['total'] += image.timings[key]
+        return dataclasses.replace(result, timings=timings)
 
     def _select(self, prepared0, prepared1, raw, config: MatcherConfig):
         """A backend's matches in original pixels (float32), without those in the padding or

@@ -7,6 +7,8 @@ side within the slop; a frame that can no longer find a partner is dropped and c
 from collections import Counter, deque
 from typing import Any, List, Tuple
 
+from loftr_ros.core.errors import ConfigError
+
 LEFT, RIGHT = 0, 1
 
 Pair = Tuple[int, Any, int, Any]
@@ -28,9 +30,9 @@ class StereoSynchronizer:
 
     def __init__(self, slop_ns: int = 0, queue_size: int = 10):
         if slop_ns < 0:
-            raise ValueError(f'slop_ns must be >= 0, got {slop_ns}')
+            raise ConfigError(f'slop_ns must be >= 0, got {slop_ns}')
         if queue_size < 1:
-            raise ValueError(f'queue_size must be >= 1, got {queue_size}')
+            raise ConfigError(f'queue_size must be >= 1, got {queue_size}')
         self.slop_ns = int(slop_ns)
         self.queue_size = int(queue_size)
         self.drops = Counter()
@@ -47,7 +49,7 @@ class StereoSynchronizer:
 
     def add(self, side: int, stamp_ns: int, item) -> List[Pair]:
         """Add one frame; returns the pairs it completes as (stamp0, item0, stamp1, item1)."""
-        if side not in (LEFT, RIGHT):
+        if side not in (LEFT, RIGHT):  # a caller's bug, not a setting
             raise ValueError(f'side must be 0 (left) or 1 (right), got {side!r}')
         last = self._last_stamp[side]
         if last is not None and stamp_ns == last:

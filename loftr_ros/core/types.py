@@ -1,6 +1,7 @@
 """Result type shared by every backend, the node, the service and the bag tools."""
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from types import MappingProxyType
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -17,7 +18,8 @@ class MatchResult:
     geometry_model: '', 'fundamental', 'essential' or 'homography': what produced `inliers`.
     image_size0, image_size1: (width, height) of the images as given to `match`.
     timings: seconds per stage: {'preprocess', 'model', 'refine', 'verify', 'total'} from the
-        Matcher ('verify' includes mapping back and filtering).
+        Matcher ('verify' includes mapping back and filtering); read-only, as the whole result:
+        a changed result is a new one (``dataclasses.replace``).
     """
 
     keypoints0: np.ndarray
@@ -27,7 +29,7 @@ class MatchResult:
     image_size1: tuple
     inliers: Optional[np.ndarray] = None
     geometry_model: str = ''
-    timings: Dict[str, float] = field(default_factory=dict)
+    timings: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         n = len(self.scores)
@@ -38,6 +40,7 @@ class MatchResult:
         if self.inliers is not None and self.inliers.shape != (n,):
             msg = f'inliers must be [{n}], got {self.inliers.shape}'
             raise ValueError(msg)
+        object.__setattr__(self, 'timings', MappingProxyType(dict(self.timings)))
 
     def __len__(self):
         return len(self.scores)

@@ -291,7 +291,7 @@ class MatcherNode(Node):
                 result = self._matcher.match(reference.prepared, prepared,
                                              reference.frame.camera, frame.camera)
                 # The matcher time includes the current frame's extraction, not the node.
-                self._matcher.add_preparation(result, prepared)
+                result = self._matcher.add_preparation(result, prepared)
         if result is not None:
             self._publish(result, reference.frame, frame)
         replace = (result is None or self._reference_mode == 'previous'
@@ -351,7 +351,7 @@ class MatcherNode(Node):
             config = self._matcher.config.replace(**changes.get('matcher', {}))
             policy = dataclasses.replace(self._keyframe_policy, **changes.get('keyframe', {}))
             overlay = dataclasses.replace(self._overlay.settings, **changes.get('overlay', {}))
-        except (ConfigError, ValueError) as error:
+        except ConfigError as error:
             return SetParametersResult(successful=False, reason=str(error))
         with self._matcher_lock:
             self._matcher.config = config

@@ -50,7 +50,7 @@ def result_document(result, model_name: str, config_id: str, paths) -> dict:
         'scores': result.scores.tolist(),
         'inliers': None if result.inliers is None else result.inliers.tolist(),
         'geometry_model': result.geometry_model,
-        'timings': result.timings,
+        'timings': dict(result.timings),
     }
 
 

@@ -93,13 +93,18 @@ def test_prepared_frames_and_their_preparation_time(matcher, stereo_pair):
     result = matcher.match(prepared_left, prepared_right)
     np.testing.assert_array_equal(result.keypoints1, reference.keypoints1)
     before = dict(result.timings)
-    assert matcher.add_preparation(result, prepared_right) is result
+    counted = matcher.add_preparation(result, prepared_right)
+    # A new result: the one given stays as it was, and no result changes in place.
+    assert counted is not result and dict(result.timings) == before
+    with pytest.raises(TypeError):
+        counted.timings['total'] = 0.0
+    np.testing.assert_array_equal(counted.keypoints1, result.keypoints1)
     spent = prepared_right.timings
-    assert result.timings['model'] == pytest.approx(before['model'] + spent['model'])
-    assert result.timings['preprocess'] == pytest.approx(before['preprocess']
-                                                         + spent['preprocess'])
-    assert result.timings['total'] == pytest.approx(before['total'] + spent['model']
-                                                    + spent['preprocess'])
+    assert counted.timings['model'] == pytest.approx(before['model'] + spent['model'])
+    assert counted.timings['preprocess'] == pytest.approx(before['preprocess']
+                                                          + spent['preprocess'])
+    assert counted.timings['total'] == pytest.approx(before['total'] + spent['model']
+                                                     + spent['preprocess'])
 
 
 def test_images_of_different_sizes(matcher, stereo_pair):
@@ -160,7 +165,7 @@ def test_bad_images_raise_image_error(matcher, image, message):
 def test_prepared_image_of_another_matcher_is_refused(matcher):
     other = Matcher(MatcherConfig(backend='opencv', warmup=False))
     prepared = other.prepare(np.zeros((10, 10), np.uint8))
-    with pytest.raises(ValueError, match='another Matcher'):
+    with pytest.raises(ConfigError, match='another Matcher'):
         matcher.match(prepared, prepared)
 
 

@@ -1,6 +1,7 @@
 """StereoSynchronizer: exact and approximate pairing, drops by cause, restarts."""
 import pytest
 
+from loftr_ros.core.errors import ConfigError
 from loftr_ros.core.sync import LEFT, RIGHT, StereoSynchronizer
 
 MS = 1_000_000
@@ -92,9 +93,9 @@ def test_duplicate_stamps_are_dropped():
 
 
 def test_invalid_arguments_are_rejected():
-    with pytest.raises(ValueError, match='slop_ns must be >= 0, got -1'):
+    with pytest.raises(ConfigError, match='slop_ns must be >= 0, got -1'):
         StereoSynchronizer(slop_ns=-1)
-    with pytest.raises(ValueError, match='queue_size must be >= 1, got 0'):
+    with pytest.raises(ConfigError, match='queue_size must be >= 1, got 0'):
         StereoSynchronizer(queue_size=0)
     with pytest.raises(ValueError, match=r"side must be 0 \(left\) or 1 \(right\), got 'left'"):
         StereoSynchronizer().add('left', 0, None)

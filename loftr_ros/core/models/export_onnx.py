@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from loftr_ros.core.errors import BackendError, WeightsError
+from loftr_ros.core.errors import BackendError, ConfigError, ImageError, WeightsError
 from loftr_ros.core.models.efficientloftr import EfficientLoFTR
 
 INPUT_NAMES = ('image0', 'image1')
@@ -45,7 +45,7 @@ def export_onnx(model: EfficientLoFTR, path: Union[str, Path], size: Tuple[int, 
     width, height = size
     if width % model.stride or height % model.stride:
         msg = f'ONNX export size {width}x{height}: sides must be multiples of {model.stride}'
-        raise ValueError(msg)
+        raise ConfigError(msg)
     path = Path(path)
     example = torch.rand(1, 1, height, width)
     wrapper = ExportableMatcher(model.eval())
@@ -90,7 +90,7 @@ class OnnxEfficientLoFTR:
             if (image.shape[3], image.shape[2]) != self.size:
                 msg = (f'{name} is {image.shape[3]}x{image.shape[2]}, the model was exported '
                        f'for {self.size[0]}x{self.size[1]}')
-                raise ValueError(msg)
+                raise ImageError(msg)
             inputs[name] = image
         outputs = self.session.run(list(OUTPUT_NAMES), inputs)
         return dict(zip(OUTPUT_NAMES, outputs))

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from loftr_ros.core.errors import ConfigError, ImageError
 from loftr_ros.core.models.efficientloftr import EfficientLoFTR
 from loftr_ros.core.models.efficientloftr_weights import synthetic_weights
 from loftr_ros.core.models.export_onnx import OnnxEfficientLoFTR, export_onnx, main
@@ -55,9 +56,9 @@ def test_no_matches_gives_empty_outputs(exported):
 
 def test_size_errors(exported, tmp_path):
     model, session = exported
-    with pytest.raises(ValueError, match='image0 is 320x192, the model was exported for 256x192'):
+    with pytest.raises(ImageError, match='image0 is 320x192, the model was exported for 256x192'):
         session(np.zeros((192, 320), np.float32), np.zeros((192, 256), np.float32))
-    with pytest.raises(ValueError, match='multiples of 32'):
+    with pytest.raises(ConfigError, match='multiples of 32'):
         export_onnx(model, tmp_path / 'bad.onnx', (250, 192))
 
 

@@ -52,14 +52,20 @@ SOURCES=$(git ls-files -co --exclude-standard package.xml CMakeLists.txt msg srv
 if [ ! -d install/loftr_ros ] || newer "$STAMP/build" $SOURCES; then
   echo "[setup] building loftr_ros with colcon into install/"
   # CMake refuses exported include dirs inside the source tree, and .venv (NumPy's headers)
-  # lives in the repository: build from a staging copy made of links to the package files.
+  # lives in the repository: build from a staging tree. CMake installs a link as a link, and
+  # ros2 launch finds launch files with os.walk, which does not enter linked directories: what
+  # is installed under its own name (package.xml, launch/, config/) is copied; the Python
+  # sources (installed through their REALPATH) and the tests are linked.
   STAGE=build/src/loftr_ros
   rm -rf "$STAGE" && mkdir -p "$STAGE"
-  for item in package.xml CMakeLists.txt msg srv loftr_ros scripts launch config test; do
+  cp -r package.xml CMakeLists.txt msg srv scripts launch config "$STAGE/"
+  for item in loftr_ros test; do
     ln -s "$ROOT/$item" "$STAGE/$item"
   done
-  # install() never deletes: drop the installed Python tree so removed modules do not linger.
-  rm -rf install/loftr_ros/lib/python3.11/site-packages/loftr_ros
+  # install() never deletes: drop the installed trees so removed files do not linger (and the
+  # links that `make setup` installed before it copied launch/ and config/ go).
+  rm -rf install/loftr_ros/lib/python3.11/site-packages/loftr_ros \
+    install/loftr_ros/share/loftr_ros/{launch,config,package.xml}
   (
     export VIRTUAL_ENV=$VENV PATH=$VENV/bin:$PATH
     export AMENT_PREFIX_PATH=$VENV CMAKE_PREFIX_PATH=$VENV

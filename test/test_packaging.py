@@ -27,6 +27,21 @@ def test_colcon_installs_executables_launch_and_config():
     assert (share / 'msg' / 'Matches.msg').is_file() and (share / 'srv' / 'MatchImages.srv').is_file()
 
 
+def test_ros2_launch_finds_the_installed_launch_and_config_files():
+    # ros2launch (get_share_file_path_from_package, get_launch_file_paths) finds a package's
+    # launch files with os.walk of its share directory, which neither enters a linked
+    # directory nor tells a linked file from the checkout's: the install holds real files.
+    share = INSTALL_PREFIX / 'share' / 'loftr_ros'
+    walked = {Path(root, name).relative_to(share).as_posix(): Path(root, name)
+              for root, _, names in os.walk(share) for name in names}
+    expected = {'package.xml'} | {f'{folder}/{source.name}' for folder in ('launch', 'config')
+                                  for source in (REPO_ROOT / folder).iterdir()
+                                  if source.name != '__pycache__'}
+    assert expected <= set(walked), sorted(expected - set(walked))
+    links = sorted(name for name in expected if walked[name].is_symlink())
+    assert not links, links
+
+
 CORE_IMPORT_CHECK = textwrap.dedent('''
     import importlib, pkgutil, sys
     import loftr_ros.core, loftr_ros.tools

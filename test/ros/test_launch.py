@@ -1,7 +1,10 @@
 """Launch and parameter files, checked without `launch`/`launch_ros` (not installable here):
-everything they name is installed, and every parameter name exists on the node."""
+both launch files are the shared implementation, everything it names is installed and exists
+on the node, and its arguments override the params file only when given.
+test_ros2_launch.py runs them with the real `ros2 launch` where it is installed."""
 import ast
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +12,9 @@ import yaml
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
 
 from loftr_ros.core.config import load_matcher_config
-from loftr_ros.ros.parameters import SPECS
+from loftr_ros.core.errors import ConfigError
+from loftr_ros.ros import launch_description as launching
+from loftr_ros.ros.parameters import MODES, SPECS
 
 SHARE = Path(get_package_share_directory('loftr_ros'))
 PREFIX = Path(get_package_prefix('loftr_ros'))
@@ -20,10 +25,6 @@ PARAMETER_FILES = sorted((SHARE / 'config').glob('*matcher.yaml'))
 def calls(tree, name):
     return [node for node in ast.walk(tree) if isinstance(node, ast.Call)
             and getattr(node.func, 'id', getattr(node.func, 'attr', None)) == name]
-
-
-def keyword(call, name):
-    return next((k.value for k in call.keywords if k.arg == name), None)
 
 
 def flatten(mapping, prefix=''):
@@ -66,32 +67,71 @@ def test_launch_files_are_installed():
 
 
 @pytest.mark.parametrize('launch_file', LAUNCH_FILES, ids=lambda path: path.name)
-def test_launch_file_names_only_installed_files_and_declared_parameters(launch_file, declared):
-    names, subscribed = declared
+def test_launch_files_are_the_shared_implementation_in_their_mode(launch_file):
     tree = ast.parse(launch_file.read_text())
-    nodes = calls(tree, 'Node')
-    ours = [n for n in nodes if keyword(n, 'package').value == 'loftr_ros']
-    assert len(ours) == 1
-    executable = PREFIX / 'lib' / 'loftr_ros' / keyword(ours[0], 'executable').value
+    imports = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    assert [node.module for node in imports] == ['loftr_ros.ros.launch_description']
+    assert [name.name for name in imports[0].names] == ['generate_launch_description']
+    modes = [call.args[0].value for call in calls(tree, '_generate')]
+    assert modes == ['stereo' if launch_file.name.startswith('stereo') else 'consecutive']
+
+
+@pytest.mark.parametrize('mode', MODES)
+def test_launch_arguments_name_installed_files_and_the_nodes_parameters_and_topics(mode,
+                                                                                   declared):
+    names, subscribed = declared
+    executable = PREFIX / 'lib' / 'loftr_ros' / 'matcher_node'
     assert executable.is_file() and os.access(executable, os.X_OK), executable
-    # Every installed file they point to: PathJoinSubstitution([share, 'config', 'x.yaml']).
-    for join in calls(tree, 'PathJoinSubstitution'):
-        parts = [element.value for element in join.args[0].elts[1:]]
-        assert (SHARE.joinpath(*parts)).is_file(), parts
-    # Parameter overrides given inline.
-    overrides = [element for element in keyword(ours[0], 'parameters').elts
-                 if isinstance(element, ast.Dict)]
-    for key in overrides[0].keys:
-        assert key.value in names, key.value
+    for name in (launching.PARAMS_FILES[mode], launching.RVIZ_CONFIG):
+        assert (SHARE / 'config' / name).is_file(), name
+    for argument in launching.PARAMETER_ARGUMENTS[mode]:
+        assert argument.parameter in names | {'use_sim_time'}, argument
     # Remappings rename topics the node subscribes to (in stereo mode with camera_info, or
     # their consecutive-mode counterparts).
-    for pair in keyword(ours[0], 'remappings').elts:
-        source = pair.elts[0].value
-        assert f'/{source}' in subscribed | {'/image', '/camera_info'}, source
-    # Every launch argument used is declared.
-    declared_arguments = {c.args[0].value for c in calls(tree, 'DeclareLaunchArgument')}
-    used = {c.args[0].value for c in calls(tree, 'LaunchConfiguration')}
-    assert used <= declared_arguments, used - declared_arguments
+    for topic, _ in launching.remappings(mode, {}):
+        assert f'/{topic}' in subscribed | {'/image', '/camera_info'}, topic
+    arguments = [argument.name for argument in launching.PARAMETER_ARGUMENTS[mode]
+                 + launching.TOPIC_ARGUMENTS[mode]]
+    assert len(set(arguments)) == len(arguments)
+    assert not set(arguments) & {'params_file', 'rviz'}
+
+
+@pytest.mark.parametrize('mode', MODES)
+def test_launch_arguments_not_given_leave_the_params_file_alone(mode):
+    # What the launch files pass after params_file when no argument is given (launch gives
+    # an argument left out its empty default).
+    empty = {argument.name: '' for argument in launching.PARAMETER_ARGUMENTS[mode]}
+    assert launching.parameter_overrides(mode, empty) == {'mode': mode}
+    assert launching.parameter_overrides(mode, {}) == {'mode': mode}
+
+
+def test_launch_arguments_given_override_their_parameter_typed_as_it():
+    given = {'backend': 'xfeat', 'weights': '1234', 'device': 'cuda:1',
+             'transport': 'compressed', 'use_sim_time': 'True', 'slop': '0.005'}
+    assert launching.parameter_overrides('stereo', given) == {
+        'mode': 'stereo', 'matcher.backend': 'xfeat', 'matcher.weights': '1234',
+        'matcher.device': 'cuda:1', 'transport': 'compressed', 'use_sim_time': True,
+        'stereo.slop': 0.005}
+    assert launching.parameter_overrides('consecutive', {'use_sim_time': '0', 'slop': '0.1'}) \
+        == {'mode': 'consecutive', 'use_sim_time': False}  # no slop in consecutive mode
+
+
+@pytest.mark.parametrize('argument, text, reason', [
+    ('slop', 'abc', 'slop:=abc: stereo.slop takes a float'),
+    ('slop', '2.0', 'slop:=2.0: stereo.slop must be in [0.0, 1.0]'),
+    ('backend', 'superglue', 'backend:=superglue: matcher.backend must be one of'),
+    ('transport', 'theora', 'transport:=theora: transport must be one of raw, compressed'),
+    ('use_sim_time', 'yes', 'use_sim_time:=yes: expected true or false'),
+])
+def test_invalid_launch_arguments_are_refused_naming_the_argument(argument, text, reason):
+    with pytest.raises(ConfigError, match=re.escape(f'launch argument {reason}')):
+        launching.parameter_overrides('stereo', {argument: text})
+
+
+def test_launch_remappings_take_the_arguments_or_their_defaults():
+    assert launching.remappings('consecutive', {'image': '/cam0/image_raw'}) == [
+        ('image', '/cam0/image_raw'), ('camera_info', '/camera/camera_info')]
+    assert dict(launching.remappings('stereo', {}))['right/image'] == '/stereo/right/image_raw'
 
 
 @pytest.mark.parametrize('path', PARAMETER_FILES, ids=lambda path: path.name)

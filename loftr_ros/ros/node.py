@@ -38,6 +38,7 @@ from loftr_ros.ros.diagnostics import (DiagnosticsReport, Statistics, ThrottledW
                                        diagnostics_status_name)
 from loftr_ros.ros.overlay import OverlayPublisher, OverlaySettings
 from loftr_ros.ros.parameters import SPECS, declare_parameters, matcher_config_from_parameters
+from loftr_ros.ros.shutdown_signals import ShutdownSignals
 from loftr_ros.msg import Matches
 from loftr_ros.srv import MatchImages
 
@@ -265,6 +266,8 @@ class MatcherNode(Node):
                 self._stats.drop(cause)
                 self._warnings.warn(frame.topic, cause, f'{error}; skipped')
             except Exception:  # a bug: stop the node loudly instead of running on half-dead
+                if not self.context.ok():
+                    return  # shut down (a signal) under the match: its publish failed, no bug
                 self.get_logger().fatal(f'matcher worker failed:\n{traceback.format_exc()}')
                 self.worker_failed = True
                 self.context.try_shutdown()
@@ -384,23 +387,32 @@ class MatcherNode(Node):
         return super().destroy_node()
 
 
-def main(args=None) -> int:
-    """Run the node until shutdown; 1 when it cannot start (one fatal line) or its worker
-    failed."""
-    rclpy.init(args=args)
+def main(args=None, signals: Optional[ShutdownSignals] = None) -> int:
+    """Run the node until shutdown (SIGINT, SIGTERM); 1 when it cannot start (one fatal line)
+    or its worker failed. `signals`: the handlers, when installed earlier."""
+    signals = signals or ShutdownSignals()
     node = None
     try:
+        rclpy.init(args=args)
         node = MatcherNode()
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (LoftrRosError, rclpy.exceptions.ParameterException) as error:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {error}')
-        return 1
+    except Exception as error:
+        # What a signal cut short (a model load) may fail in its own way: no error then.
+        interrupted = signals.closing
+        signals.closing = True  # set before any call: no signal interrupts the rest
+        if not interrupted:
+            if not isinstance(error, (LoftrRosError, rclpy.exceptions.ParameterException)):
+                raise
+            rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {error}')
+            return 1
     finally:
+        signals.closing = True
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        signals.ignore()
     return 1 if node is not None and node.worker_failed else 0

@@ -173,3 +173,19 @@ def test_rviz_without_rviz2_ends_the_launch_with_a_message_and_starts_nothing(la
     time.sleep(3)  # a node being started would have been spawned by now
     assert not processes_naming(str(params_file)), f'matcher node orphaned:\n{launch.log}'
     assert 'rviz2 package is not installed' in launch.log, launch.log
+
+
+@pytest.mark.parametrize('moment', ['loading', 'ready'])
+def test_ctrl_c_twice_ends_launch_and_node_cleanly(moment, launched, tmp_path):
+    params_file = tmp_path / 'matcher.yaml'
+    params_file.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
+        'matcher': {'backend': 'xfeat', 'device': 'cpu'}}}}))
+    launch = launched('matcher.launch.py', f'params_file:={params_file}')
+    launch.wait_for('loading xfeat matcher' if moment == 'loading' else READY_LINE)
+    # A terminal's Ctrl-C pressed twice: the whole process group gets SIGINT each time.
+    os.killpg(launch.process.pid, signal.SIGINT)
+    time.sleep(0.05)
+    assert launch.interrupt() == 0, launch.log
+    log = launch.log
+    assert 'process has finished cleanly' in log, log
+    assert 'Traceback' not in log and 'process has died' not in log, log

@@ -1,0 +1,86 @@
+"""The node process under the signals a robot sends it. A terminal's Ctrl-C reaches a launched
+node twice (the whole process group gets it, and ros2 launch signals its nodes itself, with
+SIGTERM 5 s later if they are still there), at any moment: while it imports and loads the
+model, while it matches, while it shuts down. Each time it must end cleanly: exit code 0, no
+traceback."""
+import signal
+import threading
+import time
+
+import pytest
+
+from loftr_ros.ros.conversions import image_msg_from_array, make_header
+
+MS = 1_000_000
+START = 1_700_000_000 * 10**9
+# xfeat: real weights to load and a warm-up, so that there is a model load to interrupt.
+XFEAT = {'mode': 'consecutive', 'matcher.backend': 'xfeat', 'matcher.device': 'cpu',
+         'qos_reliability': 'reliable', 'qos_depth': 10}
+
+
+def wait_for_line(node, text, timeout=90.0):
+    deadline = time.monotonic() + timeout
+    while text not in node.log:
+        node.raise_if_exited(f' before {text!r}:\n{node.log}')
+        assert time.monotonic() < deadline, f'no {text!r}:\n{node.log}'
+        time.sleep(0.005)
+
+
+class Frames:
+    """Publishes frames to the node's `image` at 20 Hz from a thread until stopped."""
+
+    def __init__(self, harness, views):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(harness, views), daemon=True)
+        self._thread.start()
+
+    def _run(self, harness, views):
+        index = 0
+        while not self._stop.wait(0.05):
+            msg = image_msg_from_array(views[index % len(views)], 'mono8',
+                                       make_header(START + index * 50 * MS, 'camera'))
+            harness.publish('/image', msg)
+            index += 1
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('moment, signals, gap_s', [
+    ('importing', (signal.SIGINT, signal.SIGINT), 0.05),
+    ('loading', (signal.SIGINT, signal.SIGINT), 0.01),
+    ('ready', (signal.SIGINT, signal.SIGINT), 0.01),
+    ('ready', (signal.SIGINT, signal.SIGINT), 0.05),
+    ('matching', (signal.SIGINT, signal.SIGINT), 0.02),
+    ('matching', (signal.SIGINT, signal.SIGTERM), 0.1),
+])
+def test_two_signals_at_any_moment_end_the_node_cleanly(node_process, harness, photo_views,
+                                                        moment, signals, gap_s):
+    node = node_process(**XFEAT)
+    frames = None
+    if moment == 'importing':
+        time.sleep(0.5)  # python and torch still importing: the node logs nothing before 'loading'
+        assert 'loading' not in node.log, node.log
+    elif moment == 'loading':
+        wait_for_line(node, 'loading xfeat matcher')
+    else:
+        node.wait_ready()
+    if moment == 'matching':
+        harness.wait_for_subscribers(['/image'], process=node)
+        frames = Frames(harness, photo_views)
+        harness.wait_matches(2)
+    for index, signum in enumerate(signals):
+        if index:
+            time.sleep(gap_s)
+        node.process.send_signal(signum)
+    try:
+        code = node.process.wait(60)
+    finally:
+        if frames is not None:
+            frames.stop()
+    log = node.log
+    assert code == 0, log
+    assert 'Traceback' not in log and 'KeyboardInterrupt' not in log, log
+    assert 'FATAL' not in log, log

@@ -51,12 +51,13 @@ class Frames:
 @pytest.mark.parametrize('moment, signals, gap_s', [
     ('importing', (signal.SIGINT, signal.SIGINT), 0.05),
     ('loading', (signal.SIGINT, signal.SIGINT), 0.01),
+    ('loading', (signal.SIGTERM,), 0.0),
     ('ready', (signal.SIGINT, signal.SIGINT), 0.01),
     ('ready', (signal.SIGINT, signal.SIGINT), 0.05),
     ('matching', (signal.SIGINT, signal.SIGINT), 0.02),
     ('matching', (signal.SIGINT, signal.SIGTERM), 0.1),
 ])
-def test_two_signals_at_any_moment_end_the_node_cleanly(node_process, harness, photo_views,
+def test_signals_at_any_moment_end_the_node_cleanly(node_process, harness, photo_views,
                                                         moment, signals, gap_s):
     node = node_process(**XFEAT)
     frames = None

@@ -16,6 +16,10 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 STATS_WINDOW = 200
 # Seconds between two warnings with the same topic and cause.
 WARN_THROTTLE_S = 5.0
+# Latency is the node's ROS clock at publication minus the image stamp. A stamp further from
+# that clock than this comes from another clock (a bag played without --clock or a node without
+# use_sim_time, /clock not yet received, a camera clock never synchronised): not a latency.
+MAX_LATENCY_S = 60.0
 
 
 def diagnostics_status_name(node: str) -> str:
@@ -37,6 +41,8 @@ class Statistics:
         self.keyframes = 0         # consecutive mode: reference frames taken
         self.drops = Counter()     # cause -> frames or pairs that were not matched
         self.latency = deque(maxlen=STATS_WINDOW)     # image stamp -> publish, seconds
+        self.off_clock = 0         # Matches whose stamp was beyond MAX_LATENCY_S of the clock
+        self.clock_offset = None   # the last one's clock - stamp in seconds; None if in range
         self.processing = deque(maxlen=STATS_WINDOW)  # arrival -> publish, seconds
         self.matching = deque(maxlen=STATS_WINDOW)    # the matcher's own time, seconds
         self.overhead = deque(maxlen=STATS_WINDOW)    # processing - matching: the node's part
@@ -51,11 +57,16 @@ class Statistics:
             self.drops[cause] += number
 
     def published(self, latency: float, processing: float, matching: float, matches: int):
-        """One Matches published: its latency, processing and matcher time (seconds) and
-        match count."""
+        """One Matches published: its latency (a clock offset beyond MAX_LATENCY_S), processing
+        and matcher time (seconds) and match count."""
         with self.lock:
             self.processed += 1
-            self.latency.append(latency)
+            if abs(latency) <= MAX_LATENCY_S:
+                self.latency.append(latency)
+                self.clock_offset = None
+            else:
+                self.off_clock += 1
+                self.clock_offset = latency
             self.processing.append(processing)
             self.matching.append(matching)
             self.overhead.append(processing - matching)
@@ -64,6 +75,13 @@ class Statistics:
 
 def _percentile_ms(samples, q) -> str:
     return f'{np.percentile(samples, q) * 1e3:.1f}' if samples else 'n/a'
+
+
+def _off_clock_message(offset: float, clock: str) -> str:
+    hint = ('is /clock published (ros2 bag play --clock)?' if clock == 'sim_time' else
+            'replaying a bag? play it with --clock and set use_sim_time')
+    return (f"image stamps {abs(offset):.0f} s {'behind' if offset > 0 else 'ahead of'} the "
+            f'node clock ({clock}): latency not measured; {hint}')
 
 
 class DiagnosticsReport:
@@ -87,6 +105,7 @@ class DiagnosticsReport:
             latency, processing = list(stats.latency), list(stats.processing)
             matching, overhead = list(stats.matching), list(stats.overhead)
             matches = list(stats.matches)
+            off_clock, clock_offset = stats.off_clock, stats.clock_offset
         last_time, last_frames, last_jobs, last_processed = self._last
         elapsed = max(now - last_time, 1e-9)
         self._last = (now, frames, jobs, processed)
@@ -99,6 +118,7 @@ class DiagnosticsReport:
             'pairs_processed': str(processed),
             'latency_p50_ms': _percentile_ms(latency, 50),
             'latency_p95_ms': _percentile_ms(latency, 95),
+            'stamps_off_clock': str(off_clock),
             'processing_p50_ms': _percentile_ms(processing, 50),
             'processing_p95_ms': _percentile_ms(processing, 95),
             'matcher_p50_ms': _percentile_ms(matching, 50),
@@ -118,6 +138,9 @@ class DiagnosticsReport:
             level, message = DiagnosticStatus.WARN, 'no input images'
         elif processed == last_processed:
             level, message = DiagnosticStatus.WARN, 'input received but nothing matched'
+        elif clock_offset is not None:
+            level = DiagnosticStatus.WARN
+            message = _off_clock_message(clock_offset, identity.get('latency_clock'))
         return DiagnosticStatus(
             level=level, name=self.name, message=message, hardware_id=hardware_id,
             values=[KeyValue(key=key, value=value) for key, value in values.items()])

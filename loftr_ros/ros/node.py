@@ -367,7 +367,11 @@ class MatcherNode(Node):
     def _publish_diagnostics(self):
         identity = {'mode': self.mode, 'model': self._matcher.model_name,
                     'device': str(self._matcher.device),
-                    'config_id': self._matcher.config.config_id}
+                    'config_id': self._matcher.config.config_id,
+                    # What the latency is measured in: /clock with use_sim_time, else the
+                    # system clock.
+                    'latency_clock': ('sim_time' if self.get_clock().ros_time_is_active
+                                      else 'system_time')}
         # The synchronizer counts its own drops; this timer shares the image callbacks'
         # mutually exclusive group, so reading them here races with nothing.
         status = self._diagnostics.status(identity, str(self._matcher.device), self._sync.drops)

@@ -1,0 +1,85 @@
+"""Latency when replaying a bag: image stamps from 2014, a /clock that follows them (what
+`ros2 bag play --clock` publishes), and the node in another process with and without
+use_sim_time. The latency is the node's ROS clock minus the stamp; stamps from another clock
+than the node's are reported as such, never as a latency of years."""
+import threading
+import time
+
+import pytest
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from rosgraph_msgs.msg import Clock
+
+from loftr_ros.ros.conversions import image_msg_from_array, make_header
+from loftr_ros.ros.diagnostics import diagnostics_status_name
+
+MS = 1_000_000
+BAG_START = 1_400_000_000 * 10**9  # May 2014, as the EuRoC bags
+FAST = {'mode': 'consecutive', 'matcher.backend': 'opencv', 'matcher.warmup': False,
+        'diagnostics.period': 0.2, 'qos_reliability': 'reliable', 'qos_depth': 10}
+
+
+class BagClock:
+    """Publishes /clock at 100 Hz from BAG_START on, advancing with the wall clock."""
+
+    def __init__(self, node):
+        self._publisher = node.create_publisher(Clock, '/clock', 10)
+        self._start = time.monotonic_ns()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def now_ns(self):
+        return BAG_START + time.monotonic_ns() - self._start
+
+    def _run(self):
+        while not self._stop.wait(0.01):
+            now = self.now_ns()
+            self._publisher.publish(Clock(clock=Time(sec=now // 10**9, nanosec=now % 10**9)))
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.mark.parametrize('use_sim_time', [True, False])
+def test_latency_of_replayed_stamps_is_measured_on_the_ros_clock_or_reported_off_clock(
+        node_process, harness, photo_views, use_sim_time):
+    statuses = []
+    name = diagnostics_status_name('/matcher_node')
+    harness.node.create_subscription(
+        DiagnosticArray, '/diagnostics',
+        lambda msg: statuses.extend(s for s in msg.status if s.name == name), 10)
+    clock = BagClock(harness.node)
+    try:
+        node = node_process(use_sim_time=use_sim_time, **FAST)
+        node.wait_ready()
+        harness.wait_for_subscribers(['/image'], process=node)
+        for index, view in enumerate(photo_views[:5]):
+            # A bag's message: stamped a little before /clock reaches it.
+            stamp = clock.now_ns() - 20 * MS
+            harness.publish('/image', image_msg_from_array(view, 'mono8',
+                                                           make_header(stamp, 'camera')))
+            harness.wait_matches(index)
+        diagnostics = harness.diagnostics_after(time.monotonic())
+    finally:
+        clock.stop()
+
+    messages = [status.message for status in statuses]
+    processed = int(diagnostics['pairs_processed'])
+    assert processed == 4, diagnostics
+    if use_sim_time:
+        assert diagnostics['latency_clock'] == 'sim_time'
+        assert diagnostics['stamps_off_clock'] == '0', diagnostics
+        # Stamp to publication on the bag's clock: the matching and the 20 ms, not 12 years.
+        assert 0 <= float(diagnostics['latency_p50_ms']) < 5000, diagnostics
+        assert not [text for text in messages if 'latency not measured' in text], messages
+    else:
+        assert diagnostics['latency_clock'] == 'system_time'
+        assert diagnostics['latency_p50_ms'] == 'n/a', diagnostics
+        assert diagnostics['stamps_off_clock'] == str(processed), diagnostics
+        # While frames arrive (the status says 'no input images' between them).
+        off_clock = [text for text in messages if 'latency not measured' in text]
+        assert off_clock, messages
+        assert 'behind the node clock (system_time)' in off_clock[-1], off_clock
+        assert 'use_sim_time' in off_clock[-1], off_clock

@@ -69,14 +69,14 @@ def test_latency_of_replayed_stamps_is_measured_on_the_ros_clock_or_reported_off
     processed = int(diagnostics['pairs_processed'])
     assert processed == 4, diagnostics
     if use_sim_time:
-        assert diagnostics['latency_clock'] == 'sim_time'
-        assert diagnostics['stamps_off_clock'] == '0', diagnostics
         # Stamp to publication on the bag's clock: the matching and the 20 ms, not 12 years.
         assert 0 <= float(diagnostics['latency_p50_ms']) < 5000, diagnostics
+        assert diagnostics['latency_clock'] == 'sim_time'
+        assert diagnostics['stamps_off_clock'] == '0', diagnostics
         assert not [text for text in messages if 'latency not measured' in text], messages
     else:
-        assert diagnostics['latency_clock'] == 'system_time'
         assert diagnostics['latency_p50_ms'] == 'n/a', diagnostics
+        assert diagnostics['latency_clock'] == 'system_time'
         assert diagnostics['stamps_off_clock'] == str(processed), diagnostics
         # While frames arrive (the status says 'no input images' between them).
         off_clock = [text for text in messages if 'latency not measured' in text]

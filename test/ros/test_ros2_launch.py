@@ -28,7 +28,8 @@ FILE_VALUES = {'matcher.backend': 'opencv', 'matcher.weights': 'from_file',
                'matcher.device': 'cpu', 'transport': 'compressed', 'use_sim_time': True,
                'stereo.slop': 0.02}
 COMMAND_LINE = {'weights': ('from_command_line', 'from_command_line'),
-                'transport': ('raw', 'raw'), 'slop': ('0.005', 0.005)}
+                'transport': ('raw', 'raw'), 'use_sim_time': ('false', False),
+                'slop': ('0.005', 0.005)}
 
 
 class LaunchProcess:

@@ -153,7 +153,6 @@ def _launch_nodes(context, mode: str):
     from ament_index_python.packages import (PackageNotFoundError, get_package_prefix,
                                              get_package_share_directory)
     from launch_ros.actions import Node
-    from launch_ros.parameter_descriptions import ParameterValue
 
     values = context.launch_configurations
     params_file = values['params_file']
@@ -166,13 +165,12 @@ def _launch_nodes(context, mode: str):
             get_package_prefix('rviz2')
         except PackageNotFoundError:
             raise ConfigError('rviz:=true, but the rviz2 package is not installed (apt install '
-                              'ros-$ROS_DISTRO-rviz2, or leave rviz out): nothing started') from None
+                              'ros-$ROS_DISTRO-rviz2, or leave rviz out): nothing started'
+                              ) from None
     nodes = [Node(
         package=PACKAGE, executable='matcher_node', name='matcher_node', output='screen',
-        # A str stays a str (launch_ros would read 'weights:=1234' as an int).
-        parameters=[params_file, {name: ParameterValue(value, value_type=str)
-                                  if isinstance(value, str) else value
-                                  for name, value in overrides.items()}],
+        # Typed values: launch_ros passes a str on as a str (weights:=2014 stays '2014').
+        parameters=[params_file, overrides],
         remappings=remappings(mode, values))]
     if rviz:
         config = os.path.join(get_package_share_directory(PACKAGE), 'config', RVIZ_CONFIG)

@@ -27,7 +27,8 @@ LAUNCH_FILES = {'consecutive': 'matcher.launch.py', 'stereo': 'stereo_matcher.la
 FILE_VALUES = {'matcher.backend': 'opencv', 'matcher.weights': 'from_file',
                'matcher.device': 'cpu', 'transport': 'compressed', 'use_sim_time': True,
                'stereo.slop': 0.02}
-COMMAND_LINE = {'weights': ('from_command_line', 'from_command_line'),
+# '2014': a str that launch_ros would pass on as an int unless told the type.
+COMMAND_LINE = {'weights': ('2014', '2014'),
                 'transport': ('raw', 'raw'), 'use_sim_time': ('false', False),
                 'slop': ('0.005', 0.005)}
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Tuple
 
 from loftr_ros.core.errors import ConfigError
-from loftr_ros.ros.parameters import MODES, SPECS
+from loftr_ros.ros.parameters import SPECS
 
 PACKAGE = 'loftr_ros'
 PARAMS_FILES = {'consecutive': 'matcher.yaml', 'stereo': 'stereo_matcher.yaml'}
@@ -128,8 +128,9 @@ def generate_launch_description(mode: str):
     from launch.substitutions import PathJoinSubstitution
     from launch_ros.substitutions import FindPackageShare
 
-    if mode not in MODES:
-        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+    reason = SPECS['mode'].check(mode)
+    if reason:
+        raise ConfigError(reason)
     default_params = PathJoinSubstitution([FindPackageShare(PACKAGE), 'config',
                                            PARAMS_FILES[mode]])
     arguments = [DeclareLaunchArgument(

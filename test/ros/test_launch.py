@@ -14,12 +14,13 @@ from ament_index_python.packages import get_package_prefix, get_package_share_di
 from loftr_ros.core.config import load_matcher_config
 from loftr_ros.core.errors import ConfigError
 from loftr_ros.ros import launch_description as launching
-from loftr_ros.ros.parameters import MODES, SPECS
+from loftr_ros.ros.parameters import SPECS
 
 SHARE = Path(get_package_share_directory('loftr_ros'))
 PREFIX = Path(get_package_prefix('loftr_ros'))
 LAUNCH_FILES = sorted((SHARE / 'launch').glob('*.launch.py'))
 PARAMETER_FILES = sorted((SHARE / 'config').glob('*matcher.yaml'))
+MODES = SPECS['mode'].setting.choices
 
 
 def calls(tree, name):
@@ -119,8 +120,8 @@ def test_launch_arguments_given_override_their_parameter_typed_as_it():
 @pytest.mark.parametrize('argument, text, reason', [
     ('slop', 'abc', 'slop:=abc: stereo.slop takes a float'),
     ('slop', '2.0', 'slop:=2.0: stereo.slop must be in [0.0, 1.0]'),
-    ('backend', 'superglue', 'backend:=superglue: matcher.backend must be one of'),
-    ('transport', 'theora', 'transport:=theora: transport must be one of raw, compressed'),
+    ('backend', 'superglue', "backend:=superglue: invalid matcher.backend 'superglue', valid:"),
+    ('transport', 'theora', "transport:=theora: invalid transport 'theora', valid: raw, "),
     ('use_sim_time', 'yes', 'use_sim_time:=yes: expected true or false'),
 ])
 def test_invalid_launch_arguments_are_refused_naming_the_argument(argument, text, reason):

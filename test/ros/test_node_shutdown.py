@@ -55,7 +55,6 @@ class Frames:
     ('ready', (signal.SIGINT, signal.SIGINT), 0.01),
     ('ready', (signal.SIGINT, signal.SIGINT), 0.05),
     ('matching', (signal.SIGINT, signal.SIGINT), 0.02),
-    ('matching', (signal.SIGINT, signal.SIGTERM), 0.1),
 ])
 def test_signals_at_any_moment_end_the_node_cleanly(node_process, harness, photo_views,
                                                         moment, signals, gap_s):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loftr_ros.ros.client import READY_LINE
+from loftr_ros.testing.client import READY_LINE
 from loftr_ros.ros.launch_description import PARAMETER_ARGUMENTS
 
 pytestmark = pytest.mark.skipif(

@@ -1,7 +1,7 @@
 """Camera models and stereo calibration: pinhole intrinsics with plumb_bob distortion."""
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import yaml
@@ -9,14 +9,50 @@ import yaml
 from loftr_ros.core.errors import ConfigError
 
 
+# Distortion vector lengths cv2.undistortPoints accepts: k1 k2 p1 p2 [k3 [k4 k5 k6 [s1 s2 s3 s4
+# [tx ty]]]]; any other length makes it raise.
+OPENCV_DISTORTION_COUNTS = (0, 4, 5, 8, 12, 14)
+# sensor_msgs/CameraInfo distortion models the undistortion supports, with their coefficient
+# counts (what ROS's camera_calibration writes): plumb_bob is k1 k2 p1 p2 k3, and also taken with
+# 4 (k3 = 0, as OpenCV reads it); rational_polynomial adds k4 k5 k6.
+CAMERA_INFO_DISTORTION_MODELS = {'plumb_bob': (5, 4), 'rational_polynomial': (8,)}
+
+
 @dataclass(frozen=True)
 class CameraModel:
     """K: [3 x 3] float64; dist: OpenCV distortion coefficients (k1 k2 p1 p2 [k3 ...]) or empty;
-    size: (width, height) of the images the calibration is for."""
+    size: (width, height) of the images the calibration is for, (0, 0) when unknown.
+
+    Checked when built (ConfigError with the reason): K finite, of the form [fx s cx; 0 fy cy;
+    0 0 1] without skew (the undistortion ignores it) and with positive focal lengths; the
+    distortion vector finite and of a length OpenCV accepts. So `normalize` cannot fail on
+    the model.
+    """
 
     K: np.ndarray
     dist: np.ndarray
     size: tuple
+
+    def __post_init__(self):
+        K = np.asarray(self.K, np.float64)
+        dist = np.asarray(self.dist, np.float64).reshape(-1)
+        if K.shape != (3, 3) or not np.all(np.isfinite(K)):
+            raise ConfigError(f'K must be 3x3 and finite, got {_numbers(K)}')
+        if not (K[0, 0] > 0 and K[1, 1] > 0):
+            msg = f'focal lengths must be positive, got fx {K[0, 0]:g}, fy {K[1, 1]:g}'
+            raise ConfigError(msg)
+        if K[1, 0] != 0 or np.any(K[2] != (0, 0, 1)) or abs(K[0, 1]) > 1e-9 * K[0, 0]:
+            msg = (f'K must be [fx 0 cx; 0 fy cy; 0 0 1] (no skew: the undistortion ignores '
+                   f'it), got {_numbers(K)}')
+            raise ConfigError(msg)
+        if not np.all(np.isfinite(dist)):
+            raise ConfigError(f'distortion coefficients must be finite, got {_numbers(dist)}')
+        if dist.size not in OPENCV_DISTORTION_COUNTS:
+            counts = ', '.join(str(count) for count in OPENCV_DISTORTION_COUNTS)
+            raise ConfigError(f'{dist.size} distortion coefficients: OpenCV takes {counts}')
+        object.__setattr__(self, 'K', K)
+        object.__setattr__(self, 'dist', dist)
+        object.__setattr__(self, 'size', tuple(int(side) for side in self.size))
 
     @classmethod
     def from_intrinsics(cls, fx, fy, cx, cy, dist: Sequence[float] = (), size=(0, 0)):
@@ -26,13 +62,47 @@ class CameraModel:
     @classmethod
     def from_camera_info(cls, k: Sequence[float], d: Sequence[float], width: int, height: int,
                          distortion_model: str = 'plumb_bob'):
-        """From the fields of a sensor_msgs/CameraInfo (k row-major 3x3, d)."""
-        if distortion_model not in ('plumb_bob', 'rational_polynomial', '') and any(d):
-            raise ConfigError(f"unsupported distortion model '{distortion_model}'")
-        K = np.asarray(k, np.float64).reshape(3, 3)
-        if K[0, 0] <= 0 or K[1, 1] <= 0:
-            raise ConfigError('camera_info has no intrinsics (K is zero)')
-        return cls(K, np.asarray(d, np.float64), (int(width), int(height)))
+        """From the fields of a sensor_msgs/CameraInfo (k row-major 3x3, d); ConfigError with
+        the reason when they do not describe a camera the undistortion supports.
+
+        D must have its model's length (CAMERA_INFO_DISTORTION_MODELS). Coefficients past it
+        are accepted only when they are all zero (dropped), and a D of zeros alone means no
+        distortion whatever the model; any other length or model is refused (OpenCV would
+        raise on it, or read the coefficients as another model)."""
+        k = np.asarray(k, np.float64).reshape(-1)
+        if k.size != 9:
+            raise ConfigError(f'K must have 9 entries, got {k.size}')
+        d = np.asarray(d, np.float64).reshape(-1)
+        if not np.all(np.isfinite(d)):
+            raise ConfigError(f'D must be finite, got {_numbers(d)}')
+        if not np.any(d):
+            d = d[:0]
+        elif distortion_model not in CAMERA_INFO_DISTORTION_MODELS:
+            supported = ', '.join(CAMERA_INFO_DISTORTION_MODELS)
+            msg = f"unsupported distortion model '{distortion_model}'; supported: {supported}"
+            raise ConfigError(msg)
+        else:
+            counts = CAMERA_INFO_DISTORTION_MODELS[distortion_model]
+            length = next((count for count in counts if d.size == count or
+                           (d.size > count and not np.any(d[count:]))), None)
+            if length is None:
+                expected = ' or '.join(str(count) for count in counts)
+                msg = (f'{distortion_model} takes {expected} distortion coefficients (more '
+                       f'only when the extra ones are zero), got {d.size}: {_numbers(d)}')
+                raise ConfigError(msg)
+            d = d[:length]
+        if int(width) <= 0 or int(height) <= 0:
+            raise ConfigError(f'no image size (width {width}, height {height})')
+        return cls(k.reshape(3, 3), d, (int(width), int(height)))
+
+    def size_mismatch(self, size) -> Optional[str]:
+        """Why this camera does not describe images of `size` (width, height), or None when
+        it does (or its size is unknown)."""
+        if self.size == (0, 0) or tuple(size) == self.size:
+            return None
+        (width, height), (image_width, image_height) = self.size, size
+        return (f'the calibration is for {width}x{height} images, not '
+                f'{image_width}x{image_height}')
 
     @property
     def focal(self) -> float:
@@ -73,8 +143,17 @@ def load_euroc_calibration(path, camera0: str = 'cam0', camera1: str = 'cam1',
         raise ConfigError(f'cannot read calibration {path}: {error.strerror}') from None
     except (KeyError, TypeError, ValueError, yaml.YAMLError) as error:
         raise ConfigError(f'calibration {path} is malformed: {error!r}') from None
+    except ConfigError as error:
+        raise ConfigError(f'calibration {path}: {error}') from None
     (model0, T_body_cam0), (model1, T_body_cam1) = cams
     return StereoCalibration(model0, model1, *relative_camera_pose(T_body_cam0, T_body_cam1))
+
+
+def _numbers(values: np.ndarray) -> str:
+    """Up to 20 values for a message (an attacker's 10,000-entry D would flood the log)."""
+    flat = np.asarray(values, np.float64).reshape(-1)
+    text = ', '.join(f'{value:g}' for value in flat[:20])
+    return f'[{text}{", ..." if flat.size > 20 else ""}]'
 
 
 def _euroc_camera(entry):

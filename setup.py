@@ -27,6 +27,9 @@ setup(
         'pyyaml>=6',
         'rosbags>=0.10',
         'safetensors>=0.4',
+        # Compressed images: strict JPEG decoding (corrupt data reported), PNG.
+        'simplejpeg>=1.7',
+        'pillow>=9.1',
         # Bring your own build (CUDA on a robot); any torch >= 2.1 works.
         'torch>=2.1',
     ],

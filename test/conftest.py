@@ -5,9 +5,13 @@ set here once, before anything imports rclpy.
 """
 import os
 import random
+import struct
 import tempfile
+import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
@@ -92,3 +96,50 @@ def eloftr_hf_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp('eloftr_hf')
     save_hf(model, directory)
     return directory
+
+
+def uniform_gray_jpeg(width: int, height: int) -> bytes:
+    """A genuine baseline greyscale JPEG of uniform mid-grey at any size in few bytes: with
+    one-code Huffman tables every 8x8 block is two zero bits (DC difference 0, end of block),
+    so 20000x20000 takes 1.5 MB and decodes to 400 MB."""
+    def segment(marker, payload):
+        return bytes((0xFF, marker)) + struct.pack('>H', len(payload) + 2) + payload
+    one_code = b'\x01' + b'\x00' * 15 + b'\x00'  # one code of length 1, for symbol 0
+    tables = (segment(0xDB, b'\x00' + b'\x01' * 64)
+              + segment(0xC0, struct.pack('>BHHB', 8, height, width, 1) + b'\x01\x11\x00')
+              + segment(0xC4, b'\x00' + one_code + b'\x10' + one_code)
+              + segment(0xDA, b'\x01\x01\x00\x00\x3f\x00'))
+    blocks = -(-width // 8) * -(-height // 8)
+    return b'\xff\xd8' + tables + bytes(-(-blocks * 2 // 8)) + b'\xff\xd9'
+
+
+def uniform_gray_png(width: int, height: int) -> bytes:
+    """A genuine 8-bit greyscale PNG of black at any size (20000x20000: 0.4 MB), compressed
+    a block of rows at a time."""
+    def chunk(kind, payload):
+        return (struct.pack('>I', len(payload)) + kind + payload
+                + struct.pack('>I', zlib.crc32(kind + payload)))
+    compressor = zlib.compressobj(9)
+    rows = bytes((width + 1) * min(height, 256))  # each row: filter byte 0, then pixels
+    idat = [compressor.compress(rows[:(width + 1) * min(256, height - start)])
+            for start in range(0, height, 256)]
+    idat.append(compressor.flush())
+    header = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', b''.join(idat))
+            + chunk(b'IEND', b''))
+
+
+def corrupt_jpeg_scan(jpeg: bytes, seed: int = 0) -> bytes:
+    """`jpeg` with 64 bytes of its scan data replaced by random bytes, markers intact: libjpeg
+    still decodes it (with a warning), into a partly wrong image."""
+    data = bytearray(jpeg)
+    start = data.index(b'\xff\xda') + 400
+    data[start:start + 64] = np.random.default_rng(seed).integers(0, 256, 64, np.uint8).tobytes()
+    return bytes(data)
+
+
+@pytest.fixture(scope='session')
+def hostile_images():
+    """The hostile image builders above, for tests in any folder."""
+    return SimpleNamespace(uniform_gray_jpeg=uniform_gray_jpeg, uniform_gray_png=uniform_gray_png,
+                           corrupt_jpeg_scan=corrupt_jpeg_scan)

@@ -70,6 +70,17 @@ class MatcherConfig:
         0.999, 'RANSAC (USAC MAGSAC) confidence.', value_range=(1e-6, 0.999999))
     warmup: bool = setting(
         True, 'Match one dummy pair at load so that the first real pair is not slow.')
+    # The limits bound the node's memory (README: peak memory per image size and backend,
+    # measured by benchmarks/bench_memory.py): 4096x4096 takes every common robot camera (4K
+    # UHD, 12 MP 4000x3000) and peaked below 4.5 GiB with eloftr, xfeat and SIFT; 24 MP passed
+    # 6 GiB with SIFT at native resolution. An incompressible 8-bit colour PNG at the pixel
+    # limit is 50 MB.
+    max_image_pixels: int = setting(
+        4096 * 4096, 'Larger images (width x height) are refused before they are decoded or '
+        'converted, counted as image_too_large.', value_range=(1, 10**12), runtime=True)
+    max_compressed_bytes: int = setting(
+        64 * 2**20, 'Larger JPEG/PNG payloads are refused before they are decoded, counted as '
+        'image_too_large.', value_range=(1, 2**40), runtime=True)
     options: Dict[str, Any] = setting(
         default_factory=dict, help="Backend options, key by key (each backend module's "
         'commented DEFAULT_CONF); an unknown key is an error listing the valid ones.')
@@ -107,9 +118,10 @@ class MatcherConfig:
 
     @property
     def config_id(self) -> str:
-        """Short stable id of everything that changes the matches (not device or warmup)."""
+        """Short stable id of everything that changes the matches (not device, warmup or the
+        input limits)."""
         relevant = self.to_dict()
-        for name in ('device', 'warmup'):
+        for name in ('device', 'warmup', 'max_image_pixels', 'max_compressed_bytes'):
             relevant.pop(name)
         text = json.dumps(relevant, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:8]

@@ -25,6 +25,16 @@ class WeightsError(BackendError):
 class ImageError(LoftrRosError):
     """An input image cannot be decoded or converted (encoding, size, corrupt data)."""
 
+    # The cause the node's diagnostics and the bag tools' skip lists count it under.
+    cause = 'bad_image'
+
+
+class ImageTooLargeError(ImageError):
+    """An input image is above a resource limit (pixels or compressed bytes): refused before it
+    is decoded or converted."""
+
+    cause = 'image_too_large'
+
 
 class BagError(LoftrRosError):
     """A bag cannot be read or written (missing topic, corrupt file)."""

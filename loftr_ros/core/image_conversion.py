@@ -8,15 +8,27 @@ anything shaped like them. Images come out as the matcher takes them: HxW mono o
 Layouts that need no conversion (mono8, 8UC1, bgr8, 8UC3, native-endian mono16/16UC1/32FC1)
 are returned as zero-copy views of the message buffer, with ``step`` padding skipped through
 strides; everything else (colour order, alpha, Bayer, YUV 4:2:2, byte swapping) is converted.
+
+Sizes are checked against an optional pixel limit before anything is converted or decoded
+(ImageTooLargeError). Compressed images are JPEG or PNG only, decoded by decoders that report
+every error instead of printing it: JPEG by libjpeg-turbo through simplejpeg in strict mode
+(corrupt scan data that libjpeg would decode with a warning is refused), PNG by Pillow
+(CRC, zlib and truncation errors). OpenCV's decoders print libjpeg's and libpng's messages on
+stderr for every bad frame, outside any throttling, and decode corrupt JPEG data silently.
 """
+import io
 import sys
 from dataclasses import dataclass
 from typing import Optional
 
 import cv2
 import numpy as np
+import simplejpeg
+from PIL import Image
 
-from loftr_ros.core.errors import ImageError
+from loftr_ros.core.errors import ImageError, ImageTooLargeError
+from loftr_ros.core.image_headers import ImageHeader, read_image_header
+from loftr_ros.core.preprocessing import check_image_pixels
 
 
 def _cv2_code(*names):
@@ -70,18 +82,20 @@ def _layout(encoding: str) -> _Layout:
         raise ImageError(msg) from None
 
 
-def image_from_msg(msg) -> np.ndarray:
+def image_from_msg(msg, max_pixels: Optional[int] = None) -> np.ndarray:
     """Pixels of a sensor_msgs/Image as HxW mono or HxWx3 BGR (uint8, uint16 or float32).
 
     A zero-copy view of ``msg.data`` where the layout allows (keep the message alive while the
     view is used); ImageError naming the cause for unsupported encodings and for data whose
-    size disagrees with width/height/step.
+    size disagrees with width/height/step; ImageTooLargeError above `max_pixels`, before any
+    conversion.
     """
     layout = _layout(msg.encoding)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         msg_text = f'empty image ({width}x{height}, encoding {msg.encoding})'
         raise ImageError(msg_text)
+    check_image_pixels(width, height, max_pixels, f'{msg.encoding} image')
     dtype = np.dtype(layout.dtype)
     if msg.is_bigendian and dtype.itemsize > 1:
         dtype = dtype.newbyteorder('>')
@@ -113,9 +127,15 @@ def image_from_msg(msg) -> np.ndarray:
     return image
 
 
-def image_from_compressed_msg(msg) -> np.ndarray:
+def image_from_compressed_msg(msg, max_pixels: Optional[int] = None,
+                              max_bytes: Optional[int] = None) -> np.ndarray:
     """Decode a sensor_msgs/CompressedImage (JPEG or PNG, as image_transport's `compressed`
-    plugin writes them) to HxW mono (uint8/uint16) or HxWx3 BGR uint8."""
+    plugin writes them) to HxW mono (uint8/uint16) or HxWx3 BGR uint8.
+
+    ImageTooLargeError for more than `max_bytes` of data, or a header that declares more than
+    `max_pixels`, before anything is decoded; ImageError naming the cause for anything that is
+    not a JPEG or PNG, and for data the decoder finds corrupt (even where it could decode it).
+    """
     fmt = str(msg.format)
     if 'compressedDepth' in fmt:
         msg_text = (f"unsupported compressed format '{fmt}' (compressedDepth); "
@@ -125,20 +145,71 @@ def image_from_compressed_msg(msg) -> np.ndarray:
     if data.size == 0:
         msg_text = f"empty compressed image (format '{fmt}')"
         raise ImageError(msg_text)
-    # libjpeg decodes a cut-off JPEG into a partly grey image with only a warning on stderr;
-    # the missing end-of-image marker is what tells.
-    if data[:2].tobytes() == b'\xff\xd8' and b'\xff\xd9' not in data[-16:].tobytes():
+    if max_bytes is not None and data.size > max_bytes:
+        msg_text = (f'{data.size} bytes of compressed image, above the limit '
+                    f'max_compressed_bytes = {max_bytes}')
+        raise ImageTooLargeError(msg_text)
+    try:
+        header = read_image_header(data)
+    except ImageError as error:
+        raise ImageError(f"{error} (format '{fmt}')") from None
+    check_image_pixels(header.width, header.height, max_pixels, header.format.upper())
+    if header.format == 'jpeg':
+        return _decode_jpeg(data, header, fmt)
+    return _decode_png(data, fmt)
+
+
+# Scans in a JPEG at most: a progressive JPEG has about 10. Each scan makes the decoder pass
+# over the whole image again, so thousands of tiny scans cost minutes of CPU in a few bytes.
+MAX_JPEG_SCANS = 100
+_JPEG_SOS = (0xFF, 0xDA)
+
+
+def _decode_jpeg(data: np.ndarray, header: ImageHeader, fmt: str) -> np.ndarray:
+    # libjpeg decodes a cut-off JPEG into a partly grey image with only a warning; the missing
+    # end-of-image marker names the cause best.
+    if b'\xff\xd9' not in data[-16:].tobytes():
         msg_text = f"truncated JPEG: no end-of-image marker in {data.size} bytes (format '{fmt}')"
         raise ImageError(msg_text)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        msg_text = (f"corrupt or unsupported compressed image: OpenCV cannot decode "
-                    f"{data.size} bytes (format '{fmt}')")
+    if header.channels not in (1, 3):
+        msg_text = (f'JPEG with {header.channels} colour components (CMYK?): not a camera '
+                    f"image format; send mono or colour JPEG (format '{fmt}')")
         raise ImageError(msg_text)
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    elif image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
+    # 0xFF 0xDA cannot occur inside entropy-coded data (0xFF is stuffed there): it counts
+    # the scans (and those of an embedded thumbnail).
+    scans = np.count_nonzero((data[:-1] == _JPEG_SOS[0]) & (data[1:] == _JPEG_SOS[1]))
+    if scans > MAX_JPEG_SCANS:
+        msg_text = (f"JPEG with {scans} scans, more than {MAX_JPEG_SCANS} (format '{fmt}')")
+        raise ImageError(msg_text)
+    try:
+        # strict: libjpeg's warnings (corrupt data it would decode around) raise too.
+        image = simplejpeg.decode_jpeg(data, colorspace='GRAY' if header.channels == 1 else 'BGR',
+                                       strict=True)
+    except ValueError as error:
+        msg_text = f"corrupt JPEG: {error} ({data.size} bytes, format '{fmt}')"
+        raise ImageError(msg_text) from None
+    return image[:, :, 0] if header.channels == 1 else image
+
+
+def _decode_png(data: np.ndarray, fmt: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data), formats=('PNG',)) as png:
+            png.load()
+            if png.mode in ('1', 'P', 'LA', 'PA'):  # bilevel, palette, grey or palette + alpha
+                png = png.convert('L' if png.mode in ('1', 'LA') else 'RGB')
+            image = np.asarray(png)
+    # The decoder reads hostile bytes: whatever it raises (OSError, SyntaxError, zlib.error,
+    # ValueError, Pillow's own bomb check, ...) means this PNG cannot be decoded.
+    except Exception as error:  # noqa: BLE001
+        msg_text = (f"corrupt PNG: {type(error).__name__}: {error} ({data.size} bytes, format "
+                    f"'{fmt}')")
+        raise ImageError(msg_text) from None
+    if image.ndim == 3:
+        # RGB(A) -> BGR, dropping alpha as OpenCV does.
+        image = np.ascontiguousarray(image[:, :, 2::-1])
+    elif image.dtype != np.uint8:
+        # 16-bit grey comes as I;16 (little-endian), I;16B or I (int32).
+        image = image.astype(np.uint16)
     return image
 
 

@@ -105,10 +105,12 @@ class Matcher:
 
         image: HxW mono or HxWx3 BGR, uint8/uint16/float32/float64 (floats in [0, 1]).
         Raises ImageError for an empty image, a wrong shape or channel count, NaN/inf values or
-        an unsupported dtype. Its `timings` hold the seconds spent ('preprocess', 'model').
+        an unsupported dtype; ImageTooLargeError above config.max_image_pixels. Its `timings`
+        hold the seconds spent ('preprocess', 'model').
         """
         start = time.perf_counter()
-        normalized = normalize_image(image, self.backend.grayscale)
+        normalized = normalize_image(image, self.backend.grayscale,
+                                     self.config.max_image_pixels)
         transform = ImageTransform.create(image_size(image), self.long_side, self.backend.stride)
         model_input = resize_and_pad(normalized, transform)
         if model_input.ndim == 2:

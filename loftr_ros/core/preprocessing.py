@@ -8,12 +8,12 @@ Padding is added on the right and bottom only, so it never moves a coordinate; a
 model places in the padding has no pixel in the original image and is dropped.
 """
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 
-from loftr_ros.core.errors import ImageError
+from loftr_ros.core.errors import ImageError, ImageTooLargeError
 
 # Integer dtypes and the value that maps to 1.0.
 _INTEGER_FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
@@ -78,12 +78,23 @@ def image_size(image: np.ndarray) -> Tuple[int, int]:
     return int(image.shape[1]), int(image.shape[0])
 
 
-def normalize_image(image: np.ndarray, grayscale: bool) -> np.ndarray:
+def check_image_pixels(width: int, height: int, max_pixels: Optional[int], what: str = 'image'):
+    """ImageTooLargeError when a `width` x `height` image is above `max_pixels` (None: no
+    limit)."""
+    if max_pixels is not None and width * height > max_pixels:
+        msg = (f'{width}x{height} {what} has {width * height / 1e6:.1f} MP, above the limit '
+               f'max_image_pixels = {max_pixels} ({max_pixels / 1e6:.1f} MP)')
+        raise ImageTooLargeError(msg)
+
+
+def normalize_image(image: np.ndarray, grayscale: bool,
+                    max_pixels: Optional[int] = None) -> np.ndarray:
     """Validate an input image and return it as float32 in [0, 1]: HxW when `grayscale`, else
     HxWx3 in RGB order.
 
     Accepted: HxW (mono), HxWx1, HxWx3 (BGR, OpenCV order) or HxWx4 (BGRA, alpha ignored);
-    dtype uint8 (/255), uint16 (/65535), float32/float64 (taken as [0, 1], clipped).
+    dtype uint8 (/255), uint16 (/65535), float32/float64 (taken as [0, 1], clipped); at most
+    `max_pixels` pixels (ImageTooLargeError, before any copy).
     """
     if not isinstance(image, np.ndarray):
         msg = f'image must be a numpy array, got {type(image).__name__}'
@@ -97,6 +108,7 @@ def normalize_image(image: np.ndarray, grayscale: bool) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
         msg = f'image must have 1, 3 (BGR) or 4 (BGRA) channels, got {image.shape[2]}'
         raise ImageError(msg)
+    check_image_pixels(*image_size(image), max_pixels)
     if image.dtype in _INTEGER_FULL_SCALE:
         # Division (not multiplication by the reciprocal) gives the same values as the
         # reference pipelines' x / 255.

@@ -1,5 +1,6 @@
 """Image conversion against rosbags-image (an independent implementation) and against the
 pixels the messages were made from, on a real photo."""
+import io
 from types import SimpleNamespace
 
 import cv2
@@ -8,7 +9,8 @@ import pytest
 from rosbags.image import message_to_cvimage
 from skimage import data as skdata
 
-from loftr_ros.core.errors import ImageError
+from loftr_ros.core.config import MatcherConfig
+from loftr_ros.core.errors import ImageError, ImageTooLargeError
 from loftr_ros.core.image_conversion import (SUPPORTED_ENCODINGS, image_from_compressed_msg,
                                              image_from_msg, image_to_msg_fields)
 
@@ -208,15 +210,98 @@ def test_truncated_jpeg_is_reported(photo_bgr):
         image_from_compressed_msg(msg)
 
 
-@pytest.mark.parametrize('cut', ['truncated', 'garbage'])
-def test_corrupt_png_is_reported(photo_bgr, cut):
+@pytest.mark.parametrize('cut, reason', [
+    ('truncated', "corrupt PNG: OSError: image file is truncated \\(\\d+ bytes, format 'png'\\)"),
+    ('flipped', 'corrupt PNG: OSError: broken data stream'),
+    ('garbage', "neither PNG nor JPEG .* \\(format 'png'\\)")])
+def test_corrupt_png_is_reported_without_decoder_noise(photo_bgr, cut, reason, capfd):
     msg = compressed(photo_bgr, '.png', 'png')
     if cut == 'truncated':
         msg.data = msg.data[: len(msg.data) // 2]
+    elif cut == 'flipped':
+        msg.data = msg.data.copy()
+        msg.data[len(msg.data) // 2] ^= 0x10
     else:
         msg.data = np.frombuffer(b'\x89PNG not really' * 20, np.uint8)
-    with pytest.raises(ImageError, match="corrupt or unsupported compressed image: OpenCV "
-                                         r"cannot decode \d+ bytes \(format 'png'\)"):
+    with pytest.raises(ImageError, match=reason):
+        image_from_compressed_msg(msg)
+    # libpng (through OpenCV) prints 'libpng error: ...' on stderr for each such frame.
+    assert capfd.readouterr().err == ''
+
+
+def test_corrupt_jpeg_scan_data_is_reported_though_libjpeg_decodes_it(photo_bgr, hostile_images,
+                                                                       capfd):
+    """Random bytes in the scan data, markers intact: OpenCV decodes a partly wrong image and
+    only libjpeg's stderr line tells; here the decoder's error state refuses it, silently."""
+    jpeg = hostile_images.corrupt_jpeg_scan(cv2.imencode('.jpg', photo_bgr)[1].tobytes())
+    assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED) is not None
+    assert 'Corrupt JPEG data' in capfd.readouterr().err
+    msg = SimpleNamespace(format='jpeg', data=np.frombuffer(jpeg, np.uint8))
+    with pytest.raises(ImageError, match="corrupt JPEG: Corrupt JPEG data: .* bytes, format "
+                                         "'jpeg'"):
+        image_from_compressed_msg(msg)
+    assert capfd.readouterr().err == ''
+
+
+def test_png_of_every_colour_type_decodes_like_opencv(photo_bgr):
+    from PIL import Image
+    rgb = Image.fromarray(np.ascontiguousarray(photo_bgr[:, :, ::-1]))
+    images = {'palette': rgb.quantize(64), 'bilevel': rgb.convert('1'),
+              'rgba': rgb.convert('RGBA'), 'grey': rgb.convert('L'),
+              'grey16': Image.fromarray(encode(photo_bgr, 'mono16'))}
+    for name, image in images.items():
+        buffer = io.BytesIO()
+        image.save(buffer, format='PNG')
+        data = np.frombuffer(buffer.getvalue(), np.uint8)
+        expected = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if expected.ndim == 3 and expected.shape[2] == 4:
+            expected = expected[:, :, :3]
+        decoded = image_from_compressed_msg(SimpleNamespace(format='png', data=data))
+        assert decoded.dtype == expected.dtype, name
+        np.testing.assert_array_equal(decoded, expected, err_msg=name)
+
+
+def test_images_above_the_limits_are_refused_before_decoding(hostile_images, monkeypatch):
+    import PIL.Image
+    import simplejpeg
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError('decoded an image above the limit')
+
+    for fmt, data in (('jpeg', hostile_images.uniform_gray_jpeg(20000, 20000)),
+                      ('png', hostile_images.uniform_gray_png(20000, 20000))):
+        msg = SimpleNamespace(format=fmt, data=np.frombuffer(data, np.uint8))
+        with monkeypatch.context() as patch:
+            patch.setattr(simplejpeg, 'decode_jpeg', no_decoding)
+            patch.setattr(PIL.Image, 'open', no_decoding)
+            with pytest.raises(ImageTooLargeError, match=(
+                    f'20000x20000 {fmt.upper()} has 400.0 MP, above the limit max_image_pixels '
+                    f'= 16777216 \\(16.8 MP\\)')) as error:
+                image_from_compressed_msg(msg, max_pixels=MatcherConfig().max_image_pixels)
+            assert error.value.cause == 'image_too_large'
+            with pytest.raises(ImageTooLargeError, match=f'{len(data)} bytes of compressed image, '
+                                                         'above the limit max_compressed_bytes'):
+                image_from_compressed_msg(msg, max_bytes=len(data) - 1)
+
+
+def test_the_pixel_limit_is_width_times_height(hostile_images):
+    msg = SimpleNamespace(format='jpeg', data=hostile_images.uniform_gray_jpeg(3000, 2000))
+    with pytest.raises(ImageTooLargeError, match='3000x2000 JPEG has 6.0 MP'):
+        image_from_compressed_msg(msg, max_pixels=5_999_999)
+    image = image_from_compressed_msg(msg, max_pixels=6_000_000)
+    assert image.shape == (2000, 3000) and image.min() == image.max() == 128
+    raw = make_msg(np.zeros((10, 8000), np.uint8), 'mono8')
+    raw.height = 8000  # 640 kB of data for 64 MB of pixels: the size alone refuses it
+    with pytest.raises(ImageTooLargeError, match='8000x8000 mono8 image has 64.0 MP'):
+        image_from_msg(raw, max_pixels=MatcherConfig().max_image_pixels)
+
+
+def test_jpeg_with_too_many_scans_is_refused(photo_bgr):
+    jpeg = cv2.imencode('.jpg', photo_bgr)[1].tobytes()
+    # Scan markers packed into a comment segment: what the count sees of 150 tiny scans.
+    comment = b'\xff\xfe' + (2 + 300).to_bytes(2, 'big') + b'\xff\xda' * 150
+    msg = SimpleNamespace(format='jpeg', data=jpeg[:2] + comment + jpeg[2:])
+    with pytest.raises(ImageError, match='JPEG with 151 scans, more than 100'):
         image_from_compressed_msg(msg)
 
 

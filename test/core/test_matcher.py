@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from loftr_ros.core.config import MatcherConfig
-from loftr_ros.core.errors import ConfigError, ImageError
+from loftr_ros.core.errors import ConfigError, ImageError, ImageTooLargeError
 from loftr_ros.core.matcher import Matcher
 
 
@@ -160,6 +160,20 @@ def test_bad_images_raise_image_error(matcher, image, message):
         matcher.prepare(image)
     with pytest.raises(ImageError, match=message):
         matcher.match(np.zeros((10, 10), np.uint8), image)
+
+
+def test_images_above_the_pixel_limit_are_refused_before_any_copy():
+    limited = Matcher(MatcherConfig(backend='opencv', warmup=False, max_image_pixels=100 * 99))
+    limited.prepare(np.zeros((99, 100), np.uint8))
+    # A read-only broadcast view of 4 GB: normalizing it would allocate 16 GB of float32.
+    huge = np.broadcast_to(np.zeros(1, np.uint8), (65536, 65536))
+    for image in (np.zeros((100, 100), np.uint8), huge):
+        with pytest.raises(ImageTooLargeError, match='above the limit max_image_pixels = 9900'):
+            limited.prepare(image)
+    with pytest.raises(ImageTooLargeError, match='65536x65536 image has 4295.0 MP'):
+        Matcher(MatcherConfig(backend='opencv', warmup=False)).match(huge, huge)
+    with pytest.raises(ConfigError, match=r'max_image_pixels must be in \[1, '):
+        MatcherConfig(max_image_pixels=0)
 
 
 def test_prepared_image_of_another_matcher_is_refused(matcher):

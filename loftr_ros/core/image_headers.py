@@ -1,0 +1,108 @@
+"""The size of a compressed image from its header, read before anything is decoded.
+
+A 20000x20000 PNG is a few hundred kilobytes and decodes to gigabytes: the size the format
+header declares is what a limit can check first. Only the two formats of image_transport's
+`compressed` plugin are read, PNG (the IHDR chunk, which must come first) and JPEG (the first
+SOFn frame header, found by walking the marker segments); any bytes, garbage or cut short, give
+a header or an ImageError, never another exception.
+"""
+import struct
+from dataclasses import dataclass
+
+from loftr_ros.core.errors import ImageError
+
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+JPEG_SOI = b'\xff\xd8'
+# Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic).
+# 0xC4 (DHT), 0xC8 (JPG) and 0xCC (DAC) share the range but are not frame headers.
+_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
+                       0xCE, 0xCF))
+_JPEG_SOS = 0xDA
+# Markers without a length field: TEM and the restart markers (SOI and EOI end the walk).
+_JPEG_STANDALONE = frozenset((0x01, *range(0xD0, 0xD8)))
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    format: str        # 'png' or 'jpeg'
+    width: int
+    height: int
+    channels: int      # as stored (a palette PNG has 1; a CMYK JPEG 4)
+    bit_depth: int     # bits per channel sample
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def compressed_image_format(data) -> str:
+    """'png' or 'jpeg' from the leading bytes, '' for anything else."""
+    head = bytes(memoryview(data)[:8])
+    if head == PNG_SIGNATURE:
+        return 'png'
+    if head[:2] == JPEG_SOI:
+        return 'jpeg'
+    return ''
+
+
+def read_image_header(data) -> ImageHeader:
+    """The header of PNG or JPEG `data` (any buffer); ImageError naming what is wrong when the
+    bytes are neither, or the header is cut short or malformed."""
+    view = memoryview(data).cast('B') if memoryview(data).format != 'B' else memoryview(data)
+    kind = compressed_image_format(view)
+    if kind == 'png':
+        return _png_header(view)
+    if kind == 'jpeg':
+        return _jpeg_header(view)
+    raise ImageError(f'neither PNG nor JPEG (starts with {bytes(view[:8]).hex(" ")})')
+
+
+def _png_header(view: memoryview) -> ImageHeader:
+    # Signature, then the IHDR chunk: length 13, type, width, height, depth, colour type, ...
+    if len(view) < 8 + 8 + 13:
+        raise ImageError(f'PNG cut short in its header ({len(view)} bytes)')
+    length, kind, width, height, depth, colour = struct.unpack('>I4sIIBB', view[8:26])
+    if kind != b'IHDR' or length != 13:
+        raise ImageError('PNG does not start with an IHDR chunk')
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour)
+    if channels is None or depth not in (1, 2, 4, 8, 16):
+        raise ImageError(f'PNG header has colour type {colour} and bit depth {depth}')
+    if not 0 < width < 2**31 or not 0 < height < 2**31:
+        raise ImageError(f'PNG header declares a {width}x{height} image')
+    return ImageHeader('png', width, height, channels, depth)
+
+
+def _jpeg_header(view: memoryview) -> ImageHeader:
+    position, size = 2, len(view)
+    while position + 2 <= size:
+        if view[position] != 0xFF:
+            raise ImageError(f'JPEG header is corrupt: no marker at byte {position}')
+        marker = view[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            position += 2
+            continue
+        if marker in (0xD8, 0xD9):
+            raise ImageError(f'JPEG header is corrupt: marker 0x{marker:02X} before any frame')
+        if position + 4 > size:
+            break
+        length = (view[position + 2] << 8) | view[position + 3]
+        if length < 2:
+            raise ImageError(f'JPEG header is corrupt: segment length {length} at byte '
+                             f'{position}')
+        if marker in _JPEG_SOF:
+            if position + 10 > size or length < 8:
+                break
+            depth, height, width, channels = struct.unpack(
+                '>BHHB', view[position + 4:position + 10])
+            if height == 0 or width == 0:
+                # Height 0 defers it to a DNL marker after the scan, which no decoder here
+                # supports: the size is unknown until then.
+                raise ImageError(f'JPEG frame header declares a {width}x{height} image')
+            return ImageHeader('jpeg', width, height, channels, depth)
+        if marker == _JPEG_SOS:
+            raise ImageError('JPEG has no frame header before its scan data')
+        position += 2 + length
+    raise ImageError(f'JPEG cut short before its frame header ({size} bytes)')

@@ -41,7 +41,8 @@ class Frame:
 
     @cached_property
     def image(self) -> np.ndarray:
-        """The decoded image (ImageError naming the topic and index when it cannot be)."""
+        """The decoded image (ImageError naming the topic, index and cause when it cannot
+        be)."""
         return self.decode_image()
 
 
@@ -62,20 +63,29 @@ def _reader_errors():
             struct.error, EOFError, OSError, ValueError, IndexError, KeyError)
 
 
-def _decode_image(msg, compressed: bool, name: str) -> np.ndarray:
+def _decode_image(msg, compressed: bool, name: str, max_pixels: Optional[int],
+                  max_compressed_bytes: Optional[int]) -> np.ndarray:
     try:
-        image = image_from_compressed_msg(msg) if compressed else image_from_msg(msg)
+        image = (image_from_compressed_msg(msg, max_pixels, max_compressed_bytes) if compressed
+                 else image_from_msg(msg, max_pixels))
     except ImageError as error:
-        raise ImageError(f'{name}: {error}') from None
+        # The same class (ImageTooLargeError counts apart), named like the node's warnings.
+        raise type(error)(f'{name}: {error.cause}: {error}') from None
     # A copy: the decoder's raw images are views of the bag reader's message buffer.
     return np.array(image)
 
 
 class BagReader:
-    """Context manager over one bag (a rosbag2 directory or file, or a ROS 1 ``.bag``)."""
+    """Context manager over one bag (a rosbag2 directory or file, or a ROS 1 ``.bag``).
 
-    def __init__(self, path):
+    Images above `max_image_pixels` or `max_compressed_bytes` (the matcher configuration's
+    limits; None: none) are refused before they are decoded, as the node refuses them."""
+
+    def __init__(self, path, max_image_pixels: Optional[int] = None,
+                 max_compressed_bytes: Optional[int] = None):
         self.path = Path(path)
+        self.max_image_pixels = max_image_pixels
+        self.max_compressed_bytes = max_compressed_bytes
         self._reader = None
 
     def __enter__(self):
@@ -163,7 +173,8 @@ class BagReader:
         for topic, index, msg in self.messages(topics, start_s, end_s):
             compressed = kinds[topic].endswith('CompressedImage')
             yield Frame(topic, index, stamp_to_ns(msg.header.stamp), msg.header.frame_id,
-                        partial(_decode_image, msg, compressed, f'{topic} message {index}'))
+                        partial(_decode_image, msg, compressed, f'{topic} message {index}',
+                                self.max_image_pixels, self.max_compressed_bytes))
 
     def camera_model(self, topic: str) -> CameraModel:
         """The camera of the first sensor_msgs/CameraInfo on `topic`."""

@@ -79,10 +79,11 @@ class PreparedPair(NamedTuple):
 
 
 def prepared_pairs(matcher: 'Matcher', pairs: Iterable[FramePair],
-                   on_skip: Callable[[str], None]) -> Iterator[PreparedPair]:
-    """Each pair, its images decoded and prepared. A pair with an image that does not decode or
-    that the Matcher refuses is skipped and `on_skip` gets a message naming the frame and the
-    cause: one bad frame does not end a run. A frame that ends one pair and starts the next
+                   on_skip: Callable[[ImageError], None]) -> Iterator[PreparedPair]:
+    """Each pair, its images decoded and prepared. A pair with an image that does not decode,
+    is above the limits or that the Matcher refuses is skipped and `on_skip` gets the
+    ImageError, its message naming the frame and its `cause` (bad_image, image_too_large): one
+    bad frame does not end a run. A frame that ends one pair and starts the next
     (consecutive mode) is prepared once and its features reused, as the node does. Match with
     `match_pair`."""
     last_frame, last_prepared = None, None
@@ -93,7 +94,7 @@ def prepared_pairs(matcher: 'Matcher', pairs: Iterable[FramePair],
             prepared0 = last_prepared if reused else _prepare(matcher, pair.frame0, image0)
             prepared1 = _prepare(matcher, pair.frame1, image1)
         except ImageError as error:
-            on_skip(str(error))
+            on_skip(error)
             last_frame = None
             continue
         last_frame, last_prepared = pair.frame1, prepared1
@@ -106,7 +107,8 @@ def _prepare(matcher: 'Matcher', frame, image: np.ndarray) -> 'PreparedImage':
     try:
         return matcher.prepare(image)
     except ImageError as error:
-        raise ImageError(f'{frame.topic} message {frame.index}: {error}') from None
+        raise type(error)(f'{frame.topic} message {frame.index}: {error.cause}: {error}'
+                          ) from None
 
 
 def match_pair(matcher: 'Matcher', prepared: PreparedPair, camera0: Optional[CameraModel] = None,

@@ -2,10 +2,12 @@
 arguments, the :class:`~loftr_ros.core.replay.ReplayOptions` and matcher runs these give, and
 the warning for a skipped pair. The replay itself is :mod:`loftr_ros.core.replay`."""
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Callable, List, Tuple
 
 from loftr_ros.core.config import MatcherConfig, load_matcher_config
+from loftr_ros.core.errors import ImageError
 from loftr_ros.core.replay import MODES, ReplayOptions
 from loftr_ros.tools.arguments import add_matcher_arguments
 
@@ -56,9 +58,17 @@ def run_configs(args) -> List[Tuple[str, MatcherConfig]]:
     return runs
 
 
-def warn_skipped(skipped: List[str]) -> Callable[[str], None]:
-    """An `on_skip` for prepared_pairs: a warning on stderr, the message kept in `skipped`."""
-    def warn(message: str):
-        print(f'\nwarning: pair skipped: {message}', file=sys.stderr)
-        skipped.append(message)
+def warn_skipped(skipped: List[ImageError]) -> Callable[[ImageError], None]:
+    """An `on_skip` for prepared_pairs: a warning on stderr, the error kept in `skipped`."""
+    def warn(error: ImageError):
+        print(f'\nwarning: pair skipped: {error}', file=sys.stderr)
+        skipped.append(error)
     return warn
+
+
+def skipped_summary(skipped: List[ImageError]) -> str:
+    """'N pair(s) skipped (cause count, ...) ...' for the final report."""
+    causes = Counter(error.cause for error in skipped)
+    counts = ', '.join(f'{cause} {count}' for cause, count in sorted(causes.items()))
+    return (f'{len(skipped)} pair(s) skipped ({counts}) for an image that does not decode, is '
+            'above the limits or that the matcher refuses')

@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -19,13 +20,13 @@ import numpy as np
 
 from loftr_ros.core.bag import CAMERA_INFO_TYPE, BagReader
 from loftr_ros.core.camera import StereoCalibration, load_euroc_calibration
-from loftr_ros.core.errors import ConfigError
+from loftr_ros.core.errors import ConfigError, ImageError
 from loftr_ros.core.metrics import CSV_COLUMNS, score_pair, summarize_metrics, table_rows
 from loftr_ros.core.replay import ReplayOptions, iterate_pairs, match_pair, prepared_pairs
 from loftr_ros.core.sync import StereoSynchronizer
 from loftr_ros.core.trajectory import load_trajectory
 from loftr_ros.tools.bag_replay import (add_pairing_arguments, replay_options, run_configs,
-                                        warn_skipped)
+                                        skipped_summary, warn_skipped)
 
 
 def add_arguments(parser):
@@ -202,17 +203,19 @@ def run(args) -> int:
     total = _count_pairs(args.bag, options)
     output.mkdir(parents=True, exist_ok=True)
     summaries, partial = [], False
+    skipped_by_run: Dict[str, List[ImageError]] = {}
     for label, config in runs:
         matcher = Matcher(config)
         directory = output / label
         directory.mkdir(exist_ok=True)
         rows: List[Dict] = []
-        skipped: List[str] = []
+        skipped = skipped_by_run[label] = []
         progress = Progress(label, total)
         synchronizer = StereoSynchronizer(options.slop_ns)
         overlay_every = max(1, (total or 1) // max(args.overlays, 1))
         try:
-            with BagReader(args.bag) as reader:
+            with BagReader(args.bag, config.max_image_pixels,
+                           config.max_compressed_bytes) as reader:
                 pairs = prepared_pairs(matcher, iterate_pairs(reader, options, synchronizer),
                                        warn_skipped(skipped))
                 for number, prepared in enumerate(pairs):
@@ -230,7 +233,8 @@ def run(args) -> int:
             partial = True
         progress.finish()
         summary = summarize(rows, label, config, matcher.model_name)
-        summary['pairs_skipped'] = skipped
+        summary['pairs_skipped'] = [str(error) for error in skipped]
+        summary['pairs_skipped_by_cause'] = dict(Counter(error.cause for error in skipped))
         if stereo:
             summary['stereo_drops'] = dict(synchronizer.drops)
         summaries.append(summary)
@@ -246,10 +250,9 @@ def run(args) -> int:
     (output / 'summary.json').write_text(json.dumps(_json_safe(report), indent=2) + '\n')
     print(table)
     for summary in summaries:
-        if summary['pairs_skipped']:
-            print(f"{summary['label']}: {len(summary['pairs_skipped'])} pair(s) skipped for an "
-                  'image that does not decode or that the matcher refuses (summary.json: '
-                  'pairs_skipped)', file=sys.stderr)
+        if skipped_by_run[summary['label']]:
+            print(f"{summary['label']}: {skipped_summary(skipped_by_run[summary['label']])} "
+                  '(summary.json: pairs_skipped)', file=sys.stderr)
         missing = summary.get('pairs_without_ground_truth')
         if missing:
             print(f"{summary['label']}: {len(missing)} pair(s) outside the ground-truth stamp "

@@ -16,7 +16,7 @@ from loftr_ros.core.errors import BagError, ConfigError
 from loftr_ros.core.replay import iterate_pairs, match_pair, prepared_pairs
 from loftr_ros.core.stamps import duration_sec_nanosec, sec_nanosec
 from loftr_ros.tools.bag_replay import (add_pairing_arguments, replay_options, run_configs,
-                                        warn_skipped)
+                                        skipped_summary, warn_skipped)
 
 MATCHES_TYPE = 'loftr_ros/msg/Matches'
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
@@ -118,8 +118,9 @@ def run(args) -> int:
     written = 0
     skipped = []
     try:
-        with BagReader(args.bag) as reader, Writer(output, version=9,
-                                                   storage_plugin=plugin) as writer:
+        with BagReader(args.bag, config.max_image_pixels,
+                       config.max_compressed_bytes) as reader, Writer(
+                           output, version=9, storage_plugin=plugin) as writer:
             matches = writer.add_connection(args.matches_topic, MATCHES_TYPE,
                                             typestore=typestore)
             overlay = (writer.add_connection(args.overlay_topic, IMAGE_TYPE, typestore=typestore)
@@ -149,6 +150,5 @@ def run(args) -> int:
         raise BagError(f'cannot write bag {output}: {error}') from None
     sys.stderr.write('\n')
     print(f'wrote {written} Matches messages to {output} ({args.matches_topic})'
-          + (f'; {len(skipped)} pair(s) skipped for an image that does not decode or that '
-             'the matcher refuses' if skipped else ''))
+          + (f'; {skipped_summary(skipped)}' if skipped else ''))
     return 0

@@ -79,9 +79,9 @@ def test_only_the_frames_of_selected_pairs_are_decoded(tmp_path, stereo_views, m
     decoded = []
     decode = bag.image_from_msg
 
-    def recording_decode(msg):
+    def recording_decode(msg, *limits):
         decoded.append((msg.header.frame_id, stamp_to_ns(msg.header.stamp)))
-        return decode(msg)
+        return decode(msg, *limits)
 
     monkeypatch.setattr(bag, 'image_from_msg', recording_decode)
     with BagReader(path) as reader:

@@ -39,6 +39,6 @@ def test_a_frame_the_matcher_refuses_skips_its_pairs():
     assert [(p.pair.frame0, p.pair.frame1) for p in kept] == [(frames[0], frames[1]),
                                                                (frames[3], frames[4])]
     assert len(skipped) == 2
-    assert all(message.startswith('/cam0/image_raw message 2: ') and 'NaN' in message
-               for message in skipped)
+    assert all(str(error).startswith('/cam0/image_raw message 2: bad_image: ') and
+               'NaN' in str(error) and error.cause == 'bad_image' for error in skipped)
     assert [len(p.fresh) for p in kept] == [2, 2]  # frame 3 follows a skipped pair

@@ -8,11 +8,11 @@ from loftr_ros.core.image_conversion import image_to_msg_fields
 
 
 def write_image_bag(path, streams, storage='sqlite3', compressed=False, camera=None,
-                    corrupt_frames=()):
+                    corrupt_frames=(), frame_data=None):
     """Write {topic: [View, ...]} (and a camera_info per image topic when `camera` is given)
     into a rosbag2 (storage 'sqlite3' or 'mcap') or ROS 1 ('ros1') bag. Returns the path.
     With `compressed`, the frames whose index is in `corrupt_frames` get bytes that are no
-    image."""
+    image, and those in `frame_data` ({index: bytes}) the bytes given."""
     from rosbags.typesys import Stores, get_typestore
     typestore = get_typestore(Stores.ROS1_NOETIC if storage == 'ros1' else Stores.LATEST)
     types = typestore.types
@@ -47,6 +47,8 @@ def write_image_bag(path, streams, storage='sqlite3', compressed=False, camera=N
                     data = np.frombuffer(cv2.imencode('.png', view.image)[1], np.uint8)
                     if index in corrupt_frames:
                         data = np.frombuffer(b'\x89PNG truncated', np.uint8)
+                    if index in (frame_data or {}):
+                        data = np.frombuffer(frame_data[index], np.uint8)
                     msg = types[image_type](header=header(view.stamp_ns, frame_id),
                                             format='bgr8; png compressed bgr8', data=data)
                 else:

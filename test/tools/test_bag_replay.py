@@ -4,7 +4,9 @@ import subprocess
 import sys
 
 from loftr_ros.core.replay import ReplayOptions
-from loftr_ros.tools.bag_replay import add_pairing_arguments, replay_options, warn_skipped
+from loftr_ros.core.errors import ImageError, ImageTooLargeError
+from loftr_ros.tools.bag_replay import (add_pairing_arguments, replay_options, skipped_summary,
+                                        warn_skipped)
 
 
 def test_arguments_give_the_replay_options():
@@ -22,9 +24,14 @@ def test_arguments_give_the_replay_options():
 
 def test_a_skipped_pair_is_warned_about_and_kept(capsys):
     skipped = []
-    warn_skipped(skipped)('/cam0/image_raw message 2: image has NaN pixels')
-    assert skipped == ['/cam0/image_raw message 2: image has NaN pixels']
+    too_large = ImageTooLargeError('/cam0/image_raw message 3: image_too_large: 8000x8000')
+    warn_skipped(skipped)(ImageError('/cam0/image_raw message 2: bad_image: NaN pixels'))
+    warn_skipped(skipped)(too_large)
+    assert [str(error) for error in skipped] == [
+        '/cam0/image_raw message 2: bad_image: NaN pixels', str(too_large)]
     assert 'warning: pair skipped: /cam0/image_raw message 2' in capsys.readouterr().err
+    assert skipped_summary(skipped).startswith(
+        '2 pair(s) skipped (bad_image 1, image_too_large 1)')
 
 
 def test_record_does_not_import_evaluate():

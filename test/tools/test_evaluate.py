@@ -194,9 +194,33 @@ def test_undecodable_image_skips_its_pairs_and_is_reported(tmp_path, sequence_vi
     run = json.loads((tmp_path / 'out' / 'summary.json').read_text())['runs'][0]
     assert run['pairs'] == 5
     assert len(run['pairs_skipped']) == 2
-    assert all('/cam0/image_raw' in message and '5' in message
+    assert all(message.startswith('/cam0/image_raw message 5: bad_image: neither PNG nor JPEG')
                for message in run['pairs_skipped'])
-    assert '2 pair(s) skipped' in capsys.readouterr().err
+    assert '2 pair(s) skipped (bad_image 2)' in capsys.readouterr().err
+
+
+def test_oversized_and_corrupt_frames_are_skipped_with_their_cause(
+        tmp_path, sequence_views, image_bag_writer, hostile_images, capfd):
+    """A 20000x20000 PNG (0.4 MB, 400 MB decoded) is refused from its header, a JPEG with
+    corrupt scan data by the decoder: both skip their pairs, each counted under its cause."""
+    jpeg = cv2.imencode('.jpg', sequence_views[5].image)[1].tobytes()
+    bag = image_bag_writer(tmp_path / 'bag', {'/cam0/image_raw': sequence_views},
+                           compressed=True, frame_data={
+                               2: hostile_images.uniform_gray_png(20000, 20000),
+                               5: hostile_images.corrupt_jpeg_scan(jpeg)})
+    rc = main(['eval', str(bag), '--mode', 'consecutive', '--topic', '/cam0/image_raw',
+               '--backend', 'opencv', '--overlays', '0', '-o', str(tmp_path / 'out')])
+    assert rc == 0
+    run = json.loads((tmp_path / 'out' / 'summary.json').read_text())['runs'][0]
+    assert run['pairs'] == 3
+    assert run['pairs_skipped_by_cause'] == {'image_too_large': 2, 'bad_image': 2}
+    assert run['pairs_skipped'][0].startswith(
+        '/cam0/image_raw message 2: image_too_large: 20000x20000 PNG has 400.0 MP')
+    assert run['pairs_skipped'][2].startswith(
+        '/cam0/image_raw message 5: bad_image: corrupt JPEG: Corrupt JPEG data')
+    err = capfd.readouterr().err  # the file descriptor: libjpeg writes there, not to sys.stderr
+    assert '4 pair(s) skipped (bad_image 2, image_too_large 2)' in err
+    assert 'Corrupt JPEG data' not in err.replace('corrupt JPEG: Corrupt JPEG data', '')
 
 
 EXTRACT_S = 0.2

@@ -96,7 +96,8 @@ def test_record_skips_pairs_with_an_undecodable_image(tmp_path, sequence_views,
                '--backend', 'opencv', '-o', str(output)])
     assert rc == 0
     captured = capsys.readouterr()
-    assert 'wrote 5 Matches messages' in captured.out and '2 pair(s) skipped' in captured.out
+    assert 'wrote 5 Matches messages' in captured.out
+    assert '2 pair(s) skipped (bad_image 2)' in captured.out
     assert captured.err.count('warning: pair skipped: /cam0/image_raw') == 2
     with AnyReader([output]) as reader:
         assert sum(1 for _ in reader.messages()) == 5

@@ -4,6 +4,7 @@ The subscription callbacks and the worker count into one :class:`Statistics`; a 
 into a ``diagnostic_msgs/DiagnosticStatus`` (:class:`DiagnosticsReport`) with the rates since
 the previous report and percentiles of the recent samples.
 """
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -14,12 +15,17 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 # Latency/match-count samples kept for the diagnostics percentiles.
 STATS_WINDOW = 200
-# Seconds between two warnings with the same topic and cause.
+# Seconds between two warnings with the same topic, cause and reason.
 WARN_THROTTLE_S = 5.0
 # Latency is the node's ROS clock at publication minus the image stamp. A stamp further from
 # that clock than this comes from another clock (a bag played without --clock or a node without
 # use_sim_time, /clock not yet received, a camera clock never synchronised): not a latency.
 MAX_LATENCY_S = 60.0
+# Throttle keys (topic, cause, reason) kept apart at most; see ThrottledWarnings.
+MAX_THROTTLE_KEYS = 256
+# Longest warning text logged (input-controlled strings such as an encoding can be megabytes).
+MAX_WARNING_CHARS = 500
+_NUMBERS = re.compile(r'[-+]?\d+(\.\d+)?(e[-+]?\d+)?')
 
 
 def diagnostics_status_name(node: str) -> str:
@@ -93,9 +99,10 @@ class DiagnosticsReport:
         self._last = (time.monotonic(), 0, 0, 0)  # (time, frames, jobs, processed)
 
     def status(self, identity: Mapping[str, str], hardware_id: str,
-               other_drops: Counter) -> DiagnosticStatus:
-        """The status now. `identity`: the first values (mode, model, device, config_id);
-        `other_drops`: drops counted outside the Statistics (the stereo synchronizer's)."""
+               other_drops: Counter, input_publishers: int = 0) -> DiagnosticStatus:
+        """The status now. `identity`: the first values (mode, model, device, config_id, ...);
+        `other_drops`: drops counted outside the Statistics (the stereo synchronizer's);
+        `input_publishers`: publishers matched on the image topics (all of them)."""
         now = time.monotonic()
         stats = self.stats
         with stats.lock:
@@ -134,7 +141,15 @@ class DiagnosticsReport:
         values.update({f'drops.{cause}': str(number) for cause, number in sorted(drops.items())})
         level = DiagnosticStatus.OK
         message = 'matching'
-        if frames == last_frames:
+        if frames == last_frames and input_publishers:
+            # What the node can tell of images DDS does not deliver: with the shipped
+            # shared-memory profile a sample larger than its segment never arrives, silently.
+            level, message = DiagnosticStatus.WARN, (
+                f'no input images, though {input_publishers} publisher(s) are matched: if they '
+                f'publish, their images may be larger than DDS delivers (the shared-memory '
+                f'profile config/fastdds_local_shm.xml takes at most 32 MiB per message) or '
+                f'their QoS is incompatible')
+        elif frames == last_frames:
             level, message = DiagnosticStatus.WARN, 'no input images'
         elif processed == last_processed:
             level, message = DiagnosticStatus.WARN, 'input received but nothing matched'
@@ -147,19 +162,34 @@ class DiagnosticsReport:
 
 
 class ThrottledWarnings:
-    """Warnings at most every WARN_THROTTLE_S per (topic, cause), each with the number of
-    repeats it stood for."""
+    """Warnings at most every WARN_THROTTLE_S per (topic, cause, reason), each with the number
+    of repeats it stood for.
+
+    The reason is the text with its numbers taken out, so that one check's messages share a
+    throttle whatever sizes or stamps they name, and a second, different reason of the same
+    cause still shows. Input can vary the text without end (an encoding name, a format
+    string), so after MAX_THROTTLE_KEYS keys the new reasons of a (topic, cause) share one
+    throttle: the table and the log stay bounded.
+    """
 
     def __init__(self, logger):
         self.logger = logger
-        self._warned: Dict[tuple, tuple] = {}  # (topic, cause) -> (last time, suppressed)
+        self._lock = threading.Lock()
+        # (topic, cause, reason or None) -> (last time, suppressed)
+        self._warned: Dict[tuple, tuple] = {}
 
     def warn(self, topic: str, cause: str, text: str):
+        if len(text) > MAX_WARNING_CHARS:
+            text = f'{text[:MAX_WARNING_CHARS]}... ({len(text)} characters)'
+        key = (topic, cause, _NUMBERS.sub('#', text))
         now = time.monotonic()
-        last, suppressed = self._warned.get((topic, cause), (-1e9, 0))
-        if now - last < WARN_THROTTLE_S:
-            self._warned[(topic, cause)] = (last, suppressed + 1)
-            return
+        with self._lock:
+            if key not in self._warned and len(self._warned) >= MAX_THROTTLE_KEYS:
+                key = (topic, cause, None)
+            last, suppressed = self._warned.get(key, (-1e9, 0))
+            if now - last < WARN_THROTTLE_S:
+                self._warned[key] = (last, suppressed + 1)
+                return
+            self._warned[key] = (now, 0)
         more = f' ({suppressed} more since the last warning)' if suppressed else ''
         self.logger.warning(f'{topic}: {cause}: {text}{more}')
-        self._warned[(topic, cause)] = (now, 0)

@@ -1,10 +1,15 @@
 """The diagnostics report on its own: which samples are latencies and what the status says
-about stamps from another clock (the node over DDS: test_node_sim_time.py)."""
+about stamps from another clock (the node over DDS: test_node_sim_time.py) or about matched
+publishers whose images never arrive; the throttled warnings: one per topic, cause and reason,
+bounded under varied input."""
 from collections import Counter
 
+import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from loftr_ros.ros.diagnostics import MAX_LATENCY_S, DiagnosticsReport, Statistics
+from loftr_ros.ros import diagnostics
+from loftr_ros.ros.diagnostics import (MAX_LATENCY_S, MAX_THROTTLE_KEYS, DiagnosticsReport,
+                                       Statistics, ThrottledWarnings)
 
 
 def report(latencies, clock='system_time'):
@@ -38,3 +43,58 @@ def test_stamps_from_another_clock_are_counted_and_reported_not_averaged():
     # The latest pair decides: back on the clock, the warning goes.
     status, _ = report([-1.4e9, 0.1], clock='sim_time')
     assert status.level == DiagnosticStatus.OK
+
+
+class Log:
+    """The logger boundary: what would reach the console."""
+
+    def __init__(self):
+        self.lines = []
+
+    def warning(self, text):
+        self.lines.append(text)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(diagnostics.time, 'monotonic', lambda: now[0])
+    return now
+
+
+def test_a_second_reason_of_a_cause_is_not_hidden_and_numbers_do_not_make_one(clock):
+    log = Log()
+    warnings = ThrottledWarnings(log)
+    warnings.warn('/image', 'bad_image', 'truncated data: 1000 bytes, but 307200')
+    warnings.warn('/image', 'bad_image', 'truncated data: 999 bytes, but 307200')
+    warnings.warn('/image', 'bad_image', "unsupported encoding 'nv21'")
+    warnings.warn('/left/image', 'bad_image', 'truncated data: 5 bytes, but 307200')
+    assert log.lines == ['/image: bad_image: truncated data: 1000 bytes, but 307200',
+                         "/image: bad_image: unsupported encoding 'nv21'",
+                         '/left/image: bad_image: truncated data: 5 bytes, but 307200']
+    clock[0] += diagnostics.WARN_THROTTLE_S
+    warnings.warn('/image', 'bad_image', 'truncated data: 7 bytes, but 307200')
+    assert log.lines[-1] == ('/image: bad_image: truncated data: 7 bytes, but 307200 (1 more '
+                             'since the last warning)')
+
+
+def test_endless_reasons_share_one_throttle_and_long_texts_are_cut(clock):
+    log = Log()
+    warnings = ThrottledWarnings(log)
+    for index in range(10_000):  # an attacker's encoding names
+        warnings.warn('/image', 'bad_image', f"unsupported encoding 'x{chr(65 + index % 26)}"
+                                             f"{chr(65 + index // 26 % 26)}{index // 676}'")
+    assert len(warnings._warned) == MAX_THROTTLE_KEYS + 1
+    assert len(log.lines) == MAX_THROTTLE_KEYS + 1
+    warnings.warn('/image', 'duplicate', 'x' * 100_000)
+    assert log.lines[-1].endswith('... (100000 characters)') and len(log.lines[-1]) < 600
+
+
+def test_publishers_without_images_are_named_in_the_status():
+    report = DiagnosticsReport(Statistics(), 'matcher')
+    identity = {'mode': 'consecutive'}
+    status = report.status(identity, 'cpu', Counter(), input_publishers=1)
+    assert status.level == DiagnosticStatus.WARN
+    assert status.message.startswith('no input images, though 1 publisher(s) are matched')
+    assert '32 MiB' in status.message
+    assert report.status(identity, 'cpu', Counter()).message == 'no input images'

@@ -31,8 +31,10 @@ class ParameterSpec:
         return not self.setting.runtime
 
     def descriptor(self) -> ParameterDescriptor:
+        # Dynamic typing hands a value of the wrong type to `check`, which names the parameter
+        # and both types in words; rclpy's own check says only "expected '3' got '2'".
         descriptor = ParameterDescriptor(description=self.setting.describe(),
-                                         read_only=self.read_only)
+                                         read_only=self.read_only, dynamic_typing=True)
         if self.setting.value_range is not None:
             low, high = self.setting.value_range
             if isinstance(self.default, float):
@@ -45,7 +47,25 @@ class ParameterSpec:
 
     def check(self, value) -> Optional[str]:
         """None when `value` is valid, else the reason it is not."""
+        expected = type(self.default)
+        if type(value) is not expected:  # bool is an int to isinstance
+            return (f'{self.name} must be {_TYPE_WORDS[expected]}, got '
+                    f'{_value_in_words(value)}')
         return self.setting.check(self.name, value)
+
+
+_TYPE_WORDS = {bool: 'a boolean (true or false)', int: 'an integer',
+               float: 'a double (a number with a decimal point, such as 1.0)', str: 'a string'}
+
+
+def _value_in_words(value) -> str:
+    if value is None:
+        return 'no value'
+    if type(value) in _TYPE_WORDS:
+        kind = _TYPE_WORDS[type(value)].split(' (')[0].split(' ', 1)[1]
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)
+        return f'the {kind} {shown[:100]}'
+    return f'a {type(value).__name__} value'
 
 
 def _node_parameter(name, default, help, **values) -> ParameterSpec:

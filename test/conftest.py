@@ -130,11 +130,13 @@ def uniform_gray_png(width: int, height: int) -> bytes:
 
 
 def corrupt_jpeg_scan(jpeg: bytes, seed: int = 0) -> bytes:
-    """`jpeg` with 64 bytes of its scan data replaced by random bytes, markers intact: libjpeg
-    still decodes it (with a warning), into a partly wrong image."""
+    """`jpeg` with 64 bytes in its scan data replaced by random bytes around a stray restart
+    marker (what a bit error in transit or a bad sensor buffer leaves), the end-of-image marker
+    intact: libjpeg still decodes it, with a warning, into a partly grey image."""
     data = bytearray(jpeg)
     start = data.index(b'\xff\xda') + 400
     data[start:start + 64] = np.random.default_rng(seed).integers(0, 256, 64, np.uint8).tobytes()
+    data[start + 32:start + 34] = b'\xff\xd3'
     return bytes(data)
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import threading
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
@@ -65,6 +66,28 @@ class Reference:
     prepared: Any          # Matcher.prepare() output: its features are computed once
 
 
+# What each drop the stereo synchronizer counts means (loftr_ros.core.sync).
+SYNC_DROPS = {'duplicate': 'stamp {} ns repeated',
+              'no_partner': 'the other side moved past without a frame within stereo.slop',
+              'queue_full': 'more than stereo.queue_size frames waiting for a partner'}
+
+
+class _FrameImageError(Exception):
+    """An ImageError of one frame of a pair, with that frame's topic."""
+
+    def __init__(self, topic: str, error: ImageError):
+        super().__init__(topic, error)
+        self.topic, self.error = topic, error
+
+
+def _error_in_words(error: Exception) -> str:
+    """'TypeName: message (at file:line in function)' of an unexpected exception."""
+    where = traceback.extract_tb(error.__traceback__)
+    at = f' (at {where[-1].filename.rsplit("/", 1)[-1]}:{where[-1].lineno} in ' \
+         f'{where[-1].name})' if where else ''
+    return f'{type(error).__name__}: {error}{at}'
+
+
 class MatcherNode(Node):
 
     def __init__(self, **kwargs):
@@ -88,10 +111,12 @@ class MatcherNode(Node):
 
         self._pending = None          # newest job not yet taken by the worker
         self._reset_requested = False
-        self.worker_failed = False
         self._reference: Optional[Reference] = None
         self._last_stamp: Dict[str, int] = {}
         self._cameras: Dict[int, CameraModel] = {}
+        self._camera_info_topics: Dict[int, str] = {}
+        # What the last Matches' geometry was and, when it is not the configured one, why.
+        self.geometry_status = ''
         slop_ns = int(round(self._param('stereo.slop') * 1e9))
         self._sync = StereoSynchronizer(slop_ns, self._param('stereo.queue_size'))
 
@@ -173,7 +198,8 @@ class MatcherNode(Node):
                 self._image_qos, callback_group=self._input_group)
             if self._param('use_camera_info'):
                 # 'image' -> 'camera_info', 'left/image' -> 'left/camera_info'
-                info_topic = base[:-len('image')] + 'camera_info'
+                info_topic = self.resolve_topic_name(base[:-len('image')] + 'camera_info')
+                self._camera_info_topics[side] = info_topic
                 self.create_subscription(
                     CameraInfo, info_topic,
                     lambda msg, side=side, topic=info_topic: self._on_camera_info(msg, side,
@@ -188,22 +214,26 @@ class MatcherNode(Node):
                 msg.k, msg.d, msg.width, msg.height, msg.distortion_model)
         except ConfigError as error:
             self._stats.drop('bad_camera_info')
-            self._warnings.warn(topic, 'bad_camera_info', str(error))
+            kept = 'the previous calibration is kept' if side in self._cameras else (
+                'no calibration yet')
+            self._warnings.warn(topic, 'bad_camera_info', f'{error}; {kept}')
 
     def _on_image(self, msg, side, topic):
         received = time.monotonic()
         self._stats.count('frames')
+        config = self._matcher.config
         try:
             if isinstance(msg, CompressedImage):
-                image = image_from_compressed_msg(msg)
+                image = image_from_compressed_msg(msg, config.max_image_pixels,
+                                                  config.max_compressed_bytes)
             else:
-                image = image_from_msg(msg)
+                image = image_from_msg(msg, config.max_image_pixels)
         except ImageError as error:
-            self._stats.drop('bad_image')
-            self._warnings.warn(topic, 'bad_image', f'{error}; frame skipped')
+            self._stats.drop(error.cause)
+            self._warnings.warn(topic, error.cause, f'{error}; frame skipped')
             return
         stamp_ns = stamp_to_ns(msg.header.stamp)
-        frame = Frame(topic, msg.header, stamp_ns, image, received, self._cameras.get(side))
+        frame = Frame(topic, msg.header, stamp_ns, image, received, self._camera_for(side, image))
         last = self._last_stamp.get(topic)
         self._last_stamp[topic] = stamp_ns
         if self.mode == 'consecutive':
@@ -216,18 +246,39 @@ class MatcherNode(Node):
                 self._request_reset(topic, last, stamp_ns)
             self._submit(frame)
             return
-        resets = self._sync.resets
+        resets, drops = self._sync.resets, Counter(self._sync.drops)
         pairs = self._sync.add(side, stamp_ns, frame)
         if self._sync.resets != resets:
             self._request_reset(topic, last, stamp_ns)
+        # The synchronizer counts its own drops: each is said here like the node's, on the
+        # topic of the frames dropped (no_partner: the other side's).
+        for cause, number in (self._sync.drops - drops).items():
+            if cause != 'stamp_reset':  # the reset has its own warning
+                dropped = self._input_topics[1 - side] if cause == 'no_partner' else topic
+                self._warnings.warn(dropped, cause, f'{SYNC_DROPS[cause].format(stamp_ns)}; '
+                                                    f'{number} frame(s) skipped')
         for _, left, _, right in pairs:
             self._submit((left, right))
+
+    def _camera_for(self, side, image) -> Optional[CameraModel]:
+        """The side's camera model if it describes images of this size; None (counted and
+        said) when it does not."""
+        camera = self._cameras.get(side)
+        if camera is None:
+            return None
+        mismatch = camera.size_mismatch((image.shape[1], image.shape[0]))
+        if mismatch:
+            self._stats.drop('bad_camera_info')
+            self._warnings.warn(self._camera_info_topics[side], 'bad_camera_info',
+                                f'{mismatch} on the image topic; frame matched without it')
+            return None
+        return camera
 
     def _request_reset(self, topic, last_ns, stamp_ns):
         self._stats.count('resets')
         self._warnings.warn(topic, 'stamp_reset',
-                   f'stamp jumped backwards ({stamp_ns} ns after {last_ns} ns; source '
-                   f'restarted?): matching state reset')
+                            f'stamp jumped backwards ({stamp_ns} ns after {last_ns} ns; source '
+                            f'restarted?): matching state reset')
         with self._cond:
             if self._pending is not None:
                 self._stats.drop('superseded')
@@ -260,18 +311,17 @@ class MatcherNode(Node):
                     self._process_consecutive(job)
                 else:
                     self._process_stereo(*job)
-            except LoftrRosError as error:
-                frame = job if self.mode == 'consecutive' else job[1]
-                cause = 'bad_image' if isinstance(error, ImageError) else 'match_failed'
-                self._stats.drop(cause)
-                self._warnings.warn(frame.topic, cause, f'{error}; skipped')
-            except Exception:  # a bug: stop the node loudly instead of running on half-dead
+            except _FrameImageError as error:
+                self._stats.drop(error.error.cause)
+                self._warnings.warn(error.topic, error.error.cause, f'{error.error}; skipped')
+            # Whatever one job raises (a bug, a backend's or OpenCV's error on odd input, out of
+            # memory) costs that job only: counted, said, and the worker takes the next one.
+            except Exception as error:  # noqa: BLE001
                 if not self.context.ok():
                     return  # shut down (a signal) under the match: its publish failed, no bug
-                self.get_logger().fatal(f'matcher worker failed:\n{traceback.format_exc()}')
-                self.worker_failed = True
-                self.context.try_shutdown()
-                return
+                topic = (job if self.mode == 'consecutive' else job[1]).topic
+                self._stats.drop('match_failed')
+                self._warnings.warn(topic, 'match_failed', f'{_error_in_words(error)}; skipped')
 
     def _process_stereo(self, left: Frame, right: Frame):
         if left.image.shape[:2] != right.image.shape[:2]:
@@ -282,12 +332,42 @@ class MatcherNode(Node):
             self._warnings.warn(right.topic, 'size_mismatch', f'{msg}; pair skipped')
             return
         with self._matcher_lock:
-            result = self._matcher.match(left.image, right.image, left.camera, right.camera)
+            prepared = [self._prepare(frame) for frame in (left, right)]
+            result = self._matcher.match(*prepared, left.camera, right.camera)
+            self._matcher.add_preparation(result, *prepared)
+        self._note_geometry(result, left, right)
         self._publish(result, left, right)
+
+    def _prepare(self, frame: Frame):
+        """matcher.prepare(frame.image); an ImageError names the frame's topic."""
+        try:
+            return self._matcher.prepare(frame.image)
+        except ImageError as error:
+            raise _FrameImageError(frame.topic, error) from None
+
+    def _note_geometry(self, result, reference: Frame, current: Frame):
+        """Keep geometry_status and say once (throttled) why essential was not used."""
+        if self._matcher.config.geometry != 'essential' or result.geometry_model != (
+                'fundamental'):
+            self.geometry_status = result.geometry_model
+            return
+        if not self._param('use_camera_info'):
+            why = 'use_camera_info is false'
+        else:
+            topics = list(self._camera_info_topics.values())  # left and right
+            if len(topics) == 1:  # consecutive: both frames from the one camera
+                topics *= 2
+            missing = {topic for topic, frame in zip(topics, (reference, current))
+                       if frame.camera is None}
+            why = f"no valid camera_info on {', '.join(sorted(missing))} yet"
+        self.geometry_status = f'fundamental: essential needs both cameras, {why}'
+        self._warnings.warn(current.topic, 'no_camera_model',
+                            f'Matches verified with the fundamental matrix: essential needs '
+                            f'both cameras, {why}')
 
     def _process_consecutive(self, frame: Frame):
         with self._matcher_lock:
-            prepared = self._matcher.prepare(frame.image)
+            prepared = self._prepare(frame)
             reference = self._reference
             result = None
             if reference is not None:
@@ -296,6 +376,7 @@ class MatcherNode(Node):
                 # The matcher time includes the current frame's extraction, not the node.
                 result = self._matcher.add_preparation(result, prepared)
         if result is not None:
+            self._note_geometry(result, reference.frame, frame)
             self._publish(result, reference.frame, frame)
         replace = (result is None or self._reference_mode == 'previous'
                    or self._keyframe_policy.should_replace(result))
@@ -319,15 +400,18 @@ class MatcherNode(Node):
 
     def _on_match_images(self, request, response):
         start = time.monotonic()
+        max_pixels = self._matcher.config.max_image_pixels
         try:
-            image0 = image_from_msg(request.image0)
-            image1 = image_from_msg(request.image1)
+            image0 = image_from_msg(request.image0, max_pixels)
+            image1 = image_from_msg(request.image1, max_pixels)
             with self._matcher_lock:
                 result = self._matcher.match(image0, image1)
-        except LoftrRosError as error:
-            self._warnings.warn('~/match_images', 'bad_request', str(error))
+        except Exception as error:  # noqa: BLE001 -- a request never ends the service
+            cause = error.cause if isinstance(error, ImageError) else 'match_failed'
+            text = str(error) if isinstance(error, LoftrRosError) else _error_in_words(error)
+            self._warnings.warn(self.resolve_service_name('~/match_images'), cause, text)
             response.success = False
-            response.message = str(error)
+            response.message = f'{cause}: {text}'
             return response
         response.matches = matches_msg_from_result(
             result, request.image1.header, request.image0.header, self._matcher.model_name,
@@ -371,10 +455,13 @@ class MatcherNode(Node):
                     # What the latency is measured in: /clock with use_sim_time, else the
                     # system clock.
                     'latency_clock': ('sim_time' if self.get_clock().ros_time_is_active
-                                      else 'system_time')}
+                                      else 'system_time'),
+                    'geometry': self.geometry_status or self._matcher.config.geometry}
+        publishers = sum(self.count_publishers(topic) for topic in self._input_topics)
         # The synchronizer counts its own drops; this timer shares the image callbacks'
         # mutually exclusive group, so reading them here races with nothing.
-        status = self._diagnostics.status(identity, str(self._matcher.device), self._sync.drops)
+        status = self._diagnostics.status(identity, str(self._matcher.device), self._sync.drops,
+                                          publishers)
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(array)
@@ -392,8 +479,8 @@ class MatcherNode(Node):
 
 
 def main(args=None, signals: Optional[ShutdownSignals] = None) -> int:
-    """Run the node until shutdown (SIGINT, SIGTERM); 1 when it cannot start (one fatal line)
-    or its worker failed. `signals`: the handlers, when installed earlier."""
+    """Run the node until shutdown (SIGINT, SIGTERM); 1 when it cannot start (one fatal line).
+    `signals`: the handlers, when installed earlier."""
     signals = signals or ShutdownSignals()
     node = None
     try:
@@ -419,4 +506,4 @@ def main(args=None, signals: Optional[ShutdownSignals] = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
         signals.ignore()
-    return 1 if node is not None and node.worker_failed else 0
+    return 0

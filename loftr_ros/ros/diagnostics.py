@@ -146,9 +146,9 @@ class DiagnosticsReport:
             # shared-memory profile a sample larger than its segment never arrives, silently.
             level, message = DiagnosticStatus.WARN, (
                 f'no input images, though {input_publishers} publisher(s) are matched: if they '
-                f'publish, their images may be larger than DDS delivers (the shared-memory '
-                f'profile config/fastdds_local_shm.xml takes at most 32 MiB per message) or '
-                f'their QoS is incompatible')
+                f'publish, their QoS may be incompatible, or their images too large for the DDS '
+                f'transport (under best effort, images above the 32 MiB segment of '
+                f'config/fastdds_local_shm.xml mostly never arrive)')
         elif frames == last_frames:
             level, message = DiagnosticStatus.WARN, 'no input images'
         elif processed == last_processed:

@@ -95,8 +95,8 @@ def run_backend(backend, sizes, args, weights):
     import rclpy
     from rclpy.context import Context
 
-    from loftr_ros.ros.client import MatcherClient, NodeProcess
     from loftr_ros.ros.conversions import image_msg_from_array, make_header
+    from loftr_ros.testing.client import MatcherClient, NodeProcess
     parameters = {'mode': 'stereo', 'matcher.backend': backend,
                   'matcher.max_image_pixels': 10**12, 'diagnostics.period': 1.0}
     if weights:

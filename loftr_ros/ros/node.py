@@ -431,6 +431,10 @@ class MatcherNode(Node):
                 continue
             reason = spec.check(parameter.value)
             if reason:
+                # Dynamic typing (see ParameterSpec.descriptor) made rclpy take the refused
+                # value's type into the stored descriptor already: give it back its own.
+                self.describe_parameter(parameter.name).type = \
+                    self.get_parameter(parameter.name).type_.value
                 return SetParametersResult(successful=False, reason=reason)
             group, _, field = parameter.name.partition('.')
             changes.setdefault(group, {})[field] = parameter.value

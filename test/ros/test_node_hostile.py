@@ -298,4 +298,5 @@ def test_parameter_type_errors_are_in_words(start_node):
     result = node.set_parameters([Parameter('overlay.max_lines', value=10.0)])[0]
     assert result.reason == 'overlay.max_lines must be an integer, got the double 10.0'
     assert node.get_parameter('keyframe.min_overlap').value == 0.5
+    assert node.describe_parameter('keyframe.min_overlap').type == Parameter.Type.DOUBLE.value
     assert node.set_parameters([Parameter('keyframe.min_overlap', value=0.7)])[0].successful

@@ -333,8 +333,8 @@ class MatcherNode(Node):
             return
         with self._matcher_lock:
             prepared = [self._prepare(frame) for frame in (left, right)]
-            result = self._matcher.match(*prepared, left.camera, right.camera)
-            self._matcher.add_preparation(result, *prepared)
+            result = self._matcher.add_preparation(
+                self._matcher.match(*prepared, left.camera, right.camera), *prepared)
         self._note_geometry(result, left, right)
         self._publish(result, left, right)
 

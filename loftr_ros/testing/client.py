@@ -67,15 +67,19 @@ class NodeProcess:
         return self.log_path.read_text(errors='replace') if self.log_path else ''
 
     def wait_ready(self, timeout: float = 90.0):
-        """Wait for the node's ready line (needs a log file); TimeoutError, with the log, when
-        it does not come within `timeout` s or the node exits first."""
+        """Wait for the node's ready line (see wait_for_line)."""
+        self.wait_for_line(READY_LINE, timeout)
+
+    def wait_for_line(self, text: str, timeout: float = 20.0, poll: float = 0.1):
+        """Wait until `text` is in the node's log (needs a log file); TimeoutError, with the
+        log, when it does not come within `timeout` s or the node exits first."""
         deadline = time.monotonic() + timeout
-        while READY_LINE not in self.log:
-            self.raise_if_exited(f':\n{self.log}')
+        while text not in self.log:
+            self.raise_if_exited(f' before {text!r}:\n{self.log}')
             if time.monotonic() > deadline:
-                msg = f'matcher node not ready after {timeout} s:\n{self.log}'
+                msg = f'no {text!r} in the matcher node log after {timeout} s:\n{self.log}'
                 raise TimeoutError(msg)
-            time.sleep(0.1)
+            time.sleep(poll)
 
     def raise_if_exited(self, details: str = ''):
         """TimeoutError naming the exit status when the node has exited (what a wait for it
@@ -83,12 +87,12 @@ class NodeProcess:
         if self.process.poll() is not None:
             raise TimeoutError(f'matcher node exited with {self.process.returncode}{details}')
 
-    def rss_mib(self) -> float:
-        """The node's resident memory in MiB (Linux)."""
+    def rss_mib(self, key: str = 'VmRSS') -> float:
+        """The node's resident memory in MiB (Linux); key 'VmHWM' gives its peak so far."""
         for line in Path(f'/proc/{self.process.pid}/status').read_text().splitlines():
-            if line.startswith('VmRSS:'):
+            if line.startswith(f'{key}:'):
                 return int(line.split()[1]) / 1024
-        msg = f'no VmRSS in /proc/{self.process.pid}/status'
+        msg = f'no {key} in /proc/{self.process.pid}/status'
         raise RuntimeError(msg)
 
     def stop(self, timeout: float = 20.0) -> int:

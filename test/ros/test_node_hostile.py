@@ -41,22 +41,6 @@ def camera_info(k, d, stamp_ns, width=320, height=240, model='plumb_bob'):
                       d=[float(v) for v in d])
 
 
-def peak_rss_mib(process) -> float:
-    """Peak resident memory of the node process (VmHWM), MiB."""
-    for line in Path(f'/proc/{process.process.pid}/status').read_text().splitlines():
-        if line.startswith('VmHWM:'):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError('no VmHWM')
-
-
-def wait_for_log(process, text, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while text not in process.log:
-        process.raise_if_exited(f':\n{process.log}')
-        assert time.monotonic() < deadline, f'{text!r} not in the log:\n{process.log}'
-        time.sleep(0.1)
-
-
 def wait_diagnostic(harness, key, value, timeout=20.0):
     deadline = time.monotonic() + timeout
     while harness.latest_diagnostics().get(key) != value:
@@ -105,7 +89,7 @@ def test_bad_camera_info_is_refused_and_the_previous_calibration_kept(
                                            for side in ('left', 'right')], process=node)
     pairs = Stereo(harness, photo_views, node)
     assert pairs.good_pair().geometry_model == 'fundamental'
-    wait_for_log(node, '/right/image: no_camera_model: Matches verified with the fundamental '
+    node.wait_for_line('/right/image: no_camera_model: Matches verified with the fundamental '
                        'matrix: essential needs both cameras, no valid camera_info on '
                        '/left/camera_info, /right/camera_info yet')
     wait_diagnostic(harness, 'geometry', 'fundamental: essential needs both cameras, no valid '
@@ -128,14 +112,14 @@ def test_bad_camera_info_is_refused_and_the_previous_calibration_kept(
         harness.publish('/left/camera_info', camera_info(bad_k, bad_d, pairs.stamp), CameraInfo)
         wait_diagnostic(harness, 'drops.bad_camera_info', str(count))
         assert pairs.good_pair().geometry_model == 'essential', name
-        wait_for_log(node, f'/left/camera_info: bad_camera_info: ')
+        node.wait_for_line('/left/camera_info: bad_camera_info: ')
         assert reason in node.log, name
 
     # Valid, but for 752x480 images: the 320x240 frames are matched without it.
     harness.publish('/right/camera_info', camera_info(k, d, pairs.stamp, 752, 480), CameraInfo)
     settle()
     assert pairs.good_pair().geometry_model == 'fundamental'
-    wait_for_log(node, '/right/camera_info: bad_camera_info: the calibration is for 752x480 '
+    node.wait_for_line('/right/camera_info: bad_camera_info: the calibration is for 752x480 '
                        'images, not 320x240 on the image topic; frame matched without it')
     assert node.process.poll() is None
 
@@ -181,7 +165,7 @@ def test_oversized_and_corrupt_compressed_images_are_refused_within_2_gib(
     assert f'{topic}: bad_image: corrupt JPEG: Corrupt JPEG data' in log
     # Routed through the throttled log, not printed by libjpeg on its own.
     assert log.count('Corrupt JPEG data') == 1
-    assert peak_rss_mib(node) < 2 * GIB
+    assert node.rss_mib('VmHWM') < 2 * GIB
 
 
 def publish_from_another_process(tmp_path, messages):
@@ -210,13 +194,13 @@ def test_an_8000x8000_raw_image_is_refused_before_conversion(
     result = publish_from_another_process(tmp_path, [('/image', huge)])
     assert result.returncode == 0, result.stderr
     wait_diagnostic(harness, 'drops.image_too_large', '1')
-    wait_for_log(node, '/image: image_too_large: 8000x8000 mono8 image has 64.0 MP, above the '
+    node.wait_for_line('/image: image_too_large: 8000x8000 mono8 image has 64.0 MP, above the '
                        'limit max_image_pixels = 16777216 (16.8 MP); frame skipped')
     harness.publish('/image', image_msg(photo_views[1], START + 100 * MS))
     matched = harness.wait_matches(1)[-1]
     assert stamp_to_ns(matched.header.stamp) == START + 100 * MS
     assert stamp_to_ns(matched.reference_header.stamp) == START
-    assert peak_rss_mib(node) < 2 * GIB
+    assert node.rss_mib('VmHWM') < 2 * GIB
 
 
 def test_left_only_nan_is_named_on_the_left_topic_and_duplicates_are_said(
@@ -233,12 +217,12 @@ def test_left_only_nan_is_named_on_the_left_topic_and_duplicates_are_said(
     harness.publish('/left/image', image_msg(nan_left, pairs.stamp, 'left', '32FC1'))
     harness.publish('/right/image', image_msg(photo_views[1].astype(np.float32) / 255,
                                               pairs.stamp, 'right', '32FC1'))
-    wait_for_log(node, '/left/image: bad_image: image contains NaN or infinite values; skipped')
+    node.wait_for_line('/left/image: bad_image: image contains NaN or infinite values; skipped')
     assert '/right/image: bad_image' not in node.log
     pairs.good_pair()
     # The same left stamp again: counted by the synchronizer, and now said too.
     harness.publish('/left/image', image_msg(photo_views[0], pairs.stamp, 'left'))
-    wait_for_log(node, f'/left/image: duplicate: stamp {pairs.stamp} ns repeated; 1 frame(s) '
+    node.wait_for_line(f'/left/image: duplicate: stamp {pairs.stamp} ns repeated; 1 frame(s) '
                        f'skipped')
     pairs.good_pair()
     wait_diagnostic(harness, 'drops.duplicate', '1')

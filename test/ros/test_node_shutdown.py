@@ -18,14 +18,6 @@ XFEAT = {'mode': 'consecutive', 'matcher.backend': 'xfeat', 'matcher.device': 'c
          'qos_reliability': 'reliable', 'qos_depth': 10}
 
 
-def wait_for_line(node, text, timeout=90.0):
-    deadline = time.monotonic() + timeout
-    while text not in node.log:
-        node.raise_if_exited(f' before {text!r}:\n{node.log}')
-        assert time.monotonic() < deadline, f'no {text!r}:\n{node.log}'
-        time.sleep(0.005)
-
-
 class Frames:
     """Publishes frames to the node's `image` at 20 Hz from a thread until stopped."""
 
@@ -64,7 +56,7 @@ def test_signals_at_any_moment_end_the_node_cleanly(node_process, harness, photo
         time.sleep(0.5)  # python and torch still importing: the node logs nothing before 'loading'
         assert 'loading' not in node.log, node.log
     elif moment == 'loading':
-        wait_for_line(node, 'loading xfeat matcher')
+        node.wait_for_line('loading xfeat matcher', timeout=90.0, poll=0.005)
     else:
         node.wait_ready()
     if moment == 'matching':

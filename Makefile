@@ -1,5 +1,7 @@
 # loftr_ros — the two commands a newcomer needs are `make demo` and `make test`.
 # Both set up .venv (ROS 2 core from PyPI wheels, torch, ...) and build install/ on first use.
+# ROS_DISTRO=jazzy (e.g. `make test ROS_DISTRO=jazzy`) uses ROS 2 Jazzy's wheels instead, in
+# .venv-jazzy and install-jazzy/; the scripts read it from the environment (default kilted).
 
 ENV := scripts/ros_env.sh
 PYTEST_ARGS ?=
@@ -24,4 +26,4 @@ docs: setup
 	@$(ENV) python scripts/settings_docs.py
 
 clean:
-	rm -rf build install log build.log demo_output
+	rm -rf build install log build.log build-jazzy install-jazzy log-jazzy build-jazzy.log demo_output

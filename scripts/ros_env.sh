@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Run a command in the environment of the built package: the .venv (the ROS prefix) and
 # install/loftr_ros, with DDS kept on this machine. Usage: scripts/ros_env.sh CMD [ARG...]
+# ROS_DISTRO=jazzy: .venv-jazzy and install-jazzy/ (scripts/ros_distro.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PREFIX=$ROOT/install/loftr_ros
-export VIRTUAL_ENV=$ROOT/.venv
+. "$ROOT/scripts/ros_distro.sh"
+PREFIX=$ROOT/$INSTALL_BASE/loftr_ros
+export VIRTUAL_ENV=$VENV
 export PATH=$VIRTUAL_ENV/bin:$PREFIX/lib/loftr_ros:$PATH
 export AMENT_PREFIX_PATH=$PREFIX:$VIRTUAL_ENV
-export PYTHONPATH=$PREFIX/lib/python3.11/site-packages${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=$PREFIX/$PY_SITE${PYTHONPATH:+:$PYTHONPATH}
 export LD_LIBRARY_PATH=$PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # The repository root holds the uninstalled sources (no generated msg/srv): never import them.
 export PYTHONSAFEPATH=1

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Create .venv with ROS 2 core from PyPI's ROS 2 wheels and the Python dependencies, then build
 # the package with colcon into install/. Idempotent: each step is skipped when its stamp is
-# newer than its inputs.
+# newer than its inputs. ROS_DISTRO=jazzy: .venv-jazzy (Python 3.12), build-jazzy/ and
+# install-jazzy/ instead (scripts/ros_distro.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-VENV=$ROOT/.venv
+. scripts/ros_distro.sh
 PY=$VENV/bin/python
 STAMP=$VENV/.loftr_ros_stamps
 ROS_WHEELS="ros-rclpy ros-rmw-fastrtps-cpp ros-std-msgs ros-sensor-msgs ros-geometry-msgs
@@ -13,6 +14,17 @@ ROS_WHEELS="ros-rclpy ros-rmw-fastrtps-cpp ros-std-msgs ros-sensor-msgs ros-geom
   ros-rosidl-core-generators ros-ament-cmake ros-ament-cmake-python
   ros-ament-cmake-include-directories ros-ament-cmake-ros-core ros-ament-package
   ros-ament-cmake-pytest colcon-common-extensions"
+if [ "$ROS_DISTRO" != kilted ]; then
+  # PyPI's ros-<distro>-<name> meta packages pin ros-<name> to that distribution's release.
+  # ament_cmake_ros_core was split out of ament_cmake_ros after Jazzy.
+  ROS_WHEELS=$(for wheel in $ROS_WHEELS; do
+    case $wheel in
+      ros-ament-cmake-ros-core) echo "ros-$ROS_DISTRO-ament-cmake-ros" ;;
+      ros-*) echo "ros-$ROS_DISTRO-${wheel#ros-}" ;;
+      *) echo "$wheel" ;;
+    esac
+  done)
+fi
 
 newer() {  # newer STAMP FILE...: true when STAMP is missing or older than any FILE
   local stamp=$1; shift
@@ -21,17 +33,35 @@ newer() {  # newer STAMP FILE...: true when STAMP is missing or older than any F
   return 1
 }
 
+find_python() {  # an interpreter of version $PY_VERSION: python3, pythonX.Y or pyenv's newest
+  local candidate
+  # shellcheck disable=SC2012
+  for candidate in python3 "python$PY_VERSION" $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}/versions/$PY_VERSION".*/bin/python 2>/dev/null | sort -rV); do
+    if [ "$("$candidate" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$PY_VERSION" ]; then
+      echo "$candidate"
+      return
+    fi
+  done
+  echo "[setup] ROS 2 $ROS_DISTRO's wheels need Python $PY_VERSION: none found (python3," \
+    "python$PY_VERSION, pyenv)" >&2
+  return 1
+}
+
 # One setup or build at a time (parallel `make test` runs share .venv and install/).
-exec 9>"$ROOT/.setup.lock"
+exec 9>"$ROOT/.setup$TREE_SUFFIX.lock"
 flock 9
 
 if [ ! -x "$PY" ]; then
-  python3 -m venv "$VENV"
+  BASE_PY=$(find_python)
+  "$BASE_PY" -m venv "$VENV"
 fi
 mkdir -p "$STAMP"
 
-if newer "$STAMP/deps" requirements.txt scripts/setup_venv.sh; then
-  echo "[setup] installing ROS 2 core wheels and Python dependencies into .venv"
+if newer "$STAMP/deps" requirements.txt scripts/setup_venv.sh scripts/ros_distro.sh; then
+  echo "[setup] installing ROS 2 core wheels ($ROS_DISTRO) and Python dependencies into ${VENV#"$ROOT"/}"
+  if [ "$ROS_DISTRO" != kilted ]; then
+    echo "[setup] torch for Python $PY_VERSION comes from PyPI: the CUDA build, ~4 GB with its libraries"
+  fi
   # pip repeats one warning per package for this machine's unused local indexes: hide those.
   quiet_pip() { "$PY" -m pip "$@" 2>&1 | { grep -v 'WARNING: Location' || true; }; }
   quiet_pip install -q --upgrade pip
@@ -41,22 +71,23 @@ if newer "$STAMP/deps" requirements.txt scripts/setup_venv.sh; then
   # The ROS wheels' CMake exports name the wheel builder's Python and NumPy include dirs.
   PY_INC=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   NP_INC=$("$PY" -c 'import numpy; print(numpy.get_include())')
-  { grep -rlZ --include='*.cmake' /opt/python/cp311-cp311 "$VENV/share" || true; } | xargs -0 -r sed -i \
-    -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NP_INC#g" \
-    -e "s#/opt/python/cp311-cp311/include/python3.11#$PY_INC#g"
+  BUILDER=/opt/python/cp${PY_VERSION/./}-cp${PY_VERSION/./}
+  { grep -rlZ --include='*.cmake' "$BUILDER" "$VENV/share" || true; } | xargs -0 -r sed -i \
+    -e "s#$BUILDER/lib/python$PY_VERSION/site-packages/numpy/_core/include#$NP_INC#g" \
+    -e "s#$BUILDER/include/python$PY_VERSION#$PY_INC#g"
   touch "$STAMP/deps"
 fi
 
 SOURCES=$(git ls-files -co --exclude-standard package.xml CMakeLists.txt msg srv loftr_ros scripts launch config 2>/dev/null || find package.xml CMakeLists.txt msg srv loftr_ros scripts launch config -type f)
 # shellcheck disable=SC2086
-if [ ! -d install/loftr_ros ] || newer "$STAMP/build" $SOURCES; then
-  echo "[setup] building loftr_ros with colcon into install/"
+if [ ! -d "$INSTALL_BASE/loftr_ros" ] || newer "$STAMP/build" $SOURCES; then
+  echo "[setup] building loftr_ros with colcon into $INSTALL_BASE/"
   # CMake refuses exported include dirs inside the source tree, and .venv (NumPy's headers)
   # lives in the repository: build from a staging tree. CMake installs a link as a link, and
   # ros2 launch finds launch files with os.walk, which does not enter linked directories: what
   # is installed under its own name (package.xml, launch/, config/) is copied; the Python
   # sources (installed through their REALPATH) and the tests are linked.
-  STAGE=build/src/loftr_ros
+  STAGE=$BUILD_BASE/src/loftr_ros
   rm -rf "$STAGE" && mkdir -p "$STAGE"
   cp -r package.xml CMakeLists.txt msg srv scripts launch config "$STAGE/"
   for item in loftr_ros test; do
@@ -64,16 +95,18 @@ if [ ! -d install/loftr_ros ] || newer "$STAMP/build" $SOURCES; then
   done
   # install() never deletes: drop the installed trees so removed files do not linger (and the
   # links that `make setup` installed before it copied launch/ and config/ go).
-  rm -rf install/loftr_ros/lib/python3.11/site-packages/loftr_ros \
-    install/loftr_ros/share/loftr_ros/{launch,config,package.xml}
+  rm -rf "$INSTALL_BASE/loftr_ros/$PY_SITE/loftr_ros" \
+    "$INSTALL_BASE"/loftr_ros/share/loftr_ros/{launch,config,package.xml}
   (
     export VIRTUAL_ENV=$VENV PATH=$VENV/bin:$PATH
     export AMENT_PREFIX_PATH=$VENV CMAKE_PREFIX_PATH=$VENV
-    "$PY" -m colcon build --base-paths build/src --build-base build --install-base install \
+    export COLCON_LOG_PATH=${COLCON_LOG_PATH:-log$TREE_SUFFIX}
+    "$PY" -m colcon build --base-paths "$BUILD_BASE/src" \
+      --build-base "$BUILD_BASE" --install-base "$INSTALL_BASE" \
       --event-handlers console_cohesion- summary- status- \
-      --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$PY" > build.log 2>&1 \
-      || { tail -60 build.log; echo "[setup] colcon build failed, full log in build.log"; exit 1; }
+      --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$PY" > "$BUILD_BASE.log" 2>&1 \
+      || { tail -60 "$BUILD_BASE.log"; echo "[setup] colcon build failed, full log in $BUILD_BASE.log"; exit 1; }
   )
   touch "$STAMP/build"
 fi
-echo "[setup] ready: .venv and install/"
+echo "[setup] ready: ${VENV#"$ROOT"/} and $INSTALL_BASE/"

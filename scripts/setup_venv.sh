@@ -14,13 +14,16 @@ ROS_WHEELS="ros-rclpy ros-rmw-fastrtps-cpp ros-std-msgs ros-sensor-msgs ros-geom
   ros-rosidl-core-generators ros-ament-cmake ros-ament-cmake-python
   ros-ament-cmake-include-directories ros-ament-cmake-ros-core ros-ament-package
   ros-ament-cmake-pytest colcon-common-extensions"
-if [ "$ROS_DISTRO" != kilted ]; then
-  # PyPI's ros-<distro>-<name> meta packages pin ros-<name> to that distribution's release.
-  # ament_cmake_ros_core was split out of ament_cmake_ros after Jazzy.
-  ROS_WHEELS=$(for wheel in $ROS_WHEELS; do
+if [ "$ROS_DISTRO" = jazzy ]; then
+  # PyPI's ros-jazzy-<name> meta packages pin ros-<name> to Jazzy's release. Jazzy has no
+  # ament_cmake_ros_core (split out of ament_cmake_ros later); its ament_cmake_ros finds
+  # ament_cmake_gmock and ament_cmake_gtest, and its rosidl_generator_py python_cmake_module,
+  # which their wheels do not depend on.
+  ROS_WHEELS=$(for wheel in $ROS_WHEELS ros-ament-cmake-gmock ros-ament-cmake-gtest \
+      ros-python-cmake-module; do
     case $wheel in
-      ros-ament-cmake-ros-core) echo "ros-$ROS_DISTRO-ament-cmake-ros" ;;
-      ros-*) echo "ros-$ROS_DISTRO-${wheel#ros-}" ;;
+      ros-ament-cmake-ros-core) echo ros-jazzy-ament-cmake-ros ;;
+      ros-*) echo "ros-jazzy-${wheel#ros-}" ;;
       *) echo "$wheel" ;;
     esac
   done)

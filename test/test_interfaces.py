@@ -3,6 +3,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,8 +117,13 @@ def test_matches_cross_process_over_dds(tmp_path):
 def test_interfaces_and_modules_import_from_the_installed_tree(module):
     import importlib
 
+    from ament_index_python.packages import get_package_prefix
+
     imported = importlib.import_module(module)
-    assert '/install/loftr_ros/' in imported.__file__, imported.__file__
+    # The prefix make setup built (install/ or install-jazzy/), not the source tree.
+    prefix = Path(get_package_prefix('loftr_ros'))
+    assert prefix.name == 'loftr_ros' and prefix.parent.name.startswith('install'), prefix
+    assert Path(imported.__file__).is_relative_to(prefix), imported.__file__
 
 
 def test_service_type_carries_two_images_and_matches():

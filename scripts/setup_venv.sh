@@ -37,10 +37,14 @@ newer() {  # newer STAMP FILE...: true when STAMP is missing or older than any F
 }
 
 find_python() {  # an interpreter of version $PY_VERSION: python3, pythonX.Y or pyenv's newest
-  local candidate
-  # shellcheck disable=SC2012
-  for candidate in python3 "python$PY_VERSION" $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}/versions/$PY_VERSION".*/bin/python 2>/dev/null | sort -rV); do
-    if [ "$("$candidate" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$PY_VERSION" ]; then
+  local candidate version pyenv_pythons
+  pyenv_pythons=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}/versions/$PY_VERSION".*/bin/python \
+    2>/dev/null | sort -rV || true)
+  for candidate in python3 "python$PY_VERSION" $pyenv_pythons; do
+    # A pyenv shim exists for every installed version but runs only the selected ones.
+    version=$("$candidate" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) \
+      || continue
+    if [ "$version" = "$PY_VERSION" ]; then
       echo "$candidate"
       return
     fi
@@ -61,9 +65,12 @@ fi
 mkdir -p "$STAMP"
 
 if newer "$STAMP/deps" requirements.txt scripts/setup_venv.sh scripts/ros_distro.sh; then
-  echo "[setup] installing ROS 2 core wheels ($ROS_DISTRO) and Python dependencies into ${VENV#"$ROOT"/}"
-  if [ "$ROS_DISTRO" != kilted ]; then
-    echo "[setup] torch for Python $PY_VERSION comes from PyPI: the CUDA build, ~4 GB with its libraries"
+  echo "[setup] installing ROS 2 $ROS_DISTRO core wheels and Python dependencies into" \
+    "${VENV#"$ROOT"/}"
+  if [ "$ROS_DISTRO" = jazzy ]; then
+    # requirements.txt's torch is the CPU build this machine ships for Python 3.11 only.
+    echo "[setup] torch for Python $PY_VERSION comes from PyPI: the CUDA build, ~4 GB with" \
+      "its libraries"
   fi
   # pip repeats one warning per package for this machine's unused local indexes: hide those.
   quiet_pip() { "$PY" -m pip "$@" 2>&1 | { grep -v 'WARNING: Location' || true; }; }
@@ -108,7 +115,8 @@ if [ ! -d "$INSTALL_BASE/loftr_ros" ] || newer "$STAMP/build" $SOURCES; then
       --build-base "$BUILD_BASE" --install-base "$INSTALL_BASE" \
       --event-handlers console_cohesion- summary- status- \
       --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$PY" > "$BUILD_BASE.log" 2>&1 \
-      || { tail -60 "$BUILD_BASE.log"; echo "[setup] colcon build failed, full log in $BUILD_BASE.log"; exit 1; }
+      || { tail -60 "$BUILD_BASE.log"
+           echo "[setup] colcon build failed, full log in $BUILD_BASE.log"; exit 1; }
   )
   touch "$STAMP/build"
 fi

@@ -15,7 +15,7 @@ setup:
 build: setup
 
 test: setup
-	@$(ENV) python -m pytest test $(PYTEST_ARGS)
+	@$(ENV) python -m pytest $(PYTEST_ARGS)
 
 demo: setup
 	@$(ENV) python -m loftr_ros.tools.demo $(if $(BAG),--bag $(BAG)) $(DEMO_ARGS)

@@ -27,6 +27,7 @@ os.environ.setdefault('OMP_NUM_THREADS', '2')
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / 'shared' / 'data'
 EUROC_DIR = SHARED_DATA / 'euroc_v101_stereo'
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
 @pytest.fixture(scope='session')
@@ -113,20 +114,39 @@ def uniform_gray_jpeg(width: int, height: int) -> bytes:
     return b'\xff\xd8' + tables + bytes(-(-blocks * 2 // 8)) + b'\xff\xd9'
 
 
-def uniform_gray_png(width: int, height: int) -> bytes:
-    """A genuine 8-bit greyscale PNG of black at any size (20000x20000: 0.4 MB), compressed
-    a block of rows at a time."""
-    def chunk(kind, payload):
-        return (struct.pack('>I', len(payload)) + kind + payload
-                + struct.pack('>I', zlib.crc32(kind + payload)))
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return (struct.pack('>I', len(payload)) + kind + payload
+            + struct.pack('>I', zlib.crc32(kind + payload)))
+
+
+def png_header(width: int, height: int, colour: int = 0) -> bytes:
+    """The IHDR chunk of an 8-bit PNG (colour type 0: grey, 2: RGB)."""
+    return png_chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, colour, 0, 0, 0))
+
+
+def black_png_data(width: int, height: int, channels: int = 1) -> bytes:
+    """The IDAT chunk of an all-black 8-bit image, compressed a block of rows at a time."""
     compressor = zlib.compressobj(9)
-    rows = bytes((width + 1) * min(height, 256))  # each row: filter byte 0, then pixels
-    idat = [compressor.compress(rows[:(width + 1) * min(256, height - start)])
+    row = width * channels + 1  # each row: filter byte 0, then pixels
+    rows = bytes(row * min(height, 256))
+    idat = [compressor.compress(rows[:row * min(256, height - start)])
             for start in range(0, height, 256)]
     idat.append(compressor.flush())
-    header = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
-    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', b''.join(idat))
-            + chunk(b'IEND', b''))
+    return png_chunk(b'IDAT', b''.join(idat))
+
+
+def uniform_gray_png(width: int, height: int) -> bytes:
+    """A genuine 8-bit greyscale PNG of black at any size (20000x20000: 0.4 MB)."""
+    return (PNG_SIGNATURE + png_header(width, height) + black_png_data(width, height)
+            + png_chunk(b'IEND', b''))
+
+
+def png_with_hidden_size(width: int, height: int) -> bytes:
+    """An RGB PNG whose first IHDR says 64x64 and a second IHDR `width` x `height`, with the
+    image data of the second: Pillow decodes the size of the last IHDR (13000x13000: 0.5 MB
+    of PNG, 483 MiB decoded)."""
+    return (PNG_SIGNATURE + png_header(64, 64, colour=2) + png_header(width, height, colour=2)
+            + black_png_data(width, height, channels=3) + png_chunk(b'IEND', b''))
 
 
 def corrupt_jpeg_scan(jpeg: bytes, seed: int = 0) -> bytes:
@@ -144,4 +164,5 @@ def corrupt_jpeg_scan(jpeg: bytes, seed: int = 0) -> bytes:
 def hostile_images():
     """The hostile image builders above, for tests in any folder."""
     return SimpleNamespace(uniform_gray_jpeg=uniform_gray_jpeg, uniform_gray_png=uniform_gray_png,
+                           png_with_hidden_size=png_with_hidden_size,
                            corrupt_jpeg_scan=corrupt_jpeg_scan)

@@ -10,7 +10,8 @@ are returned as zero-copy views of the message buffer, with ``step`` padding ski
 strides; everything else (colour order, alpha, Bayer, YUV 4:2:2, byte swapping) is converted.
 
 Sizes are checked against an optional pixel limit before anything is converted or decoded
-(ImageTooLargeError). Compressed images are JPEG or PNG only, decoded by decoders that report
+(ImageTooLargeError); a compressed image is held to the size its header declares, by the
+decoder's own reading of it before decoding and by the decoded shape after. Compressed images are JPEG or PNG only, decoded by decoders that report
 every error instead of printing it: JPEG by libjpeg-turbo through simplejpeg in strict mode
 (corrupt scan data that libjpeg would decode with a warning is refused), PNG by Pillow
 (CRC, zlib and truncation errors). OpenCV's decoders print libjpeg's and libpng's messages on
@@ -24,7 +25,7 @@ from typing import Optional
 import cv2
 import numpy as np
 import simplejpeg
-from PIL import Image
+from PIL import PngImagePlugin
 
 from loftr_ros.core.errors import ImageError, ImageTooLargeError
 from loftr_ros.core.image_headers import ImageHeader, read_image_header
@@ -154,9 +155,26 @@ def image_from_compressed_msg(msg, max_pixels: Optional[int] = None,
     except ImageError as error:
         raise ImageError(f"{error} (format '{fmt}')") from None
     check_image_pixels(header.width, header.height, max_pixels, header.format.upper())
-    if header.format == 'jpeg':
-        return _decode_jpeg(data, header, fmt)
-    return _decode_png(data, fmt)
+    decode = _decode_jpeg if header.format == 'jpeg' else _decode_png
+    image = decode(data, header, fmt)
+    # The decoders were held to the header's size before they decoded; this holds them to it
+    # after, whatever their parsers read differently from the header walk.
+    if image.shape[:2] != (header.height, header.width):
+        msg_text = (f'{header.format.upper()} decoded to {image.shape[1]}x{image.shape[0]}, '
+                    f'but its header declares {header.width}x{header.height} (format '
+                    f"'{fmt}')")
+        raise ImageError(msg_text)
+    return image
+
+
+def _check_decoder_size(header: ImageHeader, size, decoder: str, fmt: str):
+    """ImageError unless the (width, height) `decoder` read from the data before decoding is
+    the header's, which passed the pixel limit: a second frame header or IHDR the walk did not
+    see would otherwise decode to any size."""
+    if tuple(size) != (header.width, header.height):
+        msg_text = (f'{header.format.upper()} header declares {header.width}x{header.height}, '
+                    f"but {decoder} reads {size[0]}x{size[1]} (format '{fmt}')")
+        raise ImageError(msg_text)
 
 
 # Scans in a JPEG at most: a progressive JPEG has about 10. Each scan makes the decoder pass
@@ -183,6 +201,8 @@ def _decode_jpeg(data: np.ndarray, header: ImageHeader, fmt: str) -> np.ndarray:
         raise ImageError(msg_text)
     try:
         # strict: libjpeg's warnings (corrupt data it would decode around) raise too.
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data, strict=True)
+        _check_decoder_size(header, (width, height), 'libjpeg', fmt)
         image = simplejpeg.decode_jpeg(data, colorspace='GRAY' if header.channels == 1 else 'BGR',
                                        strict=True)
     except ValueError as error:
@@ -191,15 +211,21 @@ def _decode_jpeg(data: np.ndarray, header: ImageHeader, fmt: str) -> np.ndarray:
     return image[:, :, 0] if header.channels == 1 else image
 
 
-def _decode_png(data: np.ndarray, fmt: str) -> np.ndarray:
+def _decode_png(data: np.ndarray, header: ImageHeader, fmt: str) -> np.ndarray:
     try:
-        with Image.open(io.BytesIO(data), formats=('PNG',)) as png:
+        # The PNG plugin itself rather than Image.open: Pillow's own bomb check there warns
+        # (DecompressionBombWarning on stderr) or fails above its fixed MAX_IMAGE_PIXELS,
+        # whatever max_image_pixels says; the size is checked here instead, before load().
+        with PngImagePlugin.PngImageFile(io.BytesIO(data)) as png:
+            _check_decoder_size(header, png.size, 'Pillow', fmt)
             png.load()
             if png.mode in ('1', 'P', 'LA', 'PA'):  # bilevel, palette, grey or palette + alpha
                 png = png.convert('L' if png.mode in ('1', 'LA') else 'RGB')
             image = np.asarray(png)
+    except ImageError:
+        raise
     # The decoder reads hostile bytes: whatever it raises (OSError, SyntaxError, zlib.error,
-    # ValueError, Pillow's own bomb check, ...) means this PNG cannot be decoded.
+    # ValueError, ...) means this PNG cannot be decoded.
     except Exception as error:  # noqa: BLE001
         msg_text = (f"corrupt PNG: {type(error).__name__}: {error} ({data.size} bytes, format "
                     f"'{fmt}')")

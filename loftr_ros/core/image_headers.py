@@ -2,9 +2,10 @@
 
 A 20000x20000 PNG is a few hundred kilobytes and decodes to gigabytes: the size the format
 header declares is what a limit can check first. Only the two formats of image_transport's
-`compressed` plugin are read, PNG (the IHDR chunk, which must come first) and JPEG (the first
-SOFn frame header, found by walking the marker segments); any bytes, garbage or cut short, give
-a header or an ImageError, never another exception.
+`compressed` plugin are read, PNG (the IHDR chunk, which must come first and be the only one:
+the chunk headers are walked) and JPEG (the first SOFn frame header, found by walking the marker
+segments); any bytes, garbage or cut short, give a header or an ImageError, never another
+exception.
 """
 import struct
 from dataclasses import dataclass
@@ -69,7 +70,23 @@ def _png_header(view: memoryview) -> ImageHeader:
         raise ImageError(f'PNG header has colour type {colour} and bit depth {depth}')
     if not 0 < width < 2**31 or not 0 < height < 2**31:
         raise ImageError(f'PNG header declares a {width}x{height} image')
+    _walk_png_chunks(view)
     return ImageHeader('png', width, height, channels, depth)
+
+
+def _walk_png_chunks(view: memoryview):
+    """Read the chunk headers after IHDR (skipping their data by length) up to IEND or the end
+    of the data; ImageError for a second IHDR: Pillow takes the size of the last IHDR before
+    the image data, so a small first IHDR would hide the size that is decoded. A chunk cut
+    short ends the walk quietly: the decoder names the truncation."""
+    position = 8 + 12 + 13
+    while position + 8 <= len(view):
+        length, kind = struct.unpack_from('>I4s', view, position)
+        if kind == b'IHDR':
+            raise ImageError(f'PNG with a second IHDR chunk at byte {position}')
+        if kind == b'IEND':
+            return
+        position += 12 + length
 
 
 def _jpeg_header(view: memoryview) -> ImageHeader:

@@ -1,6 +1,7 @@
 """Image conversion against rosbags-image (an independent implementation) and against the
 pixels the messages were made from, on a real photo."""
 import io
+import warnings
 from types import SimpleNamespace
 
 import cv2
@@ -262,8 +263,8 @@ def test_png_of_every_colour_type_decodes_like_opencv(photo_bgr):
 
 
 def test_images_above_the_limits_are_refused_before_decoding(hostile_images, monkeypatch):
-    import PIL.Image
     import simplejpeg
+    from PIL import PngImagePlugin
 
     def no_decoding(*args, **kwargs):
         raise AssertionError('decoded an image above the limit')
@@ -273,7 +274,8 @@ def test_images_above_the_limits_are_refused_before_decoding(hostile_images, mon
         msg = SimpleNamespace(format=fmt, data=np.frombuffer(data, np.uint8))
         with monkeypatch.context() as patch:
             patch.setattr(simplejpeg, 'decode_jpeg', no_decoding)
-            patch.setattr(PIL.Image, 'open', no_decoding)
+            patch.setattr(simplejpeg, 'decode_jpeg_header', no_decoding)
+            patch.setattr(PngImagePlugin, 'PngImageFile', no_decoding)
             with pytest.raises(ImageTooLargeError, match=(
                     f'20000x20000 {fmt.upper()} has 400.0 MP, above the limit max_image_pixels '
                     f'= 16777216 \\(16.8 MP\\)')) as error:
@@ -282,6 +284,74 @@ def test_images_above_the_limits_are_refused_before_decoding(hostile_images, mon
             with pytest.raises(ImageTooLargeError, match=f'{len(data)} bytes of compressed image, '
                                                          'above the limit max_compressed_bytes'):
                 image_from_compressed_msg(msg, max_bytes=len(data) - 1)
+
+
+def test_png_with_a_second_ihdr_is_refused_before_decoding(hostile_images, monkeypatch):
+    """The first IHDR says 64x64, a second one 5000x5000 RGB (72 MiB decoded): Pillow decodes
+    the last one's size, so the PNG is refused as bad data before Pillow sees it."""
+    from PIL import PngImagePlugin
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError('the decoder was called')
+
+    monkeypatch.setattr(PngImagePlugin, 'PngImageFile', no_decoding)
+    for width in (5000, 80):
+        data = hostile_images.png_with_hidden_size(width, width)
+        msg = SimpleNamespace(format='png', data=np.frombuffer(data, np.uint8))
+        with pytest.raises(ImageError, match="PNG with a second IHDR chunk at byte 33 "
+                                             "\\(format 'png'\\)") as error:
+            image_from_compressed_msg(msg, max_pixels=MatcherConfig().max_image_pixels)
+        assert error.value.cause == 'bad_image'
+
+
+@pytest.mark.parametrize('fmt', ['png', 'jpeg'])
+def test_decoders_are_held_to_the_header_size_before_decoding(hostile_images, monkeypatch, fmt):
+    """Should the header walk ever miss what the decoder reads (here: it is made to report
+    64x64 for a 3000x2000 image), the size the decoder reads before decoding is checked."""
+    import PIL.ImageFile
+    import simplejpeg
+
+    from loftr_ros.core import image_conversion
+    from loftr_ros.core.image_headers import ImageHeader
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError('the image was decoded')
+
+    monkeypatch.setattr(image_conversion, 'read_image_header',
+                        lambda data: ImageHeader(fmt, 64, 64, 1, 8))
+    monkeypatch.setattr(simplejpeg, 'decode_jpeg', no_decoding)
+    monkeypatch.setattr(PIL.ImageFile.ImageFile, 'load', no_decoding)
+    data = (hostile_images.uniform_gray_png if fmt == 'png' else
+            hostile_images.uniform_gray_jpeg)(3000, 2000)
+    decoder = 'Pillow' if fmt == 'png' else 'libjpeg'
+    with pytest.raises(ImageError, match=f'{fmt.upper()} header declares 64x64, but {decoder} '
+                                         'reads 3000x2000'):
+        image_from_compressed_msg(SimpleNamespace(format=fmt, data=data),
+                                  max_pixels=MatcherConfig().max_image_pixels)
+
+
+def test_a_decoded_size_other_than_the_header_is_refused(photo_bgr, monkeypatch):
+    import simplejpeg
+
+    decode = simplejpeg.decode_jpeg
+    monkeypatch.setattr(simplejpeg, 'decode_jpeg', lambda *args, **kwargs: decode(
+        *args, **kwargs)[1:])
+    msg = compressed(photo_bgr, '.jpg', 'jpeg')
+    with pytest.raises(ImageError, match='JPEG decoded to 130x96, but its header declares '
+                                         '130x97'):
+        image_from_compressed_msg(msg)
+
+
+def test_png_above_pillows_own_limit_decodes_without_a_warning(hostile_images, capfd):
+    """Pillow warns above 89.5 MP (DecompressionBombWarning) and fails above twice that,
+    whatever max_image_pixels allows: only max_image_pixels counts, silently."""
+    data = hostile_images.uniform_gray_png(9500, 9500)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        image = image_from_compressed_msg(SimpleNamespace(format='png', data=data),
+                                          max_pixels=10**8)
+    assert image.shape == (9500, 9500) and not image.any()
+    assert capfd.readouterr().err == ''
 
 
 def test_the_pixel_limit_is_width_times_height(hostile_images):

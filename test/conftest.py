@@ -164,5 +164,5 @@ def corrupt_jpeg_scan(jpeg: bytes, seed: int = 0) -> bytes:
 def hostile_images():
     """The hostile image builders above, for tests in any folder."""
     return SimpleNamespace(uniform_gray_jpeg=uniform_gray_jpeg, uniform_gray_png=uniform_gray_png,
-                           png_with_hidden_size=png_with_hidden_size,
+                           png_chunk=png_chunk, png_with_hidden_size=png_with_hidden_size,
                            corrupt_jpeg_scan=corrupt_jpeg_scan)

@@ -14,6 +14,14 @@ from loftr_ros.core.errors import ImageError
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 JPEG_SOI = b'\xff\xd8'
+# Chunks in a PNG at most: MAX_PNG_CHUNKS, plus one per PNG_BYTES_PER_CHUNK bytes of data.
+# Pillow reads the chunks one by one in Python (~8 us each): a 64x64 PNG with a million empty
+# chunks (11 MiB) took 8 s to decode. libpng (OpenCV, hence compressed_image_transport) writes the
+# image data in IDAT chunks of 8 KiB, so a PNG of any size passes with room for 10,000 metadata
+# chunks (cameras write a handful); at the default 64 MiB payload limit the walk and Pillow's
+# loop stop after 18,192 chunks (~0.15 s).
+MAX_PNG_CHUNKS = 10_000
+PNG_BYTES_PER_CHUNK = 8192
 # Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic).
 # 0xC4 (DHT), 0xC8 (JPG) and 0xCC (DAC) share the range but are not frame headers.
 _JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
@@ -76,16 +84,22 @@ def _png_header(view: memoryview) -> ImageHeader:
 
 def _walk_png_chunks(view: memoryview):
     """Read the chunk headers after IHDR (skipping their data by length) up to IEND or the end
-    of the data; ImageError for a second IHDR: Pillow takes the size of the last IHDR before
-    the image data, so a small first IHDR would hide the size that is decoded. A chunk cut
-    short ends the walk quietly: the decoder names the truncation."""
-    position = 8 + 12 + 13
+    of the data; ImageError for a second IHDR (Pillow takes the size of the last IHDR before
+    the image data, so a small first IHDR would hide the size that is decoded) and for more
+    chunks than :data:`MAX_PNG_CHUNKS` allows. A chunk cut short ends the walk quietly: the
+    decoder names the truncation."""
+    position, chunks = 8 + 12 + 13, 1
+    most = MAX_PNG_CHUNKS + len(view) // PNG_BYTES_PER_CHUNK
     while position + 8 <= len(view):
         length, kind = struct.unpack_from('>I4s', view, position)
         if kind == b'IHDR':
             raise ImageError(f'PNG with a second IHDR chunk at byte {position}')
         if kind == b'IEND':
             return
+        chunks += 1
+        if chunks > most:
+            raise ImageError(f'PNG with more than {most} chunks, the limit for {len(view)} '
+                             f'bytes ({MAX_PNG_CHUNKS} + one per {PNG_BYTES_PER_CHUNK} bytes)')
         position += 12 + length
 
 

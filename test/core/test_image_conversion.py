@@ -304,6 +304,44 @@ def test_png_with_a_second_ihdr_is_refused_before_decoding(hostile_images, monke
         assert error.value.cause == 'bad_image'
 
 
+def split_png_data(png: bytes, piece: int, png_chunk) -> bytes:
+    """`png` (IHDR, IDAT..., IEND, as OpenCV writes it) with its image data re-chunked into
+    IDAT chunks of `piece` bytes, which PNG allows."""
+    chunks, position = [], 8
+    while position < len(png):
+        length = int.from_bytes(png[position:position + 4], 'big')
+        chunks.append((png[position + 4:position + 8], png[position + 8:position + 8 + length]))
+        position += 12 + length
+    data = b''.join(payload for kind, payload in chunks if kind == b'IDAT')
+    pieces = [png_chunk(b'IDAT', data[start:start + piece])
+              for start in range(0, len(data), piece)]
+    return (png[:8] + png_chunk(*chunks[0]) + b''.join(pieces) + png_chunk(b'IEND', b''))
+
+
+def test_png_chunk_flood_is_refused_before_pillow_reads_it(photo_bgr, hostile_images,
+                                                          monkeypatch):
+    """Pillow reads chunks one by one in Python: 20,000 empty chunks of 12 bytes are refused
+    before it is called; the image data split into thousands of chunks is legitimate."""
+    from PIL import PngImagePlugin
+
+    png_chunk = hostile_images.png_chunk
+    png = cv2.imencode('.png', photo_bgr)[1].tobytes()
+    split = split_png_data(png, 4, png_chunk)
+    assert split.count(b'IDAT') > 5000
+    np.testing.assert_array_equal(
+        image_from_compressed_msg(SimpleNamespace(format='png', data=split)), photo_bgr)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError('Pillow was called')
+
+    monkeypatch.setattr(PngImagePlugin, 'PngImageFile', no_decoding)
+    flood = png[:33] + png_chunk(b'abCd', b'') * 20_000 + png[33:]
+    most = 10_000 + len(flood) // 8192
+    with pytest.raises(ImageError, match=f'PNG with more than {most} chunks, the limit for '
+                                         f'{len(flood)} bytes \\(10000 \\+ one per 8192 bytes\\)'):
+        image_from_compressed_msg(SimpleNamespace(format='png', data=flood))
+
+
 @pytest.mark.parametrize('fmt', ['png', 'jpeg'])
 def test_decoders_are_held_to_the_header_size_before_decoding(hostile_images, monkeypatch, fmt):
     """Should the header walk ever miss what the decoder reads (here: it is made to report

@@ -99,19 +99,46 @@ def eloftr_hf_dir(tmp_path_factory):
     return directory
 
 
+def jpeg_segment(marker: int, payload: bytes) -> bytes:
+    return bytes((0xFF, marker)) + struct.pack('>H', len(payload) + 2) + payload
+
+
+# One Huffman code of length 1, for symbol 0: DC difference 0, or end of block.
+_ONE_CODE = b'\x01' + b'\x00' * 15 + b'\x00'
+# A quantization table of ones; a DC and an AC Huffman table of _ONE_CODE.
+_QUANTIZATION = jpeg_segment(0xDB, b'\x00' + b'\x01' * 64)
+_HUFFMAN = jpeg_segment(0xC4, b'\x00' + _ONE_CODE + b'\x10' + _ONE_CODE)
+
+
+def _zero_bits_per_block(width: int, height: int, bits: int) -> bytes:
+    """Entropy-coded data of `bits` zero bits per 8x8 block (see the tables above)."""
+    blocks = -(-width // 8) * -(-height // 8)
+    return bytes(-(-blocks * bits // 8))
+
+
 def uniform_gray_jpeg(width: int, height: int) -> bytes:
     """A genuine baseline greyscale JPEG of uniform mid-grey at any size in few bytes: with
     one-code Huffman tables every 8x8 block is two zero bits (DC difference 0, end of block),
     so 20000x20000 takes 1.5 MB and decodes to 400 MB."""
-    def segment(marker, payload):
-        return bytes((0xFF, marker)) + struct.pack('>H', len(payload) + 2) + payload
-    one_code = b'\x01' + b'\x00' * 15 + b'\x00'  # one code of length 1, for symbol 0
-    tables = (segment(0xDB, b'\x00' + b'\x01' * 64)
-              + segment(0xC0, struct.pack('>BHHB', 8, height, width, 1) + b'\x01\x11\x00')
-              + segment(0xC4, b'\x00' + one_code + b'\x10' + one_code)
-              + segment(0xDA, b'\x01\x01\x00\x00\x3f\x00'))
-    blocks = -(-width // 8) * -(-height // 8)
-    return b'\xff\xd8' + tables + bytes(-(-blocks * 2 // 8)) + b'\xff\xd9'
+    frame = jpeg_segment(0xC0, struct.pack('>BHHB', 8, height, width, 1) + b'\x01\x11\x00')
+    scan = jpeg_segment(0xDA, b'\x01\x01\x00\x00\x3f\x00')
+    return (b'\xff\xd8' + _QUANTIZATION + frame + _HUFFMAN + scan
+            + _zero_bits_per_block(width, height, 2) + b'\xff\xd9')
+
+
+def progressive_gray_jpeg(width: int, height: int, refine: bool) -> bytes:
+    """A genuine progressive greyscale JPEG of uniform mid-grey with a scan per coefficient:
+    DC, then each of the 63 AC coefficients in a scan of its own (64 scans); `refine`: each AC
+    coefficient first at half precision, then refined in a scan more (127 scans). Every 8x8
+    block is one zero bit in every scan (DC difference 0, or end of band)."""
+    def scan(first, last, high_bit, low_bit):
+        return (jpeg_segment(0xDA, bytes((1, 1, 0x00, first, last, high_bit << 4 | low_bit)))
+                + _zero_bits_per_block(width, height, 1))
+    frame = jpeg_segment(0xC2, struct.pack('>BHHB', 8, height, width, 1) + b'\x01\x11\x00')
+    scans = [scan(0, 0, 0, 0)] + [scan(k, k, 0, int(refine)) for k in range(1, 64)]
+    if refine:
+        scans += [scan(k, k, 1, 0) for k in range(1, 64)]
+    return b'\xff\xd8' + _QUANTIZATION + frame + _HUFFMAN + b''.join(scans) + b'\xff\xd9'
 
 
 def png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -163,6 +190,8 @@ def corrupt_jpeg_scan(jpeg: bytes, seed: int = 0) -> bytes:
 @pytest.fixture(scope='session')
 def hostile_images():
     """The hostile image builders above, for tests in any folder."""
-    return SimpleNamespace(uniform_gray_jpeg=uniform_gray_jpeg, uniform_gray_png=uniform_gray_png,
+    return SimpleNamespace(uniform_gray_jpeg=uniform_gray_jpeg,
+                           progressive_gray_jpeg=progressive_gray_jpeg,
+                           uniform_gray_png=uniform_gray_png,
                            png_chunk=png_chunk, png_with_hidden_size=png_with_hidden_size,
                            corrupt_jpeg_scan=corrupt_jpeg_scan)

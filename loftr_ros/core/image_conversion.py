@@ -177,12 +177,6 @@ def _check_decoder_size(header: ImageHeader, size, decoder: str, fmt: str):
         raise ImageError(msg_text)
 
 
-# Scans in a JPEG at most: a progressive JPEG has about 10. Each scan makes the decoder pass
-# over the whole image again, so thousands of tiny scans cost minutes of CPU in a few bytes.
-MAX_JPEG_SCANS = 100
-_JPEG_SOS = (0xFF, 0xDA)
-
-
 def _decode_jpeg(data: np.ndarray, header: ImageHeader, fmt: str) -> np.ndarray:
     # libjpeg decodes a cut-off JPEG into a partly grey image with only a warning; the missing
     # end-of-image marker names the cause best.
@@ -192,12 +186,6 @@ def _decode_jpeg(data: np.ndarray, header: ImageHeader, fmt: str) -> np.ndarray:
     if header.channels not in (1, 3):
         msg_text = (f'JPEG with {header.channels} colour components (CMYK?): not a camera '
                     f"image format; send mono or colour JPEG (format '{fmt}')")
-        raise ImageError(msg_text)
-    # 0xFF 0xDA cannot occur inside entropy-coded data (0xFF is stuffed there): it counts
-    # the scans (and those of an embedded thumbnail).
-    scans = np.count_nonzero((data[:-1] == _JPEG_SOS[0]) & (data[1:] == _JPEG_SOS[1]))
-    if scans > MAX_JPEG_SCANS:
-        msg_text = (f"JPEG with {scans} scans, more than {MAX_JPEG_SCANS} (format '{fmt}')")
         raise ImageError(msg_text)
     try:
         # strict: libjpeg's warnings (corrupt data it would decode around) raise too.

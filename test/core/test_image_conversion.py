@@ -404,13 +404,25 @@ def test_the_pixel_limit_is_width_times_height(hostile_images):
         image_from_msg(raw, max_pixels=MatcherConfig().max_image_pixels)
 
 
-def test_jpeg_with_too_many_scans_is_refused(photo_bgr):
+def test_jpeg_scans_are_counted_in_the_marker_walk(photo_bgr, hostile_images):
+    """A real progressive JPEG of 127 scans (libjpeg decodes it, strict) is refused, one of 64
+    is decoded; 0xFF 0xDA bytes inside a comment (as in EXIF or ICC payloads) are no scans."""
+    import simplejpeg
+
+    many = hostile_images.progressive_gray_jpeg(100, 60, refine=True)
+    assert simplejpeg.decode_jpeg(many, colorspace='GRAY', strict=True).shape == (60, 100, 1)
+    with pytest.raises(ImageError, match="JPEG with more than 100 scans \\(format 'jpeg'\\)"):
+        image_from_compressed_msg(SimpleNamespace(format='jpeg', data=many))
+    fewer = hostile_images.progressive_gray_jpeg(100, 60, refine=False)
+    image = image_from_compressed_msg(SimpleNamespace(format='jpeg', data=fewer))
+    assert image.shape == (60, 100) and image.min() == image.max() == 128
+
     jpeg = cv2.imencode('.jpg', photo_bgr)[1].tobytes()
-    # Scan markers packed into a comment segment: what the count sees of 150 tiny scans.
-    comment = b'\xff\xfe' + (2 + 300).to_bytes(2, 'big') + b'\xff\xda' * 150
-    msg = SimpleNamespace(format='jpeg', data=jpeg[:2] + comment + jpeg[2:])
-    with pytest.raises(ImageError, match='JPEG with 151 scans, more than 100'):
-        image_from_compressed_msg(msg)
+    comment = b'\xff\xfe' + (2 + 400).to_bytes(2, 'big') + b'\xff\xda' * 200
+    with_comment = image_from_compressed_msg(
+        SimpleNamespace(format='jpeg', data=jpeg[:2] + comment + jpeg[2:]))
+    np.testing.assert_array_equal(
+        with_comment, image_from_compressed_msg(SimpleNamespace(format='jpeg', data=jpeg)))
 
 
 def test_empty_and_depth_compressed_images_are_reported():

@@ -20,6 +20,10 @@ def encode(image, ext, *params):
     return cv2.imencode(ext, image, list(params))[1].tobytes()
 
 
+# A baseline frame header of a 64x64 greyscale image.
+SOF_64 = b'\xff\xc0\x00\x0b\x08\x00\x40\x00\x40\x01\x01\x11\x00'
+
+
 def with_exif_segment(jpeg: bytes) -> bytes:
     """An APP1 segment of 30 kB (EXIF-sized, holding 0xFF bytes and a fake SOF inside) after
     SOI: the walk must skip it by its length."""
@@ -65,6 +69,9 @@ def test_other_formats_are_named(photo):
     (b'\xff\xd8\xff\xda\x00\x08' + bytes(10), 'no frame header before its scan'),
     (b'\xff\xd8\xff\xc0\x00\x0b\x08\x00\x00\x01\x00\x01\x01\x11\x00', 'declares a 256x0'),
     (b'\xff\xd8\xff\xd9', 'marker 0xD9 before any frame'),
+    (b'\xff\xd8\xff\x00\x00\x04', 'marker 0x00 before any frame'),
+    (b'\xff\xd8' + SOF_64 + SOF_64, 'JPEG with a second frame header at byte 15'),
+    (b'\xff\xd8' + b'\xff\xfe\x00\x02' * 1001 + SOF_64, 'more than 1000 marker segments'),
 ])
 def test_malformed_headers_are_named(data, reason):
     with pytest.raises(ImageError, match=reason):

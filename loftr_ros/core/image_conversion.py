@@ -11,21 +11,25 @@ strides; everything else (colour order, alpha, Bayer, YUV 4:2:2, byte swapping) 
 
 Sizes are checked against an optional pixel limit before anything is converted or decoded
 (ImageTooLargeError); a compressed image is held to the size its header declares, by the
-decoder's own reading of it before decoding and by the decoded shape after. Compressed images are JPEG or PNG only, decoded by decoders that report
-every error instead of printing it: JPEG by libjpeg-turbo through simplejpeg in strict mode
-(corrupt scan data that libjpeg would decode with a warning is refused), PNG by Pillow
-(CRC, zlib and truncation errors). OpenCV's decoders print libjpeg's and libpng's messages on
-stderr for every bad frame, outside any throttling, and decode corrupt JPEG data silently.
+decoder's own reading of it before decoding and by the decoded shape after. Compressed images
+are JPEG or PNG only, decoded by decoders that report every error instead of printing it: JPEG
+by libjpeg-turbo through simplejpeg in strict mode (corrupt scan data that libjpeg would decode
+with a warning is refused), PNG by Pillow (CRC, zlib and truncation errors). OpenCV's decoders
+print libjpeg's and libpng's messages on stderr for every bad frame, outside any throttling, and
+decode corrupt JPEG data silently. Where simplejpeg is not installed (it has no rosdep key),
+JPEG is decoded by Pillow, as quietly and to the same pixels, but corrupt scan data with it:
+a StrictJpegUnavailableWarning says so once.
 """
 import io
 import sys
+import threading
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
 import cv2
 import numpy as np
-import simplejpeg
-from PIL import PngImagePlugin
+from PIL import JpegImagePlugin, PngImagePlugin
 
 from loftr_ros.core.errors import ImageError, ImageTooLargeError
 from loftr_ros.core.image_headers import ImageHeader, read_image_header
@@ -177,6 +181,38 @@ def _check_decoder_size(header: ImageHeader, size, decoder: str, fmt: str):
         raise ImageError(msg_text)
 
 
+class StrictJpegUnavailableWarning(UserWarning):
+    """simplejpeg is not installed: JPEG images are decoded without detecting corrupt data."""
+
+
+STRICT_JPEG_UNAVAILABLE = (
+    'simplejpeg is not installed: JPEG images are decoded by Pillow, which decodes corrupt scan '
+    'data around the damage, so corrupt JPEGs are matched instead of refused and counted as '
+    'bad_image. To detect them: pip install simplejpeg (where pip refuses the system Python, '
+    'PEP 668: pip install --user --break-system-packages simplejpeg, or a virtual environment '
+    'created with --system-site-packages)')
+_strict_jpeg_lock = threading.Lock()
+# simplejpeg, or False where it is missing; None until the first JPEG.
+_strict_jpeg_module = None
+
+
+def _strict_jpeg_decoder():
+    """simplejpeg, imported on the first JPEG (raw images and PNG never need it; it has no
+    rosdep key, so a colcon workspace may lack it), or None where it is missing: warned once
+    per process (StrictJpegUnavailableWarning)."""
+    global _strict_jpeg_module
+    with _strict_jpeg_lock:
+        if _strict_jpeg_module is None:
+            try:
+                import simplejpeg
+                _strict_jpeg_module = simplejpeg
+            except ImportError:
+                warnings.warn(STRICT_JPEG_UNAVAILABLE, StrictJpegUnavailableWarning,
+                              stacklevel=4)
+                _strict_jpeg_module = False
+    return _strict_jpeg_module or None
+
+
 def _decode_jpeg(data: np.ndarray, header: ImageHeader, fmt: str) -> np.ndarray:
     # libjpeg decodes a cut-off JPEG into a partly grey image with only a warning; the missing
     # end-of-image marker names the cause best.
@@ -187,6 +223,9 @@ def _decode_jpeg(data: np.ndarray, header: ImageHeader, fmt: str) -> np.ndarray:
         msg_text = (f'JPEG with {header.channels} colour components (CMYK?): not a camera '
                     f"image format; send mono or colour JPEG (format '{fmt}')")
         raise ImageError(msg_text)
+    simplejpeg = _strict_jpeg_decoder()
+    if simplejpeg is None:
+        return _decode_with_pillow(JpegImagePlugin.JpegImageFile, data, header, fmt)
     try:
         # strict: libjpeg's warnings (corrupt data it would decode around) raise too.
         height, width, _, _ = simplejpeg.decode_jpeg_header(data, strict=True)
@@ -200,23 +239,30 @@ def _decode_jpeg(data: np.ndarray, header: ImageHeader, fmt: str) -> np.ndarray:
 
 
 def _decode_png(data: np.ndarray, header: ImageHeader, fmt: str) -> np.ndarray:
+    return _decode_with_pillow(PngImagePlugin.PngImageFile, data, header, fmt)
+
+
+def _decode_with_pillow(plugin, data: np.ndarray, header: ImageHeader, fmt: str) -> np.ndarray:
+    """Decode with Pillow's PNG or JPEG plugin: its size checked before load(), the image
+    returned as HxW mono or HxWx3 BGR."""
+    kind = header.format.upper()
     try:
-        # The PNG plugin itself rather than Image.open: Pillow's own bomb check there warns
+        # The plugin itself rather than Image.open: Pillow's own bomb check there warns
         # (DecompressionBombWarning on stderr) or fails above its fixed MAX_IMAGE_PIXELS,
         # whatever max_image_pixels says; the size is checked here instead, before load().
-        with PngImagePlugin.PngImageFile(io.BytesIO(data)) as png:
-            _check_decoder_size(header, png.size, 'Pillow', fmt)
-            png.load()
-            if png.mode in ('1', 'P', 'LA', 'PA'):  # bilevel, palette, grey or palette + alpha
-                png = png.convert('L' if png.mode in ('1', 'LA') else 'RGB')
-            image = np.asarray(png)
+        with plugin(io.BytesIO(data)) as decoded:
+            _check_decoder_size(header, decoded.size, 'Pillow', fmt)
+            decoded.load()
+            if decoded.mode in ('1', 'P', 'LA', 'PA'):  # bilevel, palette, grey or palette + alpha
+                decoded = decoded.convert('L' if decoded.mode in ('1', 'LA') else 'RGB')
+            image = np.asarray(decoded)
     except ImageError:
         raise
     # The decoder reads hostile bytes: whatever it raises (OSError, SyntaxError, zlib.error,
-    # ValueError, ...) means this PNG cannot be decoded.
+    # ValueError, ...) means this image cannot be decoded.
     except Exception as error:  # noqa: BLE001
-        msg_text = (f"corrupt PNG: {type(error).__name__}: {error} ({data.size} bytes, format "
-                    f"'{fmt}')")
+        msg_text = (f"corrupt {kind}: {type(error).__name__}: {error} ({data.size} bytes, "
+                    f"format '{fmt}')")
         raise ImageError(msg_text) from None
     if image.ndim == 3:
         # RGB(A) -> BGR, dropping alpha as OpenCV does.

@@ -1,6 +1,8 @@
 """Image conversion against rosbags-image (an independent implementation) and against the
 pixels the messages were made from, on a real photo."""
 import io
+import subprocess
+import sys
 import warnings
 from types import SimpleNamespace
 
@@ -423,6 +425,47 @@ def test_jpeg_scans_are_counted_in_the_marker_walk(photo_bgr, hostile_images):
         SimpleNamespace(format='jpeg', data=jpeg[:2] + comment + jpeg[2:]))
     np.testing.assert_array_equal(
         with_comment, image_from_compressed_msg(SimpleNamespace(format='jpeg', data=jpeg)))
+
+
+# Run where simplejpeg cannot be imported (a colcon workspace: it has no rosdep key).
+WITHOUT_SIMPLEJPEG = """
+import sys, warnings
+import numpy as np
+sys.modules['simplejpeg'] = None  # import simplejpeg raises ImportError
+warnings.simplefilter('always')  # every warning shown: 'once' is the module's doing
+import loftr_ros.ros.node
+from loftr_ros.core.image_conversion import image_from_compressed_msg, image_from_msg
+from types import SimpleNamespace
+raw = np.arange(12, dtype=np.uint8)
+image = image_from_msg(SimpleNamespace(encoding='mono8', height=3, width=4, step=4,
+                                       is_bigendian=0, data=raw))
+assert image.shape == (3, 4), image.shape
+print('raw decoded', file=sys.stderr)
+for path in sys.argv[1:]:
+    data = np.fromfile(path, np.uint8)
+    np.save(path + '.npy', image_from_compressed_msg(SimpleNamespace(format='jpeg', data=data)))
+"""
+
+
+def test_jpeg_without_simplejpeg_is_decoded_by_pillow_with_one_warning(photo_bgr, hostile_images,
+                                                                       tmp_path):
+    """Without simplejpeg the node and the core import, raw images convert, and JPEG decodes
+    to the same pixels through Pillow; corrupt scan data is decoded too (nothing detects it),
+    which one warning says, with how to turn the detection on."""
+    jpeg = cv2.imencode('.jpg', photo_bgr)[1].tobytes()
+    paths = [tmp_path / 'photo.jpg', tmp_path / 'corrupt.jpg', tmp_path / 'again.jpg']
+    for path, data in zip(paths, (jpeg, hostile_images.corrupt_jpeg_scan(jpeg), jpeg)):
+        path.write_bytes(data)
+    run = subprocess.run([sys.executable, '-c', WITHOUT_SIMPLEJPEG, *map(str, paths)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count('StrictJpegUnavailableWarning') == 1, run.stderr
+    assert 'raw decoded' in run.stderr
+    assert 'corrupt JPEGs are matched instead of refused' in run.stderr
+    assert 'pip install simplejpeg' in run.stderr
+    strict = image_from_compressed_msg(SimpleNamespace(format='jpeg', data=jpeg))
+    np.testing.assert_array_equal(np.load(str(paths[0]) + '.npy'), strict)
+    assert np.load(str(paths[1]) + '.npy').shape == photo_bgr.shape
 
 
 def test_empty_and_depth_compressed_images_are_reported():

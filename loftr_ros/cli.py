@@ -15,6 +15,8 @@ SUBCOMMANDS = {
     'match': ('loftr_ros.tools.match', 'match two images and write JSON and an overlay'),
     'eval': ('loftr_ros.tools.evaluate', 'replay a bag through a matcher and report accuracy'),
     'record': ('loftr_ros.tools.record', 'write the Matches stream of a bag into a new bag'),
+    'export': ('loftr_ros.tools.export', 'write the ONNX graphs of a configuration into the '
+               'cache (runtime onnxruntime)'),
 }
 
 

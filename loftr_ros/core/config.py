@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 from loftr_ros.core.backends import BACKENDS as BACKEND_REGISTRY
+from loftr_ros.core.backends import RUNTIMES
 from loftr_ros.core.errors import ConfigError, check_known_keys
 from loftr_ros.core.settings import setting, settings_of
 
@@ -81,6 +82,17 @@ class MatcherConfig:
     max_compressed_bytes: int = setting(
         64 * 2**20, 'Larger JPEG/PNG payloads are refused before they are decoded, counted as '
         'image_too_large.', value_range=(1, 2**40), runtime=True)
+    runtime: str = setting(
+        'torch', 'What runs the model: torch, or onnxruntime (eloftr and xfeat) on ONNX graphs '
+        'exported into a cache by `loftr-ros export` (see loftr_ros.core.onnx_runtime).',
+        choices=RUNTIMES)
+    providers: List[str] = setting(
+        default_factory=list, help='onnxruntime: execution providers, most wanted first, e.g. '
+        '[TensorrtExecutionProvider, CUDAExecutionProvider, CPUExecutionProvider]; empty: from '
+        'device (CPU, or CUDA on cuda and, where onnxruntime has it, on auto).')
+    provider_fallback: bool = setting(
+        False, 'onnxruntime: leave out a listed provider this machine lacks or cannot start, '
+        'with one warning, instead of stopping with an error naming it.')
     options: Dict[str, Any] = setting(
         default_factory=dict, help="Backend options, key by key (each backend module's "
         'commented DEFAULT_CONF); an unknown key is an error listing the valid ones.')
@@ -94,12 +106,18 @@ class MatcherConfig:
         if not (device in ('auto', 'cpu', 'cuda') or
                 (device.startswith('cuda:') and device[5:].isdigit())):
             raise ConfigError(f"invalid device '{device}', valid: {DEVICES}")
+        if not (isinstance(self.providers, (list, tuple)) and
+                all(isinstance(name, str) and name for name in self.providers)):
+            raise ConfigError(f'providers must be a list of onnxruntime provider names, '
+                              f'got {self.providers!r}')
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> 'MatcherConfig':
         check_known_keys(values, (f.name for f in dataclasses.fields(cls)), 'the matcher')
         values = dict(values)
         values['options'] = dict(values.get('options') or {})
+        if isinstance(values.get('providers'), (list, tuple)):
+            values['providers'] = list(values['providers'])
         try:
             return cls(**values)
         except TypeError as error:
@@ -119,9 +137,13 @@ class MatcherConfig:
     @property
     def config_id(self) -> str:
         """Short stable id of everything that changes the matches (not device, warmup or the
-        input limits)."""
+        input limits; the runtime settings only with runtime onnxruntime, so torch ids stay as
+        they were)."""
         relevant = self.to_dict()
-        for name in ('device', 'warmup', 'max_image_pixels', 'max_compressed_bytes'):
+        ignored = ['device', 'warmup', 'max_image_pixels', 'max_compressed_bytes']
+        if self.runtime == 'torch':
+            ignored += ['runtime', 'providers', 'provider_fallback']
+        for name in ignored:
             relevant.pop(name)
         text = json.dumps(relevant, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:8]

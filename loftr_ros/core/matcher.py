@@ -154,7 +154,8 @@ class Matcher:
             start = time.perf_counter()
             batch = torch.cat([inputs[index].tensor for index in indices])
             with torch.inference_mode(), self._model_context():
-                features = self.backend.extract_batch(batch)
+                features = (self.backend.extract_batch(batch) if len(indices) > 1
+                            else [self.backend.extract(batch)])
             share = (time.perf_counter() - start) / len(indices)
             for index, feature in zip(indices, features):
                 tensor, transform, gray, seconds = inputs[index]

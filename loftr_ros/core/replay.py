@@ -84,15 +84,18 @@ def prepared_pairs(matcher: 'Matcher', pairs: Iterable[FramePair],
     is above the limits or that the Matcher refuses is skipped and `on_skip` gets the
     ImageError, its message naming the frame and its `cause` (bad_image, image_too_large): one
     bad frame does not end a run. A frame that ends one pair and starts the next
-    (consecutive mode) is prepared once and its features reused, as the node does. Match with
-    `match_pair`."""
+    (consecutive mode) is prepared once and its features reused, as the node does; the two
+    images of a stereo pair are prepared as one batch, as Matcher.match prepares them in the
+    node. Match with `match_pair`."""
     last_frame, last_prepared = None, None
     for pair in pairs:
         reused = pair.frame0 is last_frame
         try:
             image0, image1 = pair.frame0.image, pair.frame1.image
-            prepared0 = last_prepared if reused else _prepare(matcher, pair.frame0, image0)
-            prepared1 = _prepare(matcher, pair.frame1, image1)
+            if reused:
+                prepared0, prepared1 = last_prepared, _prepare(matcher, pair.frame1, image1)
+            else:
+                prepared0, prepared1 = _prepare_both(matcher, pair, image0, image1)
         except ImageError as error:
             on_skip(error)
             last_frame = None
@@ -109,6 +112,16 @@ def _prepare(matcher: 'Matcher', frame, image: np.ndarray) -> 'PreparedImage':
     except ImageError as error:
         raise type(error)(f'{frame.topic} message {frame.index}: {error.cause}: {error}'
                           ) from None
+
+
+def _prepare_both(matcher: 'Matcher', pair: FramePair, image0: np.ndarray, image1: np.ndarray):
+    """Both images of a pair prepared as one batch (a stereo pair), an ImageError naming the
+    frame the matcher refuses."""
+    try:
+        return matcher.prepare_batch([image0, image1])
+    except ImageError:
+        # Again one by one, which names the frame.
+        return (_prepare(matcher, pair.frame0, image0), _prepare(matcher, pair.frame1, image1))
 
 
 def match_pair(matcher: 'Matcher', prepared: PreparedPair, camera0: Optional[CameraModel] = None,

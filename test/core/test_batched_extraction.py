@@ -47,14 +47,16 @@ def test_match_prepares_a_stereo_pair_as_one_batch(backend, options, size, eloft
     matcher = make_matcher(backend, options, eloftr_hf_dir)
     left, right = photo_pair(*size)
     reference = matcher.match(matcher.prepare(left), matcher.prepare(right))
-    batches = []
-    extract_batch = matcher.backend.extract_batch
+    # Count the model's per-image runs and their batch sizes.
+    model, method = ((matcher.backend.model, 'extract') if backend == 'eloftr'
+                     else (matcher.backend.xfeat, 'detectAndCompute'))
+    batches, run = [], getattr(model, method)
 
-    def counting(images):
+    def counted(images, *args, **kwargs):
         batches.append(len(images))
-        return extract_batch(images)
+        return run(images, *args, **kwargs)
 
-    monkeypatch.setattr(matcher.backend, 'extract_batch', counting)
+    monkeypatch.setattr(model, method, counted)
     result = matcher.match(left, right)
     assert batches == [2]
     assert len(result) >= 20 and abs(len(result) - len(reference)) <= 0.01 * len(reference)

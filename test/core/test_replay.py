@@ -42,3 +42,37 @@ def test_a_frame_the_matcher_refuses_skips_its_pairs():
     assert all(str(error).startswith('/cam0/image_raw message 2: bad_image: ') and
                'NaN' in str(error) and error.cause == 'bad_image' for error in skipped)
     assert [len(p.fresh) for p in kept] == [2, 2]  # frame 3 follows a skipped pair
+
+
+def test_stereo_pairs_are_prepared_as_one_batch(eloftr_hf_dir, monkeypatch):
+    """eval and record (prepared_pairs) run the per-image stage of a stereo pair's left and
+    right images as one batch, with the features of one-by-one preparation; a refused image
+    still names its frame."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    texture = rng.random((40, 50)).astype(np.float32)
+    frames = [SimpleNamespace(image=cv2.resize(texture, (320, 256))[:, shift:shift + 256],
+                              topic=topic, index=index)
+              for index, (topic, shift) in enumerate([('/left', 20), ('/right', 8)] * 2)]
+    frames[3].image = np.full((256, 256), np.nan, np.float32)
+    pairs = [SimpleNamespace(frame0=frames[0], frame1=frames[1]),
+             SimpleNamespace(frame0=frames[2], frame1=frames[3])]
+    matcher = Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), resize=0,
+                                    warmup=False, device='cpu'))
+    batches, run = [], matcher.backend.model.extract
+
+    def counted(images):
+        batches.append(len(images))
+        return run(images)
+
+    monkeypatch.setattr(matcher.backend.model, 'extract', counted)
+    skipped = []
+    kept = list(prepared_pairs(matcher, pairs, skipped.append))
+    assert batches[0] == 2 and len(kept) == 1
+    assert kept[0].fresh == (kept[0].prepared0, kept[0].prepared1)
+    for frame, prepared in zip(frames, (kept[0].prepared0, kept[0].prepared1)):
+        single = matcher.prepare(frame.image).features
+        np.testing.assert_allclose(prepared.features.coarse.numpy(), single.coarse.numpy(),
+                                   atol=1e-5)
+    assert len(skipped) == 1 and str(skipped[0]).startswith('/right message 3: bad_image: ')

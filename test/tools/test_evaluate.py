@@ -240,15 +240,16 @@ def test_consecutive_pairs_prepare_each_frame_once(tmp_path, sequence_bag, seque
     expected = [scratch.match(a.image, b.image) for a, b in zip(sequence_views,
                                                                  sequence_views[1:])]
     extracted = []
-    real_extract = EfficientLoFTRBackend.extract
+    real_extract = EfficientLoFTRBackend.extract_batch
 
-    def counted_extract(self, image):
+    def counted_extract(self, images):
         # Slow on purpose: a latency below this missed the current frame's preparation.
         time.sleep(EXTRACT_S)
-        extracted.append(tuple(image.shape))
-        return real_extract(self, image)
+        extracted.extend([tuple(images.shape[1:])] * len(images))
+        return real_extract(self, images)
 
-    monkeypatch.setattr(EfficientLoFTRBackend, 'extract', counted_extract)
+    # Every per-image run of eloftr, single (extract) or batched (the first pair's two frames).
+    monkeypatch.setattr(EfficientLoFTRBackend, 'extract_batch', counted_extract)
     config = tmp_path / 'eloftr.yaml'
     config.write_text(f"matcher: {{backend: eloftr, weights: '{eloftr_hf_dir}', resize: 0, "
                       'warmup: false, device: cpu}\n')

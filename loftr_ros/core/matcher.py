@@ -85,7 +85,6 @@ class Matcher:
     def __init__(self, config: MatcherConfig):
         self._config = config
         self.backend = _build_backend(config)
-        self.device, self.dtype = self.backend.device, self.backend.dtype
         resize = config.resize if config.resize >= 0 else self.backend.default_resize
         self.long_side = resize
         refinement = (self.backend.default_refinement if config.refinement == 'auto'
@@ -117,6 +116,15 @@ class Matcher:
                    f"{', '.join(RUNTIME_FIELDS)} can); build a new Matcher")
             raise ConfigError(msg)
         self._config = config
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs (onnxruntime: cuda:N on the CUDA and TensorRT providers)."""
+        return self.backend.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.backend.dtype
 
     @property
     def model_name(self) -> str:

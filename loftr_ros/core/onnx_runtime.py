@@ -6,9 +6,9 @@ Providers. ``matcher.providers`` lists ONNX Runtime execution providers, most wa
 means the configured ``device`` (cpu: CPU; cuda or cuda:N: CUDA; auto: CUDA where this
 onnxruntime build has it, else CPU). ONNX Runtime runs each graph node on the first provider of
 the list that supports it. A provider this onnxruntime build lacks (``pip install
-onnxruntime-gpu`` brings CUDA and TensorRT) is a BackendError naming it, or, with
-``matcher.provider_fallback``, is left out with one ProviderFallbackWarning naming it and the
-providers that run instead.
+onnxruntime-gpu`` brings CUDA and TensorRT), or that it has but cannot start (missing CUDA
+libraries), is a BackendError naming it, or, with ``matcher.provider_fallback``, is left out
+with one ProviderFallbackWarning naming it and the providers that run instead.
 
 Cache. Exported graphs live in ``$LOFTR_ROS_CACHE/onnx`` (default
 ``$XDG_CACHE_HOME/loftr_ros``, i.e. ``~/.cache/loftr_ros``), TensorRT engines that ONNX Runtime
@@ -139,6 +139,10 @@ def choose_providers(requested: Sequence[str], device: str, precision: str, fall
     return ProviderChoice(names, options)
 
 
+class ProviderStartError(BackendError):
+    """ONNX Runtime has the provider but could not start it (its libraries, say)."""
+
+
 class OnnxGraph:
     """One exported graph in an ONNX Runtime session: numpy arrays in and out by name."""
 
@@ -156,10 +160,10 @@ class OnnxGraph:
         # ONNX Runtime replaces a provider that fails to start (missing CUDA libraries, say)
         # by the CPU with a printed message: that must not pass for the configured runtime.
         if self.session.get_providers()[0] != providers.names[0]:
-            msg = (f'ONNX graph {path}: onnxruntime could not start {providers.names[0]} '
-                   f'(running on {", ".join(self.session.get_providers())}); check its '
+            msg = (f'ONNX graph {path.name}: onnxruntime could not start {providers.names[0]} '
+                   f'(it would run on {", ".join(self.session.get_providers())}); check its '
                    f'libraries (CUDA, cuDNN, TensorRT) against the onnxruntime-gpu release')
-            raise BackendError(msg)
+            raise ProviderStartError(msg)
         self.path = path
         self.input_names = [graph_input.name for graph_input in self.session.get_inputs()]
         self.output_names = [output.name for output in self.session.get_outputs()]

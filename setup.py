@@ -41,6 +41,9 @@ setup(
         'loftr': ['kornia>=0.7.2'],
         # Plots of `loftr-ros eval`.
         'eval': ['matplotlib>=3.7'],
+        # matcher.runtime onnxruntime and `loftr-ros export` (CPU provider; install
+        # onnxruntime-gpu instead for CUDA and TensorRT).
+        'onnx': ['onnx>=1.16', 'onnxruntime>=1.18'],
     },
     entry_points={'console_scripts': ['loftr-ros = loftr_ros.cli:main']},
 )

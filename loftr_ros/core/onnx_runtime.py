@@ -171,7 +171,7 @@ class OnnxGraph:
     def __call__(self, **inputs: np.ndarray) -> Dict[str, np.ndarray]:
         """Run the graph on the inputs it has (an exported graph may leave out an input its
         computation does not use)."""
-        feed = {name: inputs[name] for name in self.input_names}
+        feed = {name: np.asarray(inputs[name]) for name in self.input_names}
         return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
 
 

@@ -265,7 +265,10 @@ def test_confidence_threshold_changed_on_a_running_matcher_acts_on_the_next_matc
     settings = dict(backend=backend, device='cpu', resize=0, warmup=False,
                     **BACKEND_SETTINGS[backend](request))
     images = _photo_pair()
-    everything = Matcher(MatcherConfig(**settings, confidence_threshold=0.0)).match(*images)
+    fresh = Matcher(MatcherConfig(**settings, confidence_threshold=0.0))
+    # Prepared one by one as `running`'s frames are (a batch of both, what match does with two
+    # arrays, may differ by float rounding).
+    everything = fresh.match(*[fresh.prepare(image) for image in images])
     strict_threshold = float(np.median(everything.scores))
     running = Matcher(MatcherConfig(**settings, confidence_threshold=strict_threshold))
     # Prepared before the change, as the node's reference frame is.

@@ -19,11 +19,10 @@ pytestmark = pytest.mark.filterwarnings('ignore::loftr_ros.core.backends.onnx.On
 @pytest.fixture(scope='module', autouse=True)
 def cache(tmp_path_factory):
     """An empty cache for this module's exports (shared by its tests: each graph is exported
-    once)."""
+    once; the tests about the cache itself take their own)."""
     with pytest.MonkeyPatch.context() as patch:
-        directory = tmp_path_factory.mktemp('loftr_ros_cache')
-        patch.setenv('LOFTR_ROS_CACHE', str(directory))
-        yield directory / 'onnx'
+        patch.setenv('LOFTR_ROS_CACHE', str(tmp_path_factory.mktemp('loftr_ros_cache')))
+        yield
 
 
 def shared_matches(reference, result, tolerance1):
@@ -71,10 +70,13 @@ def test_xfeat_onnxruntime_gives_the_torch_matches(matching, photo_pair):
     assert shared_matches(reference, result, 1e-3) >= 0.99
 
 
-def test_graphs_are_cached_by_export_id_and_size(eloftr_hf_dir, cache, photo_pair):
+def test_graphs_are_cached_by_export_id_and_size(eloftr_hf_dir, tmp_path, monkeypatch,
+                                                 photo_pair):
     """The first image of a size exports its graphs (one warning each); the next matcher of the
     same settings loads them at start (warm-up) and exports nothing; another size or another
     graph setting exports new files; settings outside the graphs share them."""
+    monkeypatch.setenv('LOFTR_ROS_CACHE', str(tmp_path))
+    cache = tmp_path / 'onnx'
     config = eloftr_config(eloftr_hf_dir, confidence_threshold=0.25)
     images = photo_pair(320, 240)
     first = Matcher(config.replace(runtime='onnxruntime'))
@@ -109,8 +111,12 @@ def test_no_exported_size_at_start_is_a_warning(eloftr_hf_dir):
                               runtime='onnxruntime'))
 
 
-def test_export_command_writes_what_the_matcher_loads(eloftr_hf_dir, cache, capsys, photo_pair):
+def test_export_command_writes_what_the_matcher_loads(eloftr_hf_dir, tmp_path, monkeypatch,
+                                                      capsys, photo_pair):
     from loftr_ros.cli import main
+
+    monkeypatch.setenv('LOFTR_ROS_CACHE', str(tmp_path))
+    cache = tmp_path / 'onnx'
 
     arguments = ['export', '--backend', 'eloftr', '--weights', str(eloftr_hf_dir), '--resize',
                  '0', '--size', '300x200']

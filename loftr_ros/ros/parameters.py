@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import ParameterUninitializedException
-from rclpy.parameter import Parameter
 
 from loftr_ros.core.config import OPTIONS, SETTINGS, MatcherConfig
 from loftr_ros.core.settings import Setting, defaults_of
@@ -129,9 +127,12 @@ SPECS = {spec.name: spec for spec in PARAMETERS}
 def declare_parameters(node):
     """Declare every parameter of the table, plus matcher.options.* given as overrides."""
     for spec in PARAMETERS:
-        # An empty list says nothing of its element type: a string array is declared by type.
-        default = Parameter.Type.STRING_ARRAY if spec.default == [] else spec.default
-        node.declare_parameter(spec.name, default, spec.descriptor())
+        default, descriptor = spec.default, spec.descriptor()
+        if default == []:
+            # ROS 2 parameters have no empty array of a type (an empty YAML list arrives unset):
+            # declared unset, dynamically typed so that it reads as None until given a list.
+            default, descriptor.dynamic_typing = None, True
+        node.declare_parameter(spec.name, default, descriptor)
     # Options have no fixed names, so they are declared from the --ros-args/params-file
     # overrides, which rclpy keeps in this attribute (Humble to Kilted) and offers no getter for.
     for name, override in node._parameter_overrides.items():
@@ -140,19 +141,11 @@ def declare_parameters(node):
                 description=SETTINGS[OPTIONS].help, read_only=True))
 
 
-def _value(node, name: str):
-    """A parameter's value; None for one declared by type that has none."""
-    try:
-        return node.get_parameter(name).value
-    except ParameterUninitializedException:
-        return None
-
-
 def matcher_config_from_parameters(node) -> MatcherConfig:
     """The MatcherConfig the node's matcher.* parameters describe (ConfigError if invalid)."""
-    values = {spec.name[len('matcher.'):]: _value(node, spec.name)
+    values = {spec.name[len('matcher.'):]: node.get_parameter(spec.name).value
               for spec in PARAMETERS if spec.name.startswith('matcher.')}
-    # A string array declared by type and never set (or set to [] in YAML) has no value.
+    # An empty list arrives as None (see declare_parameters).
     values['providers'] = values['providers'] or []
     values['options'] = {name: parameter.value for name, parameter in
                          node.get_parameters_by_prefix(OPTIONS_PREFIX[:-1]).items()}

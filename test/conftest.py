@@ -195,3 +195,26 @@ def hostile_images():
                            uniform_gray_png=uniform_gray_png,
                            png_chunk=png_chunk, png_with_hidden_size=png_with_hidden_size,
                            corrupt_jpeg_scan=corrupt_jpeg_scan)
+
+
+def _assert_same_matches(actual, expected, atol=1e-3, score_atol=1e-3):
+    """The same matches in two results (MatchResult or alike), whatever their order among
+    near-equal scores: the two images of a stereo pair prepared as one batch or one by one
+    differ by float rounding, which may swap two matches of almost the same score."""
+    import numpy as np
+
+    assert len(actual.scores) == len(expected.scores), (len(actual.scores),
+                                                        len(expected.scores))
+    for result in (actual, expected):
+        assert np.all(np.diff(result.scores) <= 0)  # best first
+    orders = [np.lexsort(np.hstack([result.keypoints0, result.keypoints1]).T)
+              for result in (actual, expected)]
+    for name, tolerance in (('keypoints0', atol), ('keypoints1', atol), ('scores', score_atol)):
+        np.testing.assert_allclose(getattr(actual, name)[orders[0]],
+                                   getattr(expected, name)[orders[1]], atol=tolerance,
+                                   err_msg=name)
+
+
+@pytest.fixture(scope='session')
+def assert_same_matches():
+    return _assert_same_matches

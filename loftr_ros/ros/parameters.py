@@ -48,6 +48,12 @@ class ParameterSpec:
     def check(self, value) -> Optional[str]:
         """None when `value` is valid, else the reason it is not."""
         expected = type(self.default)
+        if expected is list:
+            # An empty list arrives unset (see declare_parameters).
+            if value is None or (isinstance(value, list) and
+                                 all(isinstance(item, str) for item in value)):
+                return self.setting.check(self.name, value)
+            return f'{self.name} must be a list of strings, got {_value_in_words(value)}'
         if type(value) is not expected:  # bool is an int to isinstance
             return (f'{self.name} must be {_TYPE_WORDS[expected]}, got '
                     f'{_value_in_words(value)}')
@@ -127,12 +133,10 @@ SPECS = {spec.name: spec for spec in PARAMETERS}
 def declare_parameters(node):
     """Declare every parameter of the table, plus matcher.options.* given as overrides."""
     for spec in PARAMETERS:
-        default, descriptor = spec.default, spec.descriptor()
-        if default == []:
-            # ROS 2 parameters have no empty array of a type (an empty YAML list arrives unset):
-            # declared unset, dynamically typed so that it reads as None until given a list.
-            default, descriptor.dynamic_typing = None, True
-        node.declare_parameter(spec.name, default, descriptor)
+        # ROS 2 parameters have no empty array (an empty YAML list arrives unset): an empty
+        # list is declared unset, which reads as None until a list is given.
+        default = None if spec.default == [] else spec.default
+        node.declare_parameter(spec.name, default, spec.descriptor())
     # Options have no fixed names, so they are declared from the --ros-args/params-file
     # overrides, which rclpy keeps in this attribute (Humble to Kilted) and offers no getter for.
     for name, override in node._parameter_overrides.items():

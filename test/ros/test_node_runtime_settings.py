@@ -1,6 +1,5 @@
 """Matcher settings changed while the node runs, from another process as `ros2 param set` does:
 each Matches message equals what a Matcher built with the new settings gives."""
-import numpy as np
 import pytest
 
 from loftr_ros.core.config import MatcherConfig
@@ -16,7 +15,7 @@ THRESHOLDS = (0.9, 0.05, 0.5)
 
 @pytest.mark.slow
 def test_confidence_threshold_lowered_and_raised_at_runtime_acts_on_the_matches(
-        photo_views, node_process, harness):
+        photo_views, node_process, harness, assert_same_matches):
     """xfeat (real weights): LighterGlue drops matches under the threshold itself; a backend
     that kept its start value gave 194 matches here at 0.05 instead of a fresh matcher's 537
     (issue 12: 219 instead of 1171 on EuRoC)."""
@@ -42,9 +41,8 @@ def test_confidence_threshold_lowered_and_raised_at_runtime_acts_on_the_matches(
         expected = Matcher(MatcherConfig(backend='xfeat', warmup=False,
                                          confidence_threshold=threshold)).match(left, right)
         assert len(published) == len(expected), (threshold, len(published), len(expected))
-        np.testing.assert_allclose(published.keypoints0, expected.keypoints0, atol=1e-3)
-        np.testing.assert_allclose(published.keypoints1, expected.keypoints1, atol=1e-3)
-        np.testing.assert_allclose(published.scores, expected.scores, atol=1e-4)
+        # `expected` prepares the two images as one batch, the node one by one.
+        assert_same_matches(published, expected)
         counts.append(len(published))
     # The settings made a difference: more matches at 0.05 than at 0.5, more there than at 0.9.
     assert counts[1] > counts[2] > counts[0] > 0, counts

@@ -218,3 +218,16 @@ def _assert_same_matches(actual, expected, atol=1e-3, score_atol=1e-3):
 @pytest.fixture(scope='session')
 def assert_same_matches():
     return _assert_same_matches
+
+
+@pytest.fixture(scope='session')
+def colour_stereo_pair():
+    """scikit-image's stereo_motorcycle pair, a real colour stereo pair (left, right) as BGR
+    uint8, area-resized to 480x320: sides that are multiples of 32, which every library takes
+    without resizing or padding it again."""
+    import cv2
+    import skimage.data
+
+    return tuple(cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), (480, 320),
+                            interpolation=cv2.INTER_AREA)
+                 for image in skimage.data.stereo_motorcycle()[:2])

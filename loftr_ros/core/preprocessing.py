@@ -89,12 +89,19 @@ def check_image_pixels(width: int, height: int, max_pixels: Optional[int], what:
 
 def normalize_image(image: np.ndarray, grayscale: bool,
                     max_pixels: Optional[int] = None) -> np.ndarray:
-    """Validate an input image and return it as float32 in [0, 1]: HxW when `grayscale`, else
-    HxWx3 in RGB order.
+    """Validate an input image and return it as float32 in [0, 1]: HxW when `grayscale` or when
+    the image is mono, else HxWx3 in RGB order.
 
     Accepted: HxW (mono), HxWx1, HxWx3 (BGR, OpenCV order) or HxWx4 (BGRA, alpha ignored);
     dtype uint8 (/255), uint16 (/65535), float32/float64 (taken as [0, 1], clipped); at most
     `max_pixels` pixels (ImageTooLargeError, before any copy).
+
+    Grayscale is BT.601 luma as OpenCV computes it (``cv2.cvtColor(image, COLOR_BGR2GRAY)``),
+    on the integers for an integer image, rounded to whole grey levels before scaling: the
+    grey image that ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)`` and ``cv2.cvtColor`` give the
+    reference pipelines (LoFTR's and EfficientLoFTR's demos, SIFT and ORB on a colour image).
+    A mono image stays one channel when not `grayscale`: the models that take RGB (DISK, ALIKED)
+    replicate it themselves, XFeat averages the channels it gets.
     """
     if not isinstance(image, np.ndarray):
         msg = f'image must be a numpy array, got {type(image).__name__}'
@@ -109,24 +116,26 @@ def normalize_image(image: np.ndarray, grayscale: bool,
         msg = f'image must have 1, 3 (BGR) or 4 (BGRA) channels, got {image.shape[2]}'
         raise ImageError(msg)
     check_image_pixels(*image_size(image), max_pixels)
+    if image.dtype not in _INTEGER_FULL_SCALE and image.dtype not in _FLOAT_DTYPES:
+        msg = f'unsupported image dtype {image.dtype}; use uint8, uint16, float32 or float64'
+        raise ImageError(msg)
+    if image.dtype in _FLOAT_DTYPES and not np.isfinite(image).all():
+        msg = 'image contains NaN or infinite values'
+        raise ImageError(msg)
+    if image.ndim == 3:
+        image = image[:, :, 0] if image.shape[2] == 1 else image[:, :, :3]
+    colour = image.ndim == 3
+    if colour and grayscale and image.dtype in _INTEGER_FULL_SCALE:
+        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2GRAY)
+        colour = False
     if image.dtype in _INTEGER_FULL_SCALE:
         # Division (not multiplication by the reciprocal) gives the same values as the
         # reference pipelines' x / 255.
         scaled = image.astype(np.float32) / np.float32(_INTEGER_FULL_SCALE[image.dtype])
-    elif image.dtype in _FLOAT_DTYPES:
-        if not np.isfinite(image).all():
-            msg = 'image contains NaN or infinite values'
-            raise ImageError(msg)
-        scaled = np.clip(image, 0.0, 1.0).astype(np.float32)
     else:
-        msg = f'unsupported image dtype {image.dtype}; use uint8, uint16, float32 or float64'
-        raise ImageError(msg)
-    if scaled.ndim == 3 and scaled.shape[2] == 1:
-        scaled = scaled[:, :, 0]
-    if scaled.ndim == 2:
-        return scaled if grayscale else np.repeat(scaled[:, :, None], 3, axis=2)
-    if scaled.shape[2] == 4:
-        scaled = scaled[:, :, :3]
+        scaled = np.clip(image, 0.0, 1.0).astype(np.float32)
+    if not colour:
+        return scaled
     code = cv2.COLOR_BGR2GRAY if grayscale else cv2.COLOR_BGR2RGB
     return cv2.cvtColor(np.ascontiguousarray(scaled), code)
 

@@ -16,12 +16,14 @@ from loftr_ros.core.matcher import Matcher
 ODD_SIZES = [(752, 480), (1280, 720), (641, 479)]
 
 
-def _photo_pair(size, shift=(21, 11)):
-    """Two overlapping crops of scikit-image's astronaut photo, each of `size` (grayscale)."""
+def _photo_pair(size, shift=(21, 11), colour=False):
+    """Two overlapping crops of scikit-image's astronaut photo, each of `size` (grayscale, or
+    BGR with `colour`)."""
     import skimage.data
 
     width, height = size
-    big = cv2.resize(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY),
+    code = cv2.COLOR_RGB2BGR if colour else cv2.COLOR_RGB2GRAY
+    big = cv2.resize(cv2.cvtColor(skimage.data.astronaut(), code),
                      (width + shift[0], height + shift[1]), interpolation=cv2.INTER_AREA)
     return big[:height, :width].copy(), big[shift[1]:, shift[0]:].copy()
 
@@ -105,12 +107,17 @@ def reference_pipeline(eloftr_dir):
     return processor, model
 
 
+def _as_rgb(image):
+    """A grey or BGR image as the HxWx3 RGB array the image processors take."""
+    return np.dstack([image] * 3) if image.ndim == 2 else image[:, :, ::-1].copy()
+
+
 def _pipeline_matches(reference_pipeline, image0, image1):
     """The pipeline's matches (processor, model, post-processing) with the keypoints taken
     before post-processing casts them to int32."""
     processor, model = reference_pipeline
-    height, width = image0.shape
-    inputs = processor([np.dstack([image0] * 3), np.dstack([image1] * 3)],
+    height, width = image0.shape[:2]
+    inputs = processor([_as_rgb(image0), _as_rgb(image1)],
                        size={'height': height, 'width': width}, return_tensors='pt')
     with torch.inference_mode():
         outputs = model(**inputs)
@@ -151,33 +158,49 @@ def test_hf_matches_the_transformers_pipeline(hf_matcher, reference_pipeline):
     assert inside.sum() >= 15
     np.testing.assert_allclose(
         _as_rows(result.keypoints0, result.keypoints1, result.scores),
-        _as_rows(reference0[inside], reference1[inside], reference_scores[inside]), atol=1e-3)
+        _as_rows(reference0[inside], reference1[inside], reference_scores[inside]), atol=1e-4)
 
 
-def test_hf_backend_pairs_keypoints_like_the_pipeline(hf_matcher, reference_pipeline):
+@pytest.mark.parametrize('colour', [False, True], ids=['grey', 'colour'])
+def test_hf_backend_pairs_keypoints_like_the_pipeline(hf_matcher, reference_pipeline, colour):
     """On two different images, every raw match of the backend (before the Matcher drops
-    those outside the images) is the pipeline's, image 0 and image 1 in the right order."""
-    image0, image1 = _photo_pair((320, 256))
+    those outside the images) is the pipeline's, image 0 and image 1 in the right order. A
+    colour pair is turned grey as the image processor does it (NTSC weights)."""
+    image0, image1 = _photo_pair((320, 256), colour=colour)
     reference0, reference1, reference_scores = _pipeline_matches(reference_pipeline, image0,
                                                                  image1)
     assert len(reference0) >= 5
+    processor = reference_pipeline[0]
+    expected_input = processor([_as_rgb(image0), _as_rgb(image1)],
+                               size={'height': 256, 'width': 320}, return_tensors='pt')
+    prepared = hf_matcher.prepare(image0), hf_matcher.prepare(image1)
+    np.testing.assert_allclose(hf_matcher.backend.pixel_values(*prepared).numpy(),
+                               expected_input['pixel_values'].numpy(), atol=1e-6)
     with torch.inference_mode():
-        raw = hf_matcher.backend.match(hf_matcher.prepare(image0), hf_matcher.prepare(image1),
-                                       hf_matcher.config.confidence_threshold)
+        raw = hf_matcher.backend.match(*prepared, hf_matcher.config.confidence_threshold)
     # The backend reports the model's frame; the Matcher subtracts frame_offset (0.5 here).
     offset = hf_matcher.backend.frame_offset
     np.testing.assert_allclose(
         _as_rows(raw.keypoints0.numpy() - offset, raw.keypoints1.numpy() - offset,
                  raw.scores.numpy()),
-        _as_rows(reference0 - 0.5, reference1 - 0.5, reference_scores), atol=1e-3)
+        _as_rows(reference0 - 0.5, reference1 - 0.5, reference_scores), atol=1e-4)
 
 
-def test_loftr_matches_kornia_called_directly(loftr_checkpoint):
-    """Same weights, same 320x240 images: the loftr backend's matches are kornia's, shifted by
-    the documented -0.5 px into the pixel-centre frame."""
+@pytest.mark.parametrize('colour', [False, True], ids=['grey', 'colour'])
+def test_loftr_matches_kornia_called_directly(loftr_checkpoint, colour, colour_stereo_pair):
+    """Same weights, same images: the loftr backend's matches are kornia's, shifted by the
+    documented -0.5 px into the pixel-centre frame. A colour image is turned grey as LoFTR's
+    demo does (cv2.imread(path, IMREAD_GRAYSCALE): OpenCV's luma on the uint8 image), then
+    scaled by 1/255."""
     from kornia.feature.loftr import loftr as kornia_loftr
 
-    image0, image1 = _photo_pair((320, 256))
+    if colour:
+        image0, image1 = colour_stereo_pair
+    else:
+        image0, image1 = _photo_pair((320, 256))
+    height, width = image0.shape[:2]
+    grey0, grey1 = (cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if colour else image
+                    for image in (image0, image1))
     config = copy.deepcopy(kornia_loftr.default_cfg)
     config['match_coarse']['thr'] = 0.0
     reference_model = kornia_loftr.LoFTR(pretrained=None, config=config)
@@ -186,13 +209,14 @@ def test_loftr_matches_kornia_called_directly(loftr_checkpoint):
     reference_model.eval()
     with torch.inference_mode():
         reference = reference_model({
-            'image0': torch.from_numpy(image0 / 255.0).float()[None, None],
-            'image1': torch.from_numpy(image1 / 255.0).float()[None, None]})
+            'image0': torch.from_numpy(grey0 / 255.0).float()[None, None],
+            'image1': torch.from_numpy(grey1 / 255.0).float()[None, None]})
     reference0 = reference['keypoints0'].numpy() - 0.5
     reference1 = reference['keypoints1'].numpy() - 0.5
     reference_scores = reference['confidence'].numpy()
-    inside = np.all((reference0 >= -0.5) & (reference0 < [319.5, 255.5]) &
-                    (reference1 >= -0.5) & (reference1 < [319.5, 255.5]), axis=1)
+    limit = [width - 0.5, height - 0.5]
+    inside = np.all((reference0 >= -0.5) & (reference0 < limit) &
+                    (reference1 >= -0.5) & (reference1 < limit), axis=1)
     assert inside.sum() >= 30
 
     matcher = Matcher(MatcherConfig(backend='loftr', weights=str(loftr_checkpoint), resize=0,
@@ -200,7 +224,7 @@ def test_loftr_matches_kornia_called_directly(loftr_checkpoint):
     result = matcher.match(image0, image1)
     np.testing.assert_allclose(
         _as_rows(result.keypoints0, result.keypoints1, result.scores),
-        _as_rows(reference0[inside], reference1[inside], reference_scores[inside]), atol=1e-3)
+        _as_rows(reference0[inside], reference1[inside], reference_scores[inside]), atol=1e-4)
 
 
 def test_loftr_checkpoint_with_wrong_keys_names_them(tmp_path, loftr_checkpoint):

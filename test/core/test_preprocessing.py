@@ -96,15 +96,30 @@ def test_normalize_colour_order_and_grayscale():
     rgb = normalize_image(bgr, False)
     assert rgb.shape == (2, 3, 3) and rgb.dtype == np.float32
     assert rgb[0, 0].tolist() == [0.0, 0.0, 1.0]
-    gray = normalize_image(bgr, True)
-    expected = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) / 255.0
-    np.testing.assert_allclose(gray, expected, atol=1 / 255)
     mono = np.full((2, 3), 51, np.uint8)
-    np.testing.assert_allclose(normalize_image(mono, False), np.full((2, 3, 3), 0.2), atol=1e-7)
+    # A mono image stays one channel: the RGB models replicate or average it themselves.
+    np.testing.assert_allclose(normalize_image(mono, False), np.full((2, 3), 0.2), atol=1e-7)
     bgra = np.dstack([bgr, np.full((2, 3), 7, np.uint8)])
     np.testing.assert_array_equal(normalize_image(bgra, False), rgb)
     np.testing.assert_array_equal(normalize_image(mono[:, :, None], True),
                                   normalize_image(mono, True))
+
+
+def test_grey_is_opencvs_on_the_integers():
+    """An integer colour image becomes the grey that cv2.cvtColor(BGR2GRAY) (and
+    cv2.imread(IMREAD_GRAYSCALE)) give on its integers, whole grey levels, then scaled: what
+    SIFT, ORB and the LoFTR demos see. A float image is converted in floats."""
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 256, (16, 24, 3), np.uint8)
+    np.testing.assert_array_equal(normalize_image(bgr, True),
+                                  cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255)
+    wide = rng.integers(0, 65536, (16, 24, 3), np.uint16)
+    np.testing.assert_array_equal(
+        normalize_image(wide, True),
+        cv2.cvtColor(wide, cv2.COLOR_BGR2GRAY).astype(np.float32) / 65535)
+    floats = bgr.astype(np.float32) / 255
+    np.testing.assert_allclose(normalize_image(floats, True),
+                               cv2.cvtColor(floats, cv2.COLOR_BGR2GRAY), atol=1e-7)
 
 
 @pytest.mark.parametrize('image, message', [

@@ -4,11 +4,14 @@ A backend is a class deriving from :class:`Backend`, in its own module, register
 ``loftr_ros.core.backends.BACKENDS``. The :class:`~loftr_ros.core.matcher.Matcher` does
 everything around the model, so a backend only sees ready tensors:
 
-1. The Matcher validates the caller's image, converts it to float32 in [0, 1] (grayscale, or RGB
-   when ``grayscale`` is False), resizes it so that its long side is ``config.resize`` pixels
-   (``-1``: the backend's ``default_resize``; ``0``: no resizing), zero-pads it on the right and
-   bottom to a multiple of ``stride``, and moves it to the device as a ``[1 x C x H x W]``
-   float32 tensor (C = 1 or 3).
+1. The Matcher validates the caller's image, converts it to float32 in [0, 1] (OpenCV's BT.601
+   grayscale when ``grayscale`` is True; otherwise RGB, or one channel for a mono image: see
+   :func:`~loftr_ros.core.preprocessing.normalize_image`), resizes it so that its long side is
+   ``config.resize`` pixels (``-1``: the backend's ``default_resize``; ``0``: no resizing),
+   zero-pads it on the right and bottom to a multiple of ``stride``, and moves it to the device
+   as a ``[1 x C x H x W]`` float32 tensor (C = 1 or 3). Each backend's choice reproduces what
+   its library's documented call feeds the model (colour to grey, scaling, resize rule); where
+   it differs, the reason is measured and stated beside it.
 2. ``extract(tensor)`` runs the per-image part of the model once per image (keypoints and
    descriptors of a sparse method, the backbone of a dense one; ``None`` when there is
    none). The result is cached in :class:`PreparedImage` ``.features``, so that an image which
@@ -109,7 +112,9 @@ class Backend:
     stride = 1
     # Long side in pixels used when config.resize is -1; 0 keeps the original size.
     default_resize = 0
-    # True: the model takes [1 x 1 x H x W] grayscale; False: [1 x 3 x H x W] RGB.
+    # True: the model takes [1 x 1 x H x W] grayscale (OpenCV's BT.601 luma); False: the
+    # image's own colours, [1 x 3 x H x W] RGB or [1 x 1 x H x W] for a mono image, and the
+    # backend or its library converts them as the model was trained.
     grayscale = True
     # The model's keypoints put the centre of pixel (x, y) at (x + frame_offset, y +
     # frame_offset): 0.5 for the LoFTR family, whose coarse cell i lies at 8 * i in the

@@ -28,8 +28,10 @@ class HuggingFaceBackend(Backend):
     stride = 32
     # The image processors' default size is 640x480.
     default_resize = 640
-    # The models take grayscale replicated into 3 channels (what the image processors produce).
-    grayscale = True
+    # The image processors convert colour to grey themselves, with the NTSC weights
+    # (convert_to_grayscale: 0.2989 R + 0.5870 G + 0.1140 B, leaving an image whose channels
+    # are equal as it is) and replicate it into 3 channels; `_processor_grey` does the same.
+    grayscale = False
 
     def __init__(self, weights, options, device, dtype):
         super().__init__(weights, options, device, dtype)
@@ -54,17 +56,25 @@ class HuggingFaceBackend(Backend):
     def model_name(self) -> str:
         return f'hf:{self.weights}'
 
+    def pixel_values(self, image0, image1) -> torch.Tensor:
+        """[1 x 2 x 3 x H x W]: the pair as the image processor gives it to the model (grey
+        replicated into 3 channels). The pair is one tensor: the smaller image is padded
+        further (right/bottom)."""
+        height = max(image0.tensor.shape[-2], image1.tensor.shape[-2])
+        width = max(image0.tensor.shape[-1], image1.tensor.shape[-1])
+        pair = torch.zeros((1, 2, 3, height, width), device=self.device)
+        for index, image in enumerate((image0, image1)):
+            grey = _processor_grey(image.tensor[0])
+            pair[0, index, :, :grey.shape[-2], :grey.shape[-1]] = grey
+        return pair
+
     def match(self, image0, image1, confidence_threshold) -> BackendMatches:
         if hasattr(self.model.config, 'coarse_matching_threshold'):
             # EfficientLoFTR keeps only coarse matches above this score, read from its config
             # at each call; the Matcher's threshold is the same test on the same score.
             self.model.config.coarse_matching_threshold = confidence_threshold
-        height = max(image0.tensor.shape[-2], image1.tensor.shape[-2])
-        width = max(image0.tensor.shape[-1], image1.tensor.shape[-1])
-        pair = torch.zeros((1, 2, 3, height, width), device=self.device)
-        for index, image in enumerate((image0, image1)):
-            # The pair is one tensor: the smaller image is padded further (right/bottom).
-            pair[0, index, :, :image.tensor.shape[-2], :image.tensor.shape[-1]] = image.tensor[0]
+        pair = self.pixel_values(image0, image1)
+        height, width = pair.shape[-2:]
         outputs = self.model(pixel_values=pair)
         keypoints = outputs.keypoints[0].float() * torch.tensor([width, height],
                                                                 device=self.device)
@@ -85,3 +95,13 @@ class HuggingFaceBackend(Backend):
         scores0 = scores[0][mask[0] > 0]
         valid = (matches0 > -1) & (matches0 < len(keypoints1))
         return BackendMatches(keypoints0[valid], keypoints1[matches0[valid]], scores0[valid])
+
+
+def _processor_grey(image: torch.Tensor) -> torch.Tensor:
+    """[1 x H x W] grey of a [C x H x W] model input as transformers' image processors compute it
+    (``convert_to_grayscale``): the NTSC weights on an RGB image, an image with one channel or
+    three equal ones unchanged."""
+    if image.shape[0] == 1 or (torch.equal(image[0], image[1]) and
+                               torch.equal(image[1], image[2])):
+        return image[:1]
+    return (image[0] * 0.2989 + image[1] * 0.5870 + image[2] * 0.1140)[None]

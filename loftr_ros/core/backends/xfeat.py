@@ -39,7 +39,10 @@ class XFeatBackend(Backend):
     # XFeat resizes inputs to multiples of 32 itself; padding to 32 keeps that resize a no-op.
     stride = 32
     default_resize = 0
-    grayscale = True  # the network averages colour channels anyway
+    # XFeat's network averages the channels of its input (XFeatModel.forward: x.mean(dim=1)),
+    # so it gets the RGB image as its documented call does: OpenCV's luminance grey is another
+    # image to it (a third to a tenth of the matches on some indoor colour pairs).
+    grayscale = False
     default_refinement = 'ncc'
 
     def __init__(self, weights, options, device, dtype):

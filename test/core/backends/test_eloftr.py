@@ -59,6 +59,28 @@ def test_matches_are_the_models_in_original_pixels(matcher):
     assert matcher.model_name.startswith('eloftr:')
 
 
+def test_colour_images_are_fed_as_the_demo_does(matcher, colour_stereo_pair):
+    """EfficientLoFTR's demo reads an image with cv2.imread(path, IMREAD_GRAYSCALE) (OpenCV's
+    luma on the uint8 image), brings its sides to multiples of 32 (480x320 already are) and
+    scales it by 1/255: the model called on that finds the Matcher's matches."""
+    import cv2
+
+    greys = [torch.from_numpy(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))[None, None].float() / 255.
+             for image in colour_stereo_pair]
+    for image, grey in zip(colour_stereo_pair, greys):
+        np.testing.assert_allclose(matcher.prepare(image).tensor.numpy(), grey.numpy(),
+                                   atol=1e-7)
+    with torch.inference_mode():
+        raw = matcher.backend.model(*greys)
+    result = matcher.match(*colour_stereo_pair)
+    order = np.argsort(-raw['scores'].numpy(), kind='stable')
+    assert len(order) >= 20
+    for ours, theirs in ((result.keypoints0, raw['keypoints0']),
+                         (result.keypoints1, raw['keypoints1'])):
+        np.testing.assert_allclose(ours, theirs.numpy()[order] - 0.5, atol=1e-4)
+    np.testing.assert_allclose(result.scores, raw['scores'].numpy()[order], atol=1e-6)
+
+
 def test_reused_frame_features_equal_matching_from_scratch(matcher):
     """Consecutive mode: each frame is prepared once and is the reference of the next pair."""
     frames = photo_frames(3, 320, 256)

@@ -1,7 +1,8 @@
-"""Camera models and stereo calibration: pinhole intrinsics with plumb_bob distortion."""
+"""Camera models and stereo calibration: pinhole intrinsics with plumb_bob distortion, and
+where a Kalibr/EuRoC calibration gives it, the camera's pose on the body (IMU) frame."""
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import yaml
@@ -21,17 +22,22 @@ CAMERA_INFO_DISTORTION_MODELS = {'plumb_bob': (5, 4), 'rational_polynomial': (8,
 @dataclass(frozen=True)
 class CameraModel:
     """K: [3 x 3] float64; dist: OpenCV distortion coefficients (k1 k2 p1 p2 [k3 ...]) or empty;
-    size: (width, height) of the images the calibration is for, (0, 0) when unknown.
+    size: (width, height) of the images the calibration is for, (0, 0) when unknown;
+    T_body_cam: [4 x 4] float64 camera-to-body transform (x_body = T_body_cam @ x_camera, the
+    optical frame: x right, y down, z forward) from a Kalibr/EuRoC calibration, None when
+    unknown (camera_info has no extrinsics): what turns body (IMU) ground truth, such as
+    EuRoC's, into camera poses.
 
     Checked when built (ConfigError with the reason): K finite, of the form [fx s cx; 0 fy cy;
     0 0 1] without skew (the undistortion ignores it) and with positive focal lengths; the
-    distortion vector finite and of a length OpenCV accepts. So `normalize` cannot fail on
-    the model.
+    distortion vector finite and of a length OpenCV accepts; T_body_cam a finite rigid
+    transform. So `normalize` cannot fail on the model.
     """
 
     K: np.ndarray
     dist: np.ndarray
     size: tuple
+    T_body_cam: Optional[np.ndarray] = None
 
     def __post_init__(self):
         K = np.asarray(self.K, np.float64)
@@ -50,14 +56,25 @@ class CameraModel:
         if dist.size not in OPENCV_DISTORTION_COUNTS:
             counts = ', '.join(str(count) for count in OPENCV_DISTORTION_COUNTS)
             raise ConfigError(f'{dist.size} distortion coefficients: OpenCV takes {counts}')
+        if self.T_body_cam is not None:
+            T = np.asarray(self.T_body_cam, np.float64)
+            if (T.shape != (4, 4) or not np.all(np.isfinite(T)) or np.any(T[3] != (0, 0, 0, 1))
+                    or not np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-6)):
+                msg = f'T_body_cam must be a 4x4 rigid transform, got {_numbers(T)}'
+                raise ConfigError(msg)
+            object.__setattr__(self, 'T_body_cam', T)
         object.__setattr__(self, 'K', K)
         object.__setattr__(self, 'dist', dist)
         object.__setattr__(self, 'size', tuple(int(side) for side in self.size))
 
     @classmethod
-    def from_intrinsics(cls, fx, fy, cx, cy, dist: Sequence[float] = (), size=(0, 0)):
+    def from_intrinsics(cls, fx, fy, cx, cy, dist: Sequence[float] = (), size=(0, 0),
+                        T_body_cam: Optional[Sequence[float]] = None):
+        """From intrinsics; T_body_cam as a 4x4 matrix or 16 row-major numbers."""
         K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-        return cls(K, np.asarray(dist, np.float64), tuple(size))
+        if T_body_cam is not None:
+            T_body_cam = np.asarray(T_body_cam, np.float64).reshape(4, 4)
+        return cls(K, np.asarray(dist, np.float64), tuple(size), T_body_cam)
 
     @classmethod
     def from_camera_info(cls, k: Sequence[float], d: Sequence[float], width: int, height: int,
@@ -132,21 +149,40 @@ class StereoCalibration:
         return float(np.linalg.norm(self.t))
 
 
-def load_euroc_calibration(path, camera0: str = 'cam0', camera1: str = 'cam1',
-                           ) -> StereoCalibration:
-    """Read a EuRoC/Kalibr-style YAML with intrinsics_fu_fv_cu_cv, distortion_coefficients and
-    T_body_cam (4x4 row-major, camera-to-body) per camera."""
+def load_euroc_cameras(path) -> Dict[str, CameraModel]:
+    """Every camera of a EuRoC/Kalibr-style YAML (name -> CameraModel), each entry a mapping
+    with intrinsics_fu_fv_cu_cv, distortion_coefficients, resolution and T_body_cam (4x4
+    row-major, camera-to-body)."""
     try:
         document = yaml.safe_load(Path(path).read_text())
-        cams = [_euroc_camera(document[name]) for name in (camera0, camera1)]
+        if not isinstance(document, dict):
+            raise TypeError('not a mapping of cameras')
+        cameras = {name: _euroc_camera(entry) for name, entry in document.items()
+                   if isinstance(entry, dict) and 'intrinsics_fu_fv_cu_cv' in entry}
     except OSError as error:
         raise ConfigError(f'cannot read calibration {path}: {error.strerror}') from None
     except (KeyError, TypeError, ValueError, yaml.YAMLError) as error:
         raise ConfigError(f'calibration {path} is malformed: {error!r}') from None
     except ConfigError as error:
         raise ConfigError(f'calibration {path}: {error}') from None
-    (model0, T_body_cam0), (model1, T_body_cam1) = cams
-    return StereoCalibration(model0, model1, *relative_camera_pose(T_body_cam0, T_body_cam1))
+    if not cameras:
+        raise ConfigError(f'calibration {path} holds no camera (entries with '
+                          f'intrinsics_fu_fv_cu_cv)')
+    return cameras
+
+
+def load_euroc_calibration(path, camera0: str = 'cam0', camera1: str = 'cam1',
+                           ) -> StereoCalibration:
+    """The stereo calibration of two cameras of a EuRoC/Kalibr-style YAML (load_euroc_cameras);
+    each camera keeps its T_body_cam."""
+    cameras = load_euroc_cameras(path)
+    missing = [name for name in (camera0, camera1) if name not in cameras]
+    if missing:
+        raise ConfigError(f"calibration {path} has no camera {', '.join(missing)} (it has "
+                          f"{', '.join(cameras)})")
+    model0, model1 = cameras[camera0], cameras[camera1]
+    return StereoCalibration(model0, model1,
+                             *relative_camera_pose(model0.T_body_cam, model1.T_body_cam))
 
 
 def _numbers(values: np.ndarray) -> str:
@@ -156,12 +192,11 @@ def _numbers(values: np.ndarray) -> str:
     return f'[{text}{", ..." if flat.size > 20 else ""}]'
 
 
-def _euroc_camera(entry):
+def _euroc_camera(entry) -> CameraModel:
     fu, fv, cu, cv = entry['intrinsics_fu_fv_cu_cv']
-    model = CameraModel.from_intrinsics(fu, fv, cu, cv, entry.get('distortion_coefficients', ()),
-                                        tuple(entry.get('resolution', (0, 0))))
-    T = np.asarray(entry['T_body_cam'], np.float64).reshape(4, 4)
-    return model, T
+    return CameraModel.from_intrinsics(fu, fv, cu, cv, entry.get('distortion_coefficients', ()),
+                                       tuple(entry.get('resolution', (0, 0))),
+                                       entry['T_body_cam'])
 
 
 def relative_camera_pose(world_from_camera0: np.ndarray, world_from_camera1: np.ndarray):

@@ -13,7 +13,7 @@ import numpy as np
 
 from loftr_ros.core import evaluation
 from loftr_ros.core.bag import FramePair
-from loftr_ros.core.camera import StereoCalibration, relative_camera_pose
+from loftr_ros.core.camera import StereoCalibration
 from loftr_ros.core.types import MatchResult
 
 # Columns naming the pair, before the metrics' own ('pair' is its number in the run).
@@ -120,10 +120,11 @@ def _pose(scored: ScoredPair) -> Dict[str, Any]:
     if scored.trajectory is None or camera0 is None:
         return {'scored': ''}
     pair = scored.pair
-    poses = [scored.trajectory.pose_at(frame.stamp_ns) for frame in (pair.frame0, pair.frame1)]
-    if any(pose is None for pose in poses):
+    motion = scored.trajectory.camera_motion(pair.frame0.stamp_ns, pair.frame1.stamp_ns,
+                                             camera0.T_body_cam)
+    if motion is None:
         return {'scored': 'no ground truth'}
-    R, t = relative_camera_pose(*poses)
+    R, t = motion
     if np.linalg.norm(t) < 1e-6:
         return {'scored': 'no motion'}
     result = scored.result

@@ -1,16 +1,24 @@
 """Ground-truth trajectories (TUM text format, EuRoC CSV) interpolated to image stamps.
 
-TUM: ``timestamp tx ty tz qx qy qz qw`` per line (seconds, world-from-sensor), ``#`` comments.
-EuRoC (state_groundtruth_estimate0/data.csv): ``#timestamp [ns], p_x, p_y, p_z, q_w, q_x, q_y,
-q_z, ...`` (further columns ignored). Poses are world-from-sensor 4x4 matrices; positions are
-interpolated linearly and rotations by slerp. A stamp outside the recorded range has no pose.
+TUM: ``timestamp tx ty tz qx qy qz qw`` per line (seconds, world-from-camera), ``#`` comments;
+the poses are those of the camera's optical frame (x right, y down, z forward), as in the TUM
+RGB-D benchmark. EuRoC (state_groundtruth_estimate0/data.csv): ``#timestamp [ns], p_x, p_y, p_z,
+q_w, q_x, q_y, q_z, ...`` (further columns ignored); the poses are those of the body (IMU)
+frame, which the camera's T_body_cam (from the calibration) turns into camera poses. Poses are
+world-from-sensor 4x4 matrices; positions are interpolated linearly and rotations by slerp. A
+stamp outside the recorded range has no pose.
 """
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
+from loftr_ros.core.camera import relative_camera_pose
 from loftr_ros.core.errors import ConfigError
+
+# Frames a trajectory's poses can be given in.
+CAMERA_FRAME = 'camera'
+BODY_FRAME = 'body'
 
 
 def rotation_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
@@ -35,10 +43,13 @@ def _slerp(q0: np.ndarray, q1: np.ndarray, fraction: float) -> np.ndarray:
 class Trajectory:
     """Stamped world-from-sensor poses, sorted by stamp.
 
-    stamps_ns: [N] int64; positions: [N x 3]; quaternions: [N x 4] (x, y, z, w).
+    stamps_ns: [N] int64; positions: [N x 3]; quaternions: [N x 4] (x, y, z, w); frame: the
+    sensor whose poses they are, CAMERA_FRAME (optical) or BODY_FRAME (IMU).
     """
 
-    def __init__(self, stamps_ns: np.ndarray, positions: np.ndarray, quaternions: np.ndarray):
+    def __init__(self, stamps_ns: np.ndarray, positions: np.ndarray, quaternions: np.ndarray,
+                 frame: str = CAMERA_FRAME):
+        self.frame = frame
         order = np.argsort(stamps_ns, kind='stable')
         self.stamps_ns = np.asarray(stamps_ns, np.int64)[order]
         self.positions = np.asarray(positions, np.float64)[order]
@@ -72,9 +83,27 @@ class Trajectory:
         T[:3, 3] = p
         return T
 
+    def camera_motion(self, stamp0_ns: int, stamp1_ns: int,
+                      T_body_cam: Optional[np.ndarray] = None,
+                      ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """(R, t) of the camera at stamp0 in the camera at stamp1 (x1 = R x0 + t, metres), or
+        None when a stamp lies outside the recorded range. Body poses are turned into camera
+        poses with T_body_cam (camera-to-body); ConfigError without it."""
+        poses = [self.pose_at(stamp) for stamp in (stamp0_ns, stamp1_ns)]
+        if any(pose is None for pose in poses):
+            return None
+        if self.frame == BODY_FRAME:
+            if T_body_cam is None:
+                msg = ('the ground truth holds body (IMU) poses: the camera\'s T_body_cam is '
+                       'needed to score camera motion')
+                raise ConfigError(msg)
+            poses = [pose @ T_body_cam for pose in poses]
+        return relative_camera_pose(*poses)
+
 
 def load_trajectory(path) -> Trajectory:
-    """Read a TUM text file or a EuRoC ground-truth CSV (detected by the comma separator)."""
+    """Read a TUM text file (camera poses) or a EuRoC ground-truth CSV (body poses; detected by
+    the comma separator)."""
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
@@ -104,4 +133,5 @@ def load_trajectory(path) -> Trajectory:
         stamps.append(stamp)
         positions.append(position)
         quaternions.append([x, y, z, w])
-    return Trajectory(np.array(stamps), np.array(positions), np.array(quaternions))
+    return Trajectory(np.array(stamps), np.array(positions), np.array(quaternions),
+                      BODY_FRAME if euroc else CAMERA_FRAME)

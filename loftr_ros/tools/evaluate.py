@@ -19,12 +19,13 @@ import cv2
 import numpy as np
 
 from loftr_ros.core.bag import CAMERA_INFO_TYPE, BagReader
-from loftr_ros.core.camera import StereoCalibration, load_euroc_calibration
+from loftr_ros.core.camera import (CameraModel, StereoCalibration, load_euroc_calibration,
+                                   load_euroc_cameras)
 from loftr_ros.core.errors import ConfigError, ImageError
 from loftr_ros.core.metrics import CSV_COLUMNS, score_pair, summarize_metrics, table_rows
 from loftr_ros.core.replay import ReplayOptions, iterate_pairs, match_pair, prepared_pairs
 from loftr_ros.core.sync import StereoSynchronizer
-from loftr_ros.core.trajectory import load_trajectory
+from loftr_ros.core.trajectory import BODY_FRAME, load_trajectory
 from loftr_ros.tools.bag_replay import (add_pairing_arguments, replay_options, run_configs,
                                         skipped_summary, warn_skipped)
 
@@ -34,12 +35,16 @@ def add_arguments(parser):
     parser.add_argument('--compare', nargs='+', metavar='CONFIG',
                         help='several matcher YAML files run on the same pairs')
     parser.add_argument('--calibration',
-                        help='EuRoC/Kalibr calibration.yaml (cam0, cam1) for stereo epipolar '
-                             'error; otherwise the camera_info topics are used when present')
+                        help='EuRoC/Kalibr calibration.yaml: cam0 and cam1 for the stereo '
+                             'epipolar error; in consecutive mode the camera the topic names '
+                             '(/cam1/... -> cam1), whose T_body_cam turns EuRoC ground truth '
+                             'into camera poses; otherwise the camera_info topics are used '
+                             'when present')
     parser.add_argument('--camera-info', nargs='+', metavar='TOPIC',
                         help='camera_info topic(s): left [right] (default: <image ns>/camera_info)')
     parser.add_argument('--ground-truth',
-                        help='TUM or EuRoC CSV trajectory for consecutive pose errors')
+                        help='trajectory for consecutive pose errors: TUM (camera poses) or '
+                             'EuRoC CSV (body/IMU poses; needs --calibration for T_body_cam)')
     parser.add_argument('--overlays', type=int, default=3, help='overlay images per run')
     parser.add_argument('--output', '-o', default='eval_output', help='output directory')
 
@@ -78,6 +83,9 @@ def _count_pairs(bag, options: ReplayOptions) -> int:
 
 def _stereo_calibration(reader: BagReader, args, options: ReplayOptions,
                         ) -> Optional[StereoCalibration]:
+    if args.calibration and options.mode == 'consecutive':
+        camera = _topic_camera(args.calibration, options.topic)
+        return StereoCalibration(camera, camera, np.eye(3), np.zeros(3))
     if args.calibration:
         return load_euroc_calibration(args.calibration)
     topics = args.camera_info or [
@@ -93,6 +101,19 @@ def _stereo_calibration(reader: BagReader, args, options: ReplayOptions,
     # epipolar metric meaningless, so stereo error needs --calibration; cameras still serve
     # pose recovery (consecutive) and essential verification.
     return StereoCalibration(cameras[0], cameras[-1], np.eye(3), np.zeros(3))
+
+
+def _topic_camera(path, topic: str) -> CameraModel:
+    """The camera of a calibration file that a topic names ('/cam1/image_raw' -> cam1), else
+    its first camera, with a note."""
+    cameras = load_euroc_cameras(path)
+    named = [part for part in topic.strip('/').split('/') if part in cameras]
+    if named:
+        return cameras[named[0]]
+    first = next(iter(cameras))
+    print(f"note: --calibration: topic {topic} names none of the cameras {', '.join(cameras)}; "
+          f'using {first}', file=sys.stderr)
+    return cameras[first]
 
 
 def summarize(rows: List[Dict], label: str, config, model_name: str) -> Dict:
@@ -196,6 +217,12 @@ def run(args) -> int:
         calibration = _stereo_calibration(reader, args, options)
     if trajectory is not None and calibration is None:
         msg = '--ground-truth needs the camera: give --calibration or a camera_info topic'
+        raise ConfigError(msg)
+    if (trajectory is not None and trajectory.frame == BODY_FRAME and
+            calibration.camera0.T_body_cam is None):
+        msg = (f'--ground-truth {args.ground_truth} is a EuRoC CSV, whose poses are the body '
+               f"(IMU) frame's: give --calibration (Kalibr/EuRoC YAML with the camera's "
+               f'T_body_cam) to turn them into camera poses')
         raise ConfigError(msg)
     if stereo and (calibration is None or calibration.baseline == 0):
         print('note: no epipolar error without the stereo extrinsics: give --calibration',

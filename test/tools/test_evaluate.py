@@ -93,12 +93,78 @@ def write_tum(path, views, order=None):
     return path
 
 
-def pose_auc(tmp_path, bag, ground_truth, name):
+def pose_auc(tmp_path, bag, ground_truth, name, *options):
     output = tmp_path / name
     rc = main(['eval', str(bag), '--mode', 'consecutive', '--ground-truth', str(ground_truth),
-               '--backend', 'opencv', '--overlays', '0', '-o', str(output)])
+               '--backend', 'opencv', '--overlays', '0', '-o', str(output), *options])
     assert rc == 0
     return json.loads((output / 'summary.json').read_text())['runs'][0]
+
+
+# EuRoC's cam0 on its IMU (T_body_cam of the V1_01 calibration, camera-to-body).
+EUROC_T_BODY_CAM = np.array([
+    [0.0148655429818, -0.999880929698, 0.00414029679422, -0.0216401454975],
+    [0.999557249008, 0.0149672133247, 0.025715529948, -0.064676986768],
+    [-0.0257744366974, 0.00375618835797, 0.999660727178, 0.00981073058949],
+    [0.0, 0.0, 0.0, 1.0]])
+
+
+def write_euroc_ground_truth(path, views, T_body_cam):
+    """EuRoC's state_groundtruth_estimate0/data.csv of the views: the body (IMU) poses of a
+    camera mounted with T_body_cam."""
+    from scipy.spatial.transform import Rotation
+    lines = ['#timestamp, p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], q_RS_w [], q_RS_x [], '
+             'q_RS_y [], q_RS_z []']
+    for view in views:
+        T = view.pose.world_from_camera() @ np.linalg.inv(T_body_cam)
+        x, y, z, w = Rotation.from_matrix(T[:3, :3]).as_quat()
+        lines.append(','.join([str(view.stamp_ns)] +
+                              [f'{v:.12f}' for v in (*T[:3, 3], w, x, y, z)]))
+    path.write_text('\n'.join(lines) + '\n')
+    return path
+
+
+def write_calibration(path, camera, T_body_cam):
+    """A EuRoC/Kalibr calibration.yaml whose cam0 is `camera` mounted with T_body_cam, and cam1
+    the same camera 11 cm to its right."""
+    fx, fy, cx, cy = camera.K[0, 0], camera.K[1, 1], camera.K[0, 2], camera.K[1, 2]
+    right = np.eye(4)
+    right[0, 3] = 0.11
+    document = {name: {'resolution': list(camera.size),
+                       'intrinsics_fu_fv_cu_cv': [float(v) for v in (fx, fy, cx, cy)],
+                       'distortion_coefficients': [0.0, 0.0, 0.0, 0.0],
+                       'T_body_cam': [float(v) for v in np.ravel(T)]}
+                for name, T in (('cam0', T_body_cam), ('cam1', T_body_cam @ right))}
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_euroc_ground_truth_is_turned_into_camera_motion(tmp_path, sequence_bag,
+                                                          sequence_views, capsys):
+    """The exact camera motion given as TUM camera poses and as EuRoC body poses with the
+    calibration's T_body_cam scores the same matches alike (the ground truth equal to ~1e-9);
+    a wrong mounting is far off, and a EuRoC CSV without a calibration is refused."""
+    tum = pose_auc(tmp_path, sequence_bag, write_tum(tmp_path / 'gt.tum', sequence_views),
+                   'tum')
+    euroc = write_euroc_ground_truth(tmp_path / 'gt.csv', sequence_views, EUROC_T_BODY_CAM)
+    calibration = write_calibration(tmp_path / 'calibration.yaml', sequence_views[0].camera,
+                                    EUROC_T_BODY_CAM)
+    body = pose_auc(tmp_path, sequence_bag, euroc, 'euroc', '--calibration', str(calibration))
+    assert tum['pose_auc']['10deg'] > 0.6 and body['pairs_scored'] == tum['pairs_scored'] == 7
+    tum_rows = read_rows(tmp_path / 'tum' / tum['label'] / 'pairs.csv')
+    body_rows = read_rows(tmp_path / 'euroc' / body['label'] / 'pairs.csv')
+    for expected, row in zip(tum_rows, body_rows):
+        for key in ('rotation_deg', 'translation_deg'):
+            assert float(row[key]) == pytest.approx(float(expected[key]), abs=1e-4)
+    # The same CSV with a calibration that mounts the camera without rotation.
+    wrong = write_calibration(tmp_path / 'wrong.yaml', sequence_views[0].camera, np.eye(4))
+    misread = pose_auc(tmp_path, sequence_bag, euroc, 'wrong', '--calibration', str(wrong))
+    assert misread['pose_auc']['10deg'] < 0.1
+    capsys.readouterr()
+    rc = main(['eval', str(sequence_bag), '--mode', 'consecutive', '--ground-truth', str(euroc),
+               '--backend', 'opencv', '-o', str(tmp_path / 'refused')])
+    assert rc == 2
+    assert 'is a EuRoC CSV, whose poses are the body (IMU)' in capsys.readouterr().err
 
 
 def test_pose_auc_is_high_for_true_pairs_and_zero_for_shuffled(tmp_path, sequence_bag,

@@ -50,8 +50,10 @@ class MatcherConfig:
         -1, 'Long side in pixels the images are resized to for the model (aspect kept); 0 keeps '
         'the original size, -1 the backend default.', value_range=(-1, 16384))
     confidence_threshold: float = setting(
-        0.2, 'Matches with a lower confidence (scores are in [0, 1]) are dropped.',
-        value_range=(0.0, 1.0), runtime=True)
+        -1.0, "Matches with a lower confidence (scores are in [0, 1]) are dropped; -1: the "
+        "backend's own default (a score means something else to each model; each backend "
+        'module states its default_confidence_threshold and why).',
+        value_range=(-1.0, 1.0), runtime=True)
     max_matches: int = setting(
         0, 'Keep at most this many matches, best scores first; 0 keeps all.',
         value_range=(0, 1_000_000), runtime=True)
@@ -102,6 +104,9 @@ class MatcherConfig:
             reason = spec.check(name, getattr(self, name))
             if reason:
                 raise ConfigError(reason)
+        if -1.0 < self.confidence_threshold < 0.0:
+            raise ConfigError(f"confidence_threshold must be in [0, 1] or -1 (the backend's "
+                              f'default), got {self.confidence_threshold}')
         device = self.device
         if not (device in ('auto', 'cpu', 'cuda') or
                 (device.startswith('cuda:') and device[5:].isdigit())):

@@ -127,6 +127,16 @@ class Matcher:
         return self.backend.dtype
 
     @property
+    def confidence_threshold(self) -> float:
+        """The score threshold in force: config.confidence_threshold, or the backend's
+        default_confidence_threshold when it is -1."""
+        return self._resolved_threshold(self._config)
+
+    def _resolved_threshold(self, config: MatcherConfig) -> float:
+        threshold = config.confidence_threshold
+        return self.backend.default_confidence_threshold if threshold < 0 else threshold
+
+    @property
     def model_name(self) -> str:
         """What the Matches.model field reports, e.g. 'xfeat' or
         'eloftr:zju-community/efficientloftr'."""
@@ -210,15 +220,17 @@ class Matcher:
         here, not of PreparedImage inputs).
         """
         config = self._config  # one configuration for the whole call
+        threshold = self._resolved_threshold(config)
         arrays = [image for image in (image0, image1) if not isinstance(image, PreparedImage)]
         fresh = iter(self.prepare_batch(arrays))
         prepared0, prepared1 = (self._own(image) if isinstance(image, PreparedImage)
                                 else next(fresh) for image in (image0, image1))
         match_start = time.perf_counter()
         with torch.inference_mode(), self._model_context():
-            raw = self.backend.match(prepared0, prepared1, config.confidence_threshold)
+            raw = self.backend.match(prepared0, prepared1, threshold)
         map_start = time.perf_counter()
-        points0, points1, scores = self._select(prepared0, prepared1, raw, config)
+        points0, points1, scores = self._select(prepared0, prepared1, raw, threshold,
+                                                config.max_matches)
         refine_start = time.perf_counter()
         if self.refinement is not None:
             points1 = self.refinement.refine(prepared0.gray, prepared1.gray, points0, points1)[0]
@@ -251,18 +263,18 @@ class Matcher:
                 timings['total'] += image.timings[key]
         return dataclasses.replace(result, timings=timings)
 
-    def _select(self, prepared0, prepared1, raw, config: MatcherConfig):
+    def _select(self, prepared0, prepared1, raw, threshold: float, max_matches: int):
         """A backend's matches in original pixels (float32), without those in the padding or
-        under the confidence threshold, best first, at most max_matches."""
+        under the score threshold, best first, at most max_matches (0: all)."""
         keypoints0 = _as_numpy(raw.keypoints0, 2) - self.backend.frame_offset
         keypoints1 = _as_numpy(raw.keypoints1, 2) - self.backend.frame_offset
         scores = _as_numpy(raw.scores)
         transform0, transform1 = prepared0.transform, prepared1.transform
         keep = (transform0.inside(keypoints0) & transform1.inside(keypoints1) &
-                (scores >= config.confidence_threshold))
+                (scores >= threshold))
         order = np.argsort(-scores[keep], kind='stable')
-        if config.max_matches:
-            order = order[:config.max_matches]
+        if max_matches:
+            order = order[:max_matches]
         return (transform0.to_original(keypoints0[keep][order]).astype(np.float32),
                 transform1.to_original(keypoints1[keep][order]).astype(np.float32),
                 scores[keep][order].astype(np.float32))

@@ -70,7 +70,7 @@ def test_xfeat_is_fed_the_rgb_image_as_its_documented_call(colour_stereo_pair, x
         np.testing.assert_allclose(prepared.features['descriptors'].numpy(),
                                    output['descriptors'].numpy(), atol=1e-5)
     keypoints0, keypoints1, _ = xfeat_library.match_lighterglue(
-        *features, min_conf=matcher.config.confidence_threshold)
+        *features, min_conf=matcher.confidence_threshold)
     assert_same_matches(matcher.match(*colour_stereo_pair), keypoints0, keypoints1, 200)
 
 
@@ -98,7 +98,7 @@ def test_lightglue_disk_is_fed_as_its_documented_call(colour_stereo_pair):
     lightglue = lightglue_module.LightGlue(
         features='disk', depth_confidence=conf['depth_confidence'],
         width_confidence=conf['width_confidence'],
-        filter_threshold=matcher.config.confidence_threshold).eval()
+        filter_threshold=matcher.confidence_threshold).eval()
     with torch.inference_mode():
         features = [extractor.extract(utils.numpy_image_to_torch(image[:, :, ::-1].copy()),
                                       resize=None) for image in colour_stereo_pair]

@@ -177,7 +177,7 @@ def test_hf_backend_pairs_keypoints_like_the_pipeline(hf_matcher, reference_pipe
     np.testing.assert_allclose(hf_matcher.backend.pixel_values(*prepared).numpy(),
                                expected_input['pixel_values'].numpy(), atol=1e-6)
     with torch.inference_mode():
-        raw = hf_matcher.backend.match(*prepared, hf_matcher.config.confidence_threshold)
+        raw = hf_matcher.backend.match(*prepared, hf_matcher.confidence_threshold)
     # The backend reports the model's frame; the Matcher subtracts frame_offset (0.5 here).
     offset = hf_matcher.backend.frame_offset
     np.testing.assert_allclose(

@@ -30,7 +30,7 @@ def test_result_is_sorted_float_and_in_original_pixels(matcher, stereo_pair):
     assert result.keypoints0.dtype == np.float32 and result.scores.dtype == np.float32
     assert result.image_size0 == (752, 480) and result.image_size1 == (752, 480)
     assert np.all(np.diff(result.scores) <= 0)
-    assert np.all(result.scores >= matcher.config.confidence_threshold)
+    assert np.all(result.scores >= matcher.confidence_threshold)
     # Sub-pixel: not rounded to whole pixels anywhere on the way.
     assert np.any(result.keypoints0 != np.round(result.keypoints0))
     for points in (result.keypoints0, result.keypoints1):
@@ -60,6 +60,21 @@ def test_max_matches_keeps_the_best(matcher, stereo_pair):
                      ).match(left, right)
     assert len(capped) == 25
     np.testing.assert_array_equal(capped.scores, everything.scores[:25])
+
+
+def test_confidence_threshold_minus_one_is_the_backends_default(stereo_pair):
+    """-1, the default, uses the backend's own threshold: opencv's is 0, so that its ratio
+    option alone decides (a global 0.2 cut ratio 0.9 back to 0.8)."""
+    left, right = stereo_pair
+    loose = Matcher(MatcherConfig(backend='opencv', options={'ratio': 0.9}, warmup=False))
+    assert loose.config.confidence_threshold == -1 and loose.confidence_threshold == 0.0
+    result = loose.match(left, right)
+    assert result.scores.min() < 0.2  # ratios between 0.8 and 0.9 are kept
+    cut = Matcher(MatcherConfig(backend='opencv', options={'ratio': 0.9}, warmup=False,
+                                confidence_threshold=0.2)).match(left, right)
+    assert 0 < len(cut) < len(result) and cut.scores.min() >= 0.2
+    with pytest.raises(ConfigError, match=r'in \[0, 1\] or -1'):
+        MatcherConfig(confidence_threshold=-0.5)
 
 
 def test_confidence_threshold_filters(stereo_pair):

@@ -127,6 +127,11 @@ class Backend:
     # True: precision bf16 is also allowed on a CPU (the model runs under CPU autocast), for
     # backends tested that way.
     cpu_bf16 = False
+    # The score threshold when config.confidence_threshold is -1: what a score means differs
+    # per model, so each backend states its own and why. 0.2 is the LoFTR family's published
+    # coarse threshold (LoFTR's and EfficientLoFTR's match_coarse thr, transformers'
+    # coarse_matching_threshold).
+    default_confidence_threshold = 0.2
 
     def __init__(self, weights: str, options: Mapping[str, Any], device: torch.device,
                  dtype: torch.dtype):

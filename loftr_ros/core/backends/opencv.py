@@ -25,6 +25,9 @@ class OpenCVBackend(Backend):
         'ratio': 0.8,  # Lowe's ratio test d1/d2 < ratio; 1.0 disables it
         'cross_check': True,  # keep only mutual nearest neighbours
     }
+    # The ratio test is this backend's filter (a score is 1 - ratio): no further cut by
+    # default, so that `ratio` alone decides.
+    default_confidence_threshold = 0.0
 
     def __init__(self, weights, options, device, dtype):
         super().__init__(weights, options, device, dtype)

@@ -33,8 +33,8 @@ from loftr_ros.core.types import MatchResult
 
 ImageInput = Union[np.ndarray, PreparedImage]
 
-# Size (height, width) of the textured image matched once at load to warm the backend up.
-WARMUP_SHAPE = (480, 640)
+# Size (width, height) of the pair matched at load to warm the backend up.
+WARMUP_SIZE = (640, 480)
 
 
 def _as_numpy(values, columns: Optional[int] = None) -> np.ndarray:
@@ -45,14 +45,21 @@ def _as_numpy(values, columns: Optional[int] = None) -> np.ndarray:
     return values.reshape(-1, columns) if columns else values.reshape(-1)
 
 
-def _warmup_images(shape: Tuple[int, int] = WARMUP_SHAPE):
-    """Two (height, width) views of a smooth random texture shifted by a few pixels
-    (deterministic)."""
+def warmup_images(size=WARMUP_SIZE):
+    """A pair that runs every stage of every backend: two views, 3 and 5 px apart, of a random
+    texture with detail at several scales, in which each detector finds keypoints and each
+    matcher matches them (on a blocky texture XFeat found none, which left LighterGlue and the
+    refinement to the first real pair). Image 0 is BGR and image 1 mono, so that the models
+    that take colour also meet both kinds of input. Deterministic; `size` is (width, height)."""
+    width, height = size
     rng = np.random.default_rng(0)
-    height, width = shape
-    coarse = rng.random((height // 8 + 2, width // 8 + 2)).astype(np.float32)
-    texture = np.kron(coarse, np.ones((8, 8), np.float32))
-    return texture[:height, :width], texture[5:height + 5, 3:width + 3]
+    texture = np.zeros((height + 8, width + 8, 3), np.float32)
+    for sigma in (1.0, 2.5, 6.0, 15.0):
+        noise = rng.standard_normal(texture.shape).astype(np.float32)
+        texture += cv2.GaussianBlur(noise, (0, 0), sigma) * sigma
+    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    return (np.ascontiguousarray(texture[:height, :width]),
+            cv2.cvtColor(texture[5:height + 5, 3:width + 3], cv2.COLOR_BGR2GRAY))
 
 
 def _build_backend(config: MatcherConfig):
@@ -91,14 +98,17 @@ class Matcher:
                       else config.refinement)
         self.refinement = NCCRefinement() if refinement == 'ncc' else None
         if config.warmup:
-            self.warm_up(self.backend.warmup_shapes(WARMUP_SHAPE, self.long_side))
+            self.warm_up(self.backend.warmup_sizes(WARMUP_SIZE, self.long_side))
 
-    def warm_up(self, shapes: Sequence[Tuple[int, int]]):
-        """Match a textured pair of each (height, width) size once: what the model needs for
-        that size gets loaded and initialized (ONNX Runtime sessions and TensorRT engines, CUDA
-        kernels) before the first real pair."""
-        for shape in shapes:
-            self.match(*_warmup_images(shape))
+    def warm_up(self, sizes: Sequence[Tuple[int, int]] = (WARMUP_SIZE,)):
+        """Match a warm-up pair of each (width, height) size through every stage, so that the
+        first real pair of that size does not pay the first-call costs (oneDNN creates its
+        kernels per input shape, ONNX Runtime its sessions and TensorRT its engines, CUDA
+        loads its kernels). Done at load when config.warmup is set (640x480, or the sizes of
+        the cached ONNX graphs); call it again with a camera's size when it is known before
+        its first frame."""
+        for size in sizes:
+            self.match(*warmup_images(size))
 
     @property
     def config(self) -> MatcherConfig:

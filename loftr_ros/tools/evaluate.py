@@ -13,7 +13,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -23,6 +23,7 @@ from loftr_ros.core.camera import (CameraModel, StereoCalibration, load_euroc_ca
                                    load_euroc_cameras)
 from loftr_ros.core.errors import ConfigError, ImageError
 from loftr_ros.core.metrics import CSV_COLUMNS, score_pair, summarize_metrics, table_rows
+from loftr_ros.core.preprocessing import image_size
 from loftr_ros.core.replay import ReplayOptions, iterate_pairs, match_pair, prepared_pairs
 from loftr_ros.core.sync import StereoSynchronizer
 from loftr_ros.core.trajectory import BODY_FRAME, load_trajectory
@@ -79,6 +80,18 @@ def _count_pairs(bag, options: ReplayOptions) -> int:
     It also reports a corrupt bag or a missing topic before any model is loaded."""
     with BagReader(bag) as reader:
         return sum(1 for _ in iterate_pairs(reader, options))
+
+
+def _first_image_size(bag, options: ReplayOptions) -> Optional[Tuple[int, int]]:
+    """(width, height) of the first image the options select; None when there is none or it
+    does not decode (the run reports that frame)."""
+    with BagReader(bag) as reader:
+        for pair in iterate_pairs(reader, options):
+            try:
+                return image_size(pair.frame0.image)
+            except ImageError:
+                return None
+    return None
 
 
 def _stereo_calibration(reader: BagReader, args, options: ReplayOptions,
@@ -204,7 +217,7 @@ def compare_table(summaries: List[Dict]) -> str:
 
 def run(args) -> int:
     from loftr_ros.core.drawing import draw_matches
-    from loftr_ros.core.matcher import Matcher
+    from loftr_ros.core.matcher import WARMUP_SIZE, Matcher
 
     output = Path(args.output)
     options = replay_options(args)
@@ -228,11 +241,16 @@ def run(args) -> int:
         print('note: no epipolar error without the stereo extrinsics: give --calibration',
               file=sys.stderr)
     total = _count_pairs(args.bag, options)
+    size = _first_image_size(args.bag, options)
     output.mkdir(parents=True, exist_ok=True)
     summaries, partial = [], False
     skipped_by_run: Dict[str, List[ImageError]] = {}
     for label, config in runs:
-        matcher = Matcher(config)
+        # Warmed up at the bag's image size instead of the default one: a new input size costs
+        # its first pair the creation of the model's kernels, which is no latency of the model.
+        matcher = Matcher(config.replace(warmup=False))
+        if config.warmup:
+            matcher.warm_up([size or WARMUP_SIZE])
         directory = output / label
         directory.mkdir(exist_ok=True)
         rows: List[Dict] = []

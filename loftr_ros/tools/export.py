@@ -54,7 +54,7 @@ def run(args) -> int:
     matcher = Matcher(config)
     for width, height in sizes:
         start = time.perf_counter()
-        matcher.warm_up([(height, width)])
+        matcher.warm_up([(width, height)])
         print(f'{width}x{height}: loaded and run on '
               f'{", ".join(matcher.backend.providers.names)} in '
               f'{time.perf_counter() - start:.1f} s')

@@ -11,7 +11,7 @@ from loftr_ros.core.backends import BACKENDS, backend_class
 from loftr_ros.core.camera import sampson_distances
 from loftr_ros.core.config import MatcherConfig
 from loftr_ros.core.errors import BackendError, ConfigError
-from loftr_ros.core.matcher import Matcher
+from loftr_ros.core.matcher import Matcher, warmup_images
 
 # Stereo pairs spread over the 4.7 s sample (indices into euroc_stereo_frames).
 EUROC_PAIRS = (10, 45, 80)
@@ -107,6 +107,23 @@ def test_xfeat_on_a_photo_warped_by_a_homography(xfeat_matcher):
         assert (errors < 3.0).mean() >= 0.9
         # The refinement follows the rotation and zoom (test_refinement.py).
         assert (errors < 1.0).mean() >= 0.85
+
+
+@pytest.mark.parametrize('backend, options', [
+    ('xfeat', {}), ('xfeat', {'matcher': 'mnn'}), ('opencv', {'detector': 'sift'}),
+    ('opencv', {'detector': 'orb'})])
+def test_the_warm_up_pair_runs_every_stage(backend, options):
+    """The pair matched at load gives every detector keypoints and every matcher matches, a
+    colour and a mono image (the blocky texture it replaced gave XFeat no keypoint: LighterGlue,
+    its colour input and the refinement first ran on the first real pair)."""
+    image0, image1 = warmup_images((320, 240))
+    assert image0.shape == (240, 320, 3) and image1.shape == (240, 320)
+    matcher = Matcher(MatcherConfig(backend=backend, warmup=False, options=options))
+    result = matcher.match(image0, image1)
+    assert len(result) >= 100
+    if matcher.refinement is not None:
+        expected = result.keypoints0 + [-3.0, -5.0]  # image 1 is image 0 moved by (-3, -5)
+        assert np.median(np.linalg.norm(result.keypoints1 - expected, axis=1)) < 0.1
 
 
 def test_prepared_images_give_the_same_matches(euroc_stereo_frames):

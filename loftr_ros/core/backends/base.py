@@ -165,8 +165,8 @@ class Backend:
         """Where the Matcher puts the model input tensors."""
         return self.device
 
-    def warmup_shapes(self, default: Tuple[int, int], long_side: int) -> List[Tuple[int, int]]:
-        """Image sizes (height, width) to match once at load; `long_side`: the matcher's."""
+    def warmup_sizes(self, default: Tuple[int, int], long_side: int) -> List[Tuple[int, int]]:
+        """Image sizes (width, height) to match once at load; `long_side`: the matcher's."""
         return [default]
 
     def extract(self, image: torch.Tensor) -> Any:

@@ -10,7 +10,7 @@ torch model, or exports what is missing first (with a warning: ``loftr-ros expor
 ahead of time). Features travel as CPU tensors made from the graphs' numpy outputs.
 
 Graphs of a fixed size (``any_size = False``: EfficientLoFTR, whose position encoding is baked
-in per size) are exported per model input size; ``warmup_shapes`` then lists the sizes already
+in per size) are exported per model input size; ``warmup_sizes`` then lists the sizes already
 in the cache, so that a matcher loads and warms up those at start (and ONNX Runtime builds their
 TensorRT engines there, not at the first camera frame).
 """
@@ -141,14 +141,14 @@ class OnnxBackend(Backend):
             sizes.append((int(width), int(height)))
         return sizes
 
-    def warmup_shapes(self, default: Tuple[int, int], long_side: int) -> List[Tuple[int, int]]:
+    def warmup_sizes(self, default: Tuple[int, int], long_side: int) -> List[Tuple[int, int]]:
         if self.any_size:
             return [default]
         # A cached size is its own model input when its long side is the matcher's.
-        shapes = [(height, width) for width, height in self.cached_sizes()
-                  if long_side in (0, max(width, height))]
-        if not shapes:
+        sizes = [(width, height) for width, height in self.cached_sizes()
+                 if long_side in (0, max(width, height))]
+        if not sizes:
             warnings.warn(f'no {self.name} graphs of this configuration in {self.directory}: '
                           f'the first image of each size exports them (`loftr-ros export '
                           f'--size WxH` does it ahead of time)', OnnxExportWarning, stacklevel=2)
-        return shapes
+        return sizes

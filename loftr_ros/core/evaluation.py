@@ -7,7 +7,7 @@ of a pair is the larger of the two (inf when no pose could be recovered), and th
 error CDF up to 5, 10 and 20 degrees summarises a sequence.
 """
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -19,18 +19,33 @@ from loftr_ros.core.types import MatchResult
 AUC_THRESHOLDS_DEG = (5.0, 10.0, 20.0)
 # Epipolar error below which a stereo match counts as correct (pixels).
 EPIPOLAR_CORRECT_PX = 1.0
+# USAC MAGSAC threshold of the verification behind the inlier ratio when the matcher ran
+# without one (pixels).
+INLIER_THRESHOLD_PX = 1.0
+
+
+def inlier_verification(geometry: str, ransac_threshold: float, cameras: bool,
+                        ) -> Dict[str, Any]:
+    """What the inlier ratio counts: {'by', 'model', 'threshold_px'}. The matcher's own
+    verification when its `geometry` is set (essential falls back to fundamental without
+    cameras, as in the matcher); otherwise this module's, USAC MAGSAC at INLIER_THRESHOLD_PX:
+    essential with `cameras`, fundamental without."""
+    if geometry != 'none':
+        model = 'fundamental' if geometry == 'essential' and not cameras else geometry
+        return {'by': 'matcher', 'model': model, 'threshold_px': ransac_threshold}
+    return {'by': 'eval', 'model': 'essential' if cameras else 'fundamental',
+            'threshold_px': INLIER_THRESHOLD_PX}
 
 
 def inlier_mask(result: MatchResult, camera0: Optional[CameraModel] = None,
-                camera1: Optional[CameraModel] = None, threshold_px: float = 1.0,
-                ) -> Optional[np.ndarray]:
+                camera1: Optional[CameraModel] = None) -> Optional[np.ndarray]:
     """The result's own inlier mask, or (when the matcher ran without verification) the mask of
-    essential (with cameras) or fundamental verification; None with too few matches."""
+    the verification inlier_verification names; None with too few matches."""
     if result.inliers is not None:
         return result.inliers
-    model = 'essential' if camera0 is not None and camera1 is not None else 'fundamental'
-    mask, _ = verify_matches(result.keypoints0, result.keypoints1, model, threshold_px,
-                             0.999, camera0, camera1)
+    verification = inlier_verification('none', 0.0, camera0 is not None and camera1 is not None)
+    mask, _ = verify_matches(result.keypoints0, result.keypoints1, verification['model'],
+                             verification['threshold_px'], 0.999, camera0, camera1)
     return mask
 
 

@@ -18,6 +18,9 @@ from loftr_ros.core.types import MatchResult
 
 # Columns naming the pair, before the metrics' own ('pair' is its number in the run).
 PAIR_COLUMNS = ('pair', 'stamp0_ns', 'stamp1_ns', 'index0', 'index1')
+# Ground-truth camera motion under which a consecutive pair has no epipolar geometry to score
+# (metres).
+MIN_MOTION_M = 1e-6
 
 
 @dataclass
@@ -37,14 +40,33 @@ class ScoredPair:
         return (calibration.camera0, calibration.camera1) if calibration else (None, None)
 
     @cached_property
+    def ground_truth_motion(self) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """(R, t) of a consecutive pair's camera motion from the ground truth; None without
+        ground truth or camera, or outside the ground truth's stamps."""
+        camera0, _ = self.cameras
+        if self.stereo or self.trajectory is None or camera0 is None:
+            return None
+        pair = self.pair
+        return self.trajectory.camera_motion(pair.frame0.stamp_ns, pair.frame1.stamp_ns,
+                                             camera0.T_body_cam)
+
+    @cached_property
     def epipolar_errors(self) -> Optional[np.ndarray]:
-        """Sampson distances of a stereo pair's matches, None where they cannot be measured
-        (no calibrated baseline, consecutive mode, no matches)."""
+        """Sampson distance (pixels) of every match to the pair's true epipolar geometry: the
+        calibrated stereo pair's, or the ground-truth motion of a consecutive pair; None where
+        it is unknown (no calibrated baseline, no ground truth or no motion) or there is no
+        match."""
         calibration = self.calibration
-        if (self.stereo and calibration is not None and calibration.baseline > 0
-                and len(self.result)):
-            return evaluation.epipolar_errors(self.result, calibration)
-        return None
+        if not len(self.result) or calibration is None:
+            return None
+        if self.stereo:
+            geometry = calibration if calibration.baseline > 0 else None
+        else:
+            motion = self.ground_truth_motion
+            geometry = (StereoCalibration(calibration.camera0, calibration.camera1, *motion)
+                        if motion is not None and np.linalg.norm(motion[1]) >= MIN_MOTION_M
+                        else None)
+        return None if geometry is None else evaluation.epipolar_errors(self.result, geometry)
 
 
 @dataclass(frozen=True)
@@ -119,13 +141,11 @@ def _pose(scored: ScoredPair) -> Dict[str, Any]:
     camera0, camera1 = scored.cameras
     if scored.trajectory is None or camera0 is None:
         return {'scored': ''}
-    pair = scored.pair
-    motion = scored.trajectory.camera_motion(pair.frame0.stamp_ns, pair.frame1.stamp_ns,
-                                             camera0.T_body_cam)
+    motion = scored.ground_truth_motion
     if motion is None:
         return {'scored': 'no ground truth'}
     R, t = motion
-    if np.linalg.norm(t) < 1e-6:
+    if np.linalg.norm(t) < MIN_MOTION_M:
         return {'scored': 'no motion'}
     result = scored.result
     estimate = evaluation.estimate_relative_pose(result.keypoints0, result.keypoints1, camera0,
@@ -172,7 +192,12 @@ CSV_COLUMNS = PAIR_COLUMNS + tuple(name for metric in METRICS for name in metric
 def score_pair(result: MatchResult, pair: FramePair, calibration: Optional[StereoCalibration],
                trajectory, stereo: bool) -> Dict[str, Any]:
     """The pairs.csv row of one matched pair (without its number)."""
-    scored = ScoredPair(result, pair, calibration, trajectory, stereo)
+    return scored_row(ScoredPair(result, pair, calibration, trajectory, stereo))
+
+
+def scored_row(scored: ScoredPair) -> Dict[str, Any]:
+    """The pairs.csv row of a ScoredPair (without its number)."""
+    pair = scored.pair
     row = {'stamp0_ns': pair.frame0.stamp_ns, 'stamp1_ns': pair.frame1.stamp_ns,
            'index0': pair.frame0.index, 'index1': pair.frame1.index}
     for metric in METRICS:

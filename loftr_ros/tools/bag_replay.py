@@ -1,46 +1,136 @@
 """What ``loftr-ros eval`` and ``loftr-ros record`` share: their bag, pairing and matcher
-arguments, the :class:`~loftr_ros.core.replay.ReplayOptions` and matcher runs these give, and
-the warning for a skipped pair. The replay itself is :mod:`loftr_ros.core.replay`."""
+arguments, the :class:`~loftr_ros.core.replay.ReplayOptions` and matcher runs these give (the
+mode and topics not given inferred from the bag), and the warning for a skipped pair. The
+replay itself is :mod:`loftr_ros.core.replay`."""
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Callable, List, Tuple
 
+from loftr_ros.core.bag import IMAGE_TYPES, BagReader
 from loftr_ros.core.config import MatcherConfig, load_matcher_config
-from loftr_ros.core.errors import ImageError
+from loftr_ros.core.errors import ConfigError, ImageError
 from loftr_ros.core.replay import MODES, ReplayOptions
 from loftr_ros.tools.arguments import add_matcher_arguments
+
+# Frames per topic whose stamps tell a stereo pair (equal stamps) from two unrelated cameras.
+STAMP_SAMPLE = 20
 
 
 def add_pairing_arguments(parser):
     """Bag, topics, pairing and matcher options."""
     defaults = ReplayOptions()
     parser.add_argument('bag', help='rosbag2 directory (sqlite3 or mcap) or ROS 1 .bag file')
-    parser.add_argument('--mode', choices=MODES, default=defaults.mode)
-    parser.add_argument('--left', default=defaults.left,
-                        help='stereo: left image topic (raw or compressed)')
-    parser.add_argument('--right', default=defaults.right, help='stereo: right image topic')
-    parser.add_argument('--topic', default=defaults.topic, help='consecutive: the image topic')
+    parser.add_argument('--mode', choices=MODES,
+                        help='default: inferred from the bag: consecutive with --topic or '
+                             '--ground-truth or when it has one image topic, stereo with '
+                             '--left/--right or when it has two whose stamps are equal')
+    parser.add_argument('--left', help='stereo: left image topic, raw or compressed (default: '
+                                       'the first, by name, of two image topics)')
+    parser.add_argument('--right', help='stereo: right image topic (default: the second)')
+    parser.add_argument('--topic', help='consecutive: the image topic; implies --mode '
+                                        'consecutive (default: the first image topic by name)')
     parser.add_argument('--slop-ms', type=float, default=defaults.slop_ns / 1e6,
-                        help='stereo: largest stamp difference of a pair (default exact)')
+                        help='stereo: largest stamp difference of a pair in ms (default: '
+                             '%(default)s, equal stamps)')
     parser.add_argument('--step', type=int, default=defaults.step,
-                        help='consecutive: pair frame i with frame i+STEP, every STEP-th frame')
-    parser.add_argument('--first', type=int, help='first frame index (of the left/only topic)')
-    parser.add_argument('--last', type=int, help='last frame index, inclusive')
-    parser.add_argument('--start', type=float, help='time window start, seconds from bag start')
+                        help='consecutive: pair frame i with frame i+STEP, every STEP-th frame '
+                             '(default: %(default)s)')
+    parser.add_argument('--first', type=int,
+                        help='first frame index of the left/only topic (default: the first)')
+    parser.add_argument('--last', type=int, help='last frame index, inclusive (default: the last)')
+    parser.add_argument('--start', type=float,
+                        help='time window start, seconds from bag start (default: its start)')
     parser.add_argument('--end', type=float,
-                        help='time window end (inclusive), seconds from bag start')
-    parser.add_argument('--max-pairs', type=int, help='stop after this many pairs')
-    parser.add_argument('--config', help='matcher YAML (plain or the node\'s parameter file)')
+                        help='time window end (inclusive), seconds from bag start (default: its '
+                             'end)')
+    parser.add_argument('--max-pairs', type=int, help='stop after this many pairs (default: all)')
+    parser.add_argument('--config', help="matcher YAML, plain or the node's parameter file "
+                                         "(default: none, the matcher's defaults)")
     add_matcher_arguments(parser, ('backend', 'device'), repeatable=('backend',))
 
 
-def replay_options(args) -> ReplayOptions:
-    """The ReplayOptions of the pairing arguments."""
-    return ReplayOptions(mode=args.mode, left=args.left, right=args.right, topic=args.topic,
-                         slop_ns=int(args.slop_ms * 1e6), step=args.step, first=args.first,
-                         last=args.last, start=args.start, end=args.end,
-                         max_pairs=args.max_pairs)
+def replay_options(args, reader: BagReader) -> Tuple[ReplayOptions, str]:
+    """The ReplayOptions of the pairing arguments, with the mode and topics that were not given
+    inferred from the bag's image topics, and a sentence saying which pairs these are and why.
+    ConfigError when the arguments contradict each other or the bag leaves the choice open."""
+    mode = args.mode
+    if args.topic and (mode == 'stereo' or args.left or args.right):
+        raise ConfigError('--topic is the image topic of consecutive pairs; stereo pairs take '
+                          '--left and --right')
+    if (args.left or args.right) and mode == 'consecutive':
+        raise ConfigError('--left/--right are the topics of stereo pairs; consecutive pairs '
+                          'take --topic')
+    images = sorted(topic for topic, kind in reader.topics.items() if kind in IMAGE_TYPES)
+    if mode is None:
+        if args.topic:
+            mode, why = 'consecutive', 'as --topic asks'
+        elif args.left or args.right:
+            mode, why = 'stereo', 'as --left/--right ask'
+        elif getattr(args, 'ground_truth', None):
+            mode, why = 'consecutive', 'as --ground-truth scores consecutive pairs'
+        else:
+            mode, why = _infer_mode(reader, images)
+    else:
+        why = f'as --mode {mode} asks'
+    topics = {}
+    if mode == 'consecutive':
+        topics['topic'] = args.topic or _image_topics(reader, images, 1)[0]
+        if not args.topic and len(images) > 1:
+            why += f', the first of its {len(images)} image topics'
+        text = f"consecutive pairs of {topics['topic']} ({why})"
+    else:
+        given = [args.left, args.right]
+        if None in given:
+            found = [topic for topic in _image_topics(reader, images, 2) if topic not in given]
+            given = [topic or found.pop(0) for topic in given]
+        topics['left'], topics['right'] = given
+        text = f'stereo pairs of {given[0]} (left) and {given[1]} (right) ({why})'
+    options = ReplayOptions(mode=mode, **topics, slop_ns=int(args.slop_ms * 1e6),
+                            step=args.step, first=args.first, last=args.last, start=args.start,
+                            end=args.end, max_pairs=args.max_pairs)
+    return options, text
+
+
+def _image_topics(reader: BagReader, images: List[str], count: int) -> List[str]:
+    """The first `count` image topics by name; ConfigError when the bag has fewer."""
+    if len(images) < count:
+        msg = (f'bag {reader.path} has {len(images)} image topic(s), {count} needed; its '
+               f"topics: {_listing(reader)}")
+        raise ConfigError(msg)
+    return images[:count]
+
+
+def _infer_mode(reader: BagReader, images: List[str]) -> Tuple[str, str]:
+    """(mode, why) from the bag's image topics: one is matched frame to frame, two with equal
+    stamps are a stereo pair; anything else needs the user's choice."""
+    if len(images) == 1:
+        return 'consecutive', "the bag's only image topic"
+    if len(images) == 2:
+        stamps = [_first_stamps(reader, topic) for topic in images]
+        shared = len(set(stamps[0]) & set(stamps[1]))
+        if shared and shared >= min(len(s) for s in stamps) / 2:
+            return 'stereo', "the bag's two image topics, with equal stamps"
+        msg = (f"bag {reader.path} has two image topics whose stamps differ ({', '.join(images)}):"
+               f' give --mode stereo --slop-ms MS to pair them by nearest stamps, or --topic T '
+               f'for consecutive pairs of one')
+        raise ConfigError(msg)
+    msg = (f'bag {reader.path} has {len(images)} image topics: give --topic T for consecutive '
+           f'pairs or --left L --right R for stereo pairs; its topics: {_listing(reader)}')
+    raise ConfigError(msg)
+
+
+def _first_stamps(reader: BagReader, topic: str) -> List[int]:
+    stamps = []
+    for frame in reader.frames([topic]):
+        stamps.append(frame.stamp_ns)
+        if len(stamps) == STAMP_SAMPLE:
+            break
+    return stamps
+
+
+def _listing(reader: BagReader) -> str:
+    return ', '.join(f'{name} ({kind})' for name, kind in sorted(reader.topics.items()))
 
 
 def run_configs(args) -> List[Tuple[str, MatcherConfig]]:

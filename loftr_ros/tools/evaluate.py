@@ -22,7 +22,9 @@ from loftr_ros.core.bag import CAMERA_INFO_TYPE, BagReader
 from loftr_ros.core.camera import (CameraModel, StereoCalibration, load_euroc_calibration,
                                    load_euroc_cameras)
 from loftr_ros.core.errors import ConfigError, ImageError
-from loftr_ros.core.metrics import CSV_COLUMNS, score_pair, summarize_metrics, table_rows
+from loftr_ros.core.evaluation import inlier_verification
+from loftr_ros.core.metrics import (CSV_COLUMNS, ScoredPair, scored_row, summarize_metrics,
+                                    table_rows)
 from loftr_ros.core.preprocessing import image_size
 from loftr_ros.core.replay import ReplayOptions, iterate_pairs, match_pair, prepared_pairs
 from loftr_ros.core.sync import StereoSynchronizer
@@ -34,20 +36,25 @@ from loftr_ros.tools.bag_replay import (add_pairing_arguments, replay_options, r
 def add_arguments(parser):
     add_pairing_arguments(parser)
     parser.add_argument('--compare', nargs='+', metavar='CONFIG',
-                        help='several matcher YAML files run on the same pairs')
+                        help='several matcher YAML files run on the same pairs (default: one '
+                             'run, --config or the defaults)')
     parser.add_argument('--calibration',
                         help='EuRoC/Kalibr calibration.yaml: cam0 and cam1 for the stereo '
                              'epipolar error; in consecutive mode the camera the topic names '
                              '(/cam1/... -> cam1), whose T_body_cam turns EuRoC ground truth '
-                             'into camera poses; otherwise the camera_info topics are used '
-                             'when present')
+                             'into camera poses (default: none; the camera_info topics when '
+                             'the bag has them)')
     parser.add_argument('--camera-info', nargs='+', metavar='TOPIC',
-                        help='camera_info topic(s): left [right] (default: <image ns>/camera_info)')
+                        help='camera_info topic(s): left [right] (default: <image '
+                             'namespace>/camera_info, when in the bag)')
     parser.add_argument('--ground-truth',
-                        help='trajectory for consecutive pose errors: TUM (camera poses) or '
-                             'EuRoC CSV (body/IMU poses; needs --calibration for T_body_cam)')
-    parser.add_argument('--overlays', type=int, default=3, help='overlay images per run')
-    parser.add_argument('--output', '-o', default='eval_output', help='output directory')
+                        help='trajectory for consecutive pose errors, implies consecutive '
+                             'pairs: TUM (camera poses) or EuRoC CSV (body/IMU poses; needs '
+                             '--calibration for T_body_cam) (default: none)')
+    parser.add_argument('--overlays', type=int, default=3,
+                        help='overlay images per run (default: %(default)s)')
+    parser.add_argument('--output', '-o', default='eval_output',
+                        help='output directory (default: %(default)s)')
 
 
 class Progress:
@@ -82,10 +89,10 @@ def _count_pairs(bag, options: ReplayOptions) -> int:
         return sum(1 for _ in iterate_pairs(reader, options))
 
 
-def _first_image_size(bag, options: ReplayOptions) -> Optional[Tuple[int, int]]:
-    """(width, height) of the first image the options select; None when there is none or it
-    does not decode (the run reports that frame)."""
-    with BagReader(bag) as reader:
+def _first_image_size(bag, options: ReplayOptions, config) -> Optional[Tuple[int, int]]:
+    """(width, height) of the first image the options select, decoded within the limits of
+    `config`; None when there is none or it is refused (the run reports that frame)."""
+    with BagReader(bag, config.max_image_pixels, config.max_compressed_bytes) as reader:
         for pair in iterate_pairs(reader, options):
             try:
                 return image_size(pair.frame0.image)
@@ -94,10 +101,10 @@ def _first_image_size(bag, options: ReplayOptions) -> Optional[Tuple[int, int]]:
     return None
 
 
-def _stereo_calibration(reader: BagReader, args, options: ReplayOptions,
+def _stereo_calibration(reader: BagReader, args, options: ReplayOptions, notes: List[str],
                         ) -> Optional[StereoCalibration]:
     if args.calibration and options.mode == 'consecutive':
-        camera = _topic_camera(args.calibration, options.topic)
+        camera = _topic_camera(args.calibration, options.topic, notes)
         return StereoCalibration(camera, camera, np.eye(3), np.zeros(3))
     if args.calibration:
         return load_euroc_calibration(args.calibration)
@@ -116,7 +123,7 @@ def _stereo_calibration(reader: BagReader, args, options: ReplayOptions,
     return StereoCalibration(cameras[0], cameras[-1], np.eye(3), np.zeros(3))
 
 
-def _topic_camera(path, topic: str) -> CameraModel:
+def _topic_camera(path, topic: str, notes: List[str]) -> CameraModel:
     """The camera of a calibration file that a topic names ('/cam1/image_raw' -> cam1), else
     its first camera, with a note."""
     cameras = load_euroc_cameras(path)
@@ -124,9 +131,74 @@ def _topic_camera(path, topic: str) -> CameraModel:
     if named:
         return cameras[named[0]]
     first = next(iter(cameras))
-    print(f"note: --calibration: topic {topic} names none of the cameras {', '.join(cameras)}; "
-          f'using {first}', file=sys.stderr)
+    notes.append(f"--calibration: topic {topic} names none of the cameras "
+                 f"{', '.join(cameras)}; using {first}")
     return cameras[first]
+
+
+def _true_geometry(stereo: bool, calibration: Optional[StereoCalibration],
+                   trajectory) -> Optional[str]:
+    """What the matches' epipolar errors are measured against, None when nothing is."""
+    if stereo:
+        if calibration is not None and calibration.baseline > 0:
+            return 'the calibrated stereo geometry'
+        return None
+    if trajectory is not None and calibration is not None:
+        return 'the ground-truth camera motion'
+    return None
+
+
+def _no_cdf_reason(truth: Optional[str], rows: List[Dict]) -> str:
+    if truth is None:
+        return 'no true geometry (stereo: --calibration; consecutive: --ground-truth)'
+    if not rows:
+        return 'no pair was matched'
+    return f'no match could be measured against {truth} (no motion, or none in its range)'
+
+
+class ErrorCdf:
+    """The epipolar (Sampson) error of every match of a run, counted in bins of BIN_PX up to
+    LIMIT_PX (and one count beyond), so that a long bag's distribution takes no more memory
+    than a short one's."""
+
+    BIN_PX = 0.01
+    LIMIT_PX = 20.0
+
+    def __init__(self):
+        self.counts = np.zeros(int(round(self.LIMIT_PX / self.BIN_PX)), np.int64)
+        self.beyond = 0
+
+    @property
+    def count(self) -> int:
+        return int(self.counts.sum()) + self.beyond
+
+    def add(self, errors: Optional[np.ndarray]):
+        if errors is None:
+            return
+        bins = np.floor(np.asarray(errors) / self.BIN_PX).astype(np.int64)
+        inside = bins < len(self.counts)
+        self.counts += np.bincount(bins[inside], minlength=len(self.counts))
+        self.beyond += int((~inside).sum())
+
+    def plot(self, path: Path, label: str, truth: str) -> str:
+        """Write the CDF to `path`; returns what the summary says about it."""
+        import matplotlib
+        matplotlib.use('Agg')
+        from matplotlib import pyplot
+
+        edges = np.arange(1, len(self.counts) + 1) * self.BIN_PX
+        fraction = np.cumsum(self.counts) / self.count
+        shown = edges <= 5.0
+        figure, axis = pyplot.subplots(figsize=(5, 3))
+        axis.plot(np.concatenate([[0.0], edges[shown]]), np.concatenate([[0.0], fraction[shown]]))
+        axis.set_xlabel('epipolar (Sampson) error [px]')
+        axis.set_ylabel('fraction of matches')
+        axis.set_ylim(0, 1)
+        axis.set_title(f'{label}: every match ({self.count})', fontsize=9)
+        figure.tight_layout()
+        figure.savefig(path)
+        pyplot.close(figure)
+        return f'{path.name}: the error of every match ({self.count}) against {truth}'
 
 
 def summarize(rows: List[Dict], label: str, config, model_name: str) -> Dict:
@@ -168,23 +240,6 @@ def _plots(directory: Path, rows: List[Dict], label: str):
     figure.savefig(directory / 'latency.png')
     pyplot.close(figure)
 
-    pose = sorted(row['pose_deg'] for row in rows if row.get('scored') == 'yes')
-    epipolar = sorted(row['epipolar_median_px'] for row in rows
-                      if row.get('epipolar_median_px') not in (None, ''))
-    if pose or epipolar:
-        values, unit = (pose, 'pose error [deg]') if pose else (epipolar,
-                                                                 'median epipolar error [px]')
-        figure, axis = pyplot.subplots(figsize=(5, 3))
-        finite = [min(v, 1e3) for v in values]
-        axis.step(finite, np.arange(1, len(finite) + 1) / len(finite), where='post')
-        axis.set_xlabel(unit)
-        axis.set_ylabel('fraction of pairs')
-        axis.set_xlim(0, 20 if pose else max(2.0, max(finite)))
-        axis.set_title(f'{label}: error CDF')
-        figure.tight_layout()
-        figure.savefig(directory / 'error_cdf.png')
-        pyplot.close(figure)
-
 
 def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
@@ -202,10 +257,17 @@ def _cell(value, digits=2):
     return f'{value:.{digits}f}' if isinstance(value, float) else str(value)
 
 
+def _verification(verification: Dict) -> str:
+    """'eval: essential, 1.0 px' for a summary's inlier_verification."""
+    return (f"{verification['by']}: {verification['model']}, "
+            f"{verification['threshold_px']:g} px")
+
+
 def compare_table(summaries: List[Dict]) -> str:
     """Markdown table, one column per run."""
     lines = [('model', lambda s: s['model']), ('config', lambda s: s['config_id']),
-             ('pairs', lambda s: str(s['pairs']))]
+             ('pairs', lambda s: str(s['pairs'])),
+             ('inliers verified by', lambda s: _verification(s['inlier_verification']))]
     lines += [(row.title, lambda s, row=row: _cell(row.value(s), row.digits))
               for row in table_rows(summaries)]
     header = '| metric | ' + ' | '.join(s['label'] for s in summaries) + ' |'
@@ -219,15 +281,19 @@ def run(args) -> int:
     from loftr_ros.core.drawing import draw_matches
     from loftr_ros.core.matcher import WARMUP_SIZE, Matcher
 
+    # Everything that can fail is checked before anything is said about the run: errors first,
+    # then the line saying which pairs are matched, then the notes.
     output = Path(args.output)
-    options = replay_options(args)
-    stereo = options.mode == 'stereo'
     runs = run_configs(args)
-    trajectory = load_trajectory(args.ground_truth) if args.ground_truth else None
-    if trajectory is not None and stereo:
-        raise ConfigError('--ground-truth scores consecutive pairs: use --mode consecutive')
+    notes: List[str] = []
     with BagReader(args.bag) as reader:
-        calibration = _stereo_calibration(reader, args, options)
+        options, pairing = replay_options(args, reader)
+        stereo = options.mode == 'stereo'
+        trajectory = load_trajectory(args.ground_truth) if args.ground_truth else None
+        if trajectory is not None and stereo:
+            raise ConfigError('--ground-truth scores consecutive pairs: use --topic or --mode '
+                              'consecutive')
+        calibration = _stereo_calibration(reader, args, options, notes)
     if trajectory is not None and calibration is None:
         msg = '--ground-truth needs the camera: give --calibration or a camera_info topic'
         raise ConfigError(msg)
@@ -237,20 +303,27 @@ def run(args) -> int:
                f"(IMU) frame's: give --calibration (Kalibr/EuRoC YAML with the camera's "
                f'T_body_cam) to turn them into camera poses')
         raise ConfigError(msg)
-    if stereo and (calibration is None or calibration.baseline == 0):
-        print('note: no epipolar error without the stereo extrinsics: give --calibration',
-              file=sys.stderr)
+    truth = _true_geometry(stereo, calibration, trajectory)
+    if truth is None:
+        notes.append('no epipolar error and no error_cdf.png without the true geometry: '
+                     + ('give --calibration (the stereo extrinsics)' if stereo else
+                        'give --ground-truth (and the camera: --calibration or camera_info)'))
     total = _count_pairs(args.bag, options)
-    size = _first_image_size(args.bag, options)
+    size = _first_image_size(args.bag, options, runs[0][1])
     output.mkdir(parents=True, exist_ok=True)
     summaries, partial = [], False
     skipped_by_run: Dict[str, List[ImageError]] = {}
-    for label, config in runs:
+    for run_index, (label, config) in enumerate(runs):
         # Warmed up at the bag's image size instead of the default one: a new input size costs
         # its first pair the creation of the model's kernels, which is no latency of the model.
         matcher = Matcher(config.replace(warmup=False))
         if config.warmup:
             matcher.warm_up([size or WARMUP_SIZE])
+        if run_index == 0:
+            print(f'loftr-ros eval: {pairing}: {total} pair(s)', flush=True)
+            for note in notes:
+                print(f'note: {note}', file=sys.stderr, flush=True)
+        cdf = ErrorCdf()
         directory = output / label
         directory.mkdir(exist_ok=True)
         rows: List[Dict] = []
@@ -267,8 +340,9 @@ def run(args) -> int:
                     result = match_pair(matcher, prepared,
                                         calibration.camera0 if calibration else None,
                                         calibration.camera1 if calibration else None)
-                    rows.append(score_pair(result, prepared.pair, calibration, trajectory,
-                                           stereo))
+                    scored = ScoredPair(result, prepared.pair, calibration, trajectory, stereo)
+                    rows.append(scored_row(scored))
+                    cdf.add(scored.epipolar_errors)
                     if args.overlays and number % overlay_every == 0 and \
                             number // overlay_every < args.overlays:
                         cv2.imwrite(str(directory / f'overlay_{number:05d}.png'),
@@ -278,14 +352,18 @@ def run(args) -> int:
             partial = True
         progress.finish()
         summary = summarize(rows, label, config, matcher.model_name)
+        summary['inlier_verification'] = inlier_verification(
+            config.geometry, config.ransac_threshold, calibration is not None)
         summary['pairs_skipped'] = [str(error) for error in skipped]
         summary['pairs_skipped_by_cause'] = dict(Counter(error.cause for error in skipped))
         if stereo:
             summary['stereo_drops'] = dict(synchronizer.drops)
-        summaries.append(summary)
         _write_csv(directory / 'pairs.csv', rows)
         if rows:
             _plots(directory, rows, label)
+        summary['error_cdf'] = (cdf.plot(directory / 'error_cdf.png', label, truth) if cdf.count
+                                else f'not written: {_no_cdf_reason(truth, rows)}')
+        summaries.append(summary)
         if partial:
             break
     table = compare_table(summaries)

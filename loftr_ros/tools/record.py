@@ -104,7 +104,8 @@ def run(args) -> int:
     if len(runs) != 1:
         raise ConfigError('record writes one Matches stream: give one --backend/--config')
     _, config = runs[0]
-    options = replay_options(args)
+    with BagReader(args.bag) as reader:
+        options, pairing = replay_options(args, reader)
     calibration = load_euroc_calibration(args.calibration) if args.calibration else None
     camera0 = calibration.camera0 if calibration else None
     camera1 = calibration.camera1 if calibration else None
@@ -114,6 +115,7 @@ def run(args) -> int:
     typestore = matches_typestore()
     types = typestore.types
     matcher = Matcher(config)
+    print(f'loftr-ros record: {pairing}', flush=True)
     plugin = StoragePlugin.MCAP if args.storage == 'mcap' else StoragePlugin.SQLITE3
     written = 0
     skipped = []

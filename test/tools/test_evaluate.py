@@ -202,9 +202,100 @@ def test_missing_topic_exits_with_the_bag_topics(tmp_path, sequence_bag, capsys)
     rc = main(['eval', str(sequence_bag), '--left', '/cam0/image_raw', '--right', '/cam9/image',
                '--backend', 'opencv', '-o', str(tmp_path / 'out')])
     assert rc == 2
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "topic '/cam9/image' not in bag" in err
     assert '/cam0/camera_info (sensor_msgs/msg/CameraInfo)' in err
+    # Errors first: the note on the stereo pair without extrinsics is not printed before it.
+    assert 'note:' not in err and out == ''
+
+
+# Files of a report: the README's list ("Output").
+REPORT_FILES = {'summary.json', 'compare.md'}
+RUN_FILES = {'pairs.csv', 'matches.png', 'latency.png'}
+
+
+@pytest.fixture
+def default_weights_cached(eloftr_hf_dir, tmp_path, monkeypatch):
+    """The default backend's weights (eloftr, zju-community/efficientloftr) in a Hugging Face
+    cache, as `hf download` leaves them: the suite's random EfficientLoFTR, since the real
+    ones are not reachable here. The hub itself is off."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    cache = tmp_path / 'hub'
+    repo = cache / 'models--zju-community--efficientloftr'
+    shutil.copytree(eloftr_hf_dir, repo / 'snapshots' / ('e' * 40))
+    (repo / 'refs').mkdir()
+    (repo / 'refs' / 'main').write_text('e' * 40)
+    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(cache))
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)
+
+
+def test_a_bag_path_alone_on_a_single_topic_bag(tmp_path, sequence_bag, default_weights_cached,
+                                                 monkeypatch, capsys):
+    """`loftr-ros eval BAG`: consecutive pairs of the bag's only image topic with the default
+    matcher, said on the first line; the report holds exactly the README's files, and says why
+    there is no error CDF (no ground truth) and what the inlier ratio counts."""
+    monkeypatch.chdir(tmp_path)
+    assert main(['eval', str(sequence_bag)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == ("loftr-ros eval: consecutive pairs of /cam0/image_raw (the "
+                                   "bag's only image topic): 7 pair(s)")
+    assert 'note: no epipolar error and no error_cdf.png without the true geometry: give ' \
+           '--ground-truth' in err
+    output = tmp_path / 'eval_output'
+    summary = json.loads((output / 'summary.json').read_text())
+    run = summary['runs'][0]
+    assert summary['mode'] == 'consecutive' and run['backend'] == 'eloftr' and run['pairs'] == 7
+    assert {path.name for path in output.iterdir()} == REPORT_FILES | {run['label']}
+    assert {path.name for path in (output / run['label']).iterdir()} == RUN_FILES | {
+        'overlay_00000.png', 'overlay_00002.png', 'overlay_00004.png'}
+    assert run['error_cdf'].startswith('not written: no true geometry')
+    # camera_info gives the cameras: eval verifies with the essential matrix.
+    assert run['inlier_verification'] == {'by': 'eval', 'model': 'essential',
+                                          'threshold_px': 1.0}
+    assert '| inliers verified by | eval: essential, 1 px |' in (output / 'compare.md').read_text()
+
+
+def test_euroc_sample_pairs_are_inferred(tmp_path, euroc_dir, default_weights_cached, capsys):
+    """The EuRoC sample's two synchronised cameras are a stereo pair (`loftr-ros eval BAG` on
+    all 95 pairs is the same run, minutes long here)."""
+    assert main(['eval', str(euroc_dir / 'bag'), '--max-pairs', '2', '--overlays', '0',
+                 '-o', str(tmp_path / 'out')]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == (
+        'loftr-ros eval: stereo pairs of /cam0/image_raw (left) and /cam1/image_raw (right) '
+        "(the bag's two image topics, with equal stamps): 2 pair(s)")
+    assert 'give --calibration (the stereo extrinsics)' in err
+    run = json.loads((tmp_path / 'out' / 'summary.json').read_text())['runs'][0]
+    # camera_info gives the cameras, without extrinsics.
+    assert run['inlier_verification']['model'] == 'essential'
+
+
+def test_error_cdf_holds_every_match(tmp_path, sequence_bag, sequence_views):
+    """With ground truth, every match's epipolar error against the true camera motion: the CDF
+    and the per-pair columns; the matcher's own verification is named when it ran one."""
+    ground_truth = write_tum(tmp_path / 'gt.tum', sequence_views)
+    output = tmp_path / 'cdf'
+    assert main(['eval', str(sequence_bag), '--ground-truth', str(ground_truth), '--backend',
+                 'opencv', '--overlays', '0', '-o', str(output)]) == 0
+    run = json.loads((output / 'summary.json').read_text())['runs'][0]
+    rows = read_rows(output / run['label'] / 'pairs.csv')
+    total = sum(int(row['matches']) for row in rows)
+    assert run['error_cdf'] == (f'error_cdf.png: the error of every match ({total}) against the '
+                                f'ground-truth camera motion')
+    assert {path.name for path in (output / run['label']).iterdir()} == RUN_FILES | {
+        'error_cdf.png'}
+    assert all(float(row['epipolar_correct_ratio']) > 0.5 for row in rows)
+    assert run['epipolar_correct_ratio_mean'] > 0.8
+    config = tmp_path / 'verified.yaml'
+    config.write_text('matcher: {backend: opencv, geometry: fundamental, ransac_threshold: 2.0}\n')
+    assert main(['eval', str(sequence_bag), '--config', str(config), '--overlays', '0',
+                 '-o', str(tmp_path / 'verified')]) == 0
+    run = json.loads((tmp_path / 'verified' / 'summary.json').read_text())['runs'][0]
+    assert run['inlier_verification'] == {'by': 'matcher', 'model': 'fundamental',
+                                          'threshold_px': 2.0}
 
 
 def test_ctrl_c_leaves_a_partial_report(tmp_path, sequence_bag, monkeypatch):

@@ -53,7 +53,10 @@ class EfficientLoFTRBackend(Backend):
         'compile': 'off',
     }
     stride = EfficientLoFTR.stride
-    # The published models were trained and are usually run at 640x480.
+    # The published models were trained and are usually run at 640x480. The original demo
+    # instead resamples an image to sides floored to multiples of 32 at its own size; here the
+    # long side is brought to 640 (aspect kept) and padded to 32, which keeps the coordinates
+    # exact. Not measured: no trained weights are reachable here.
     default_resize = 640
     grayscale = True
     frame_offset = 0.5  # the LoFTR family's pixel-centre convention (see base.Backend)

@@ -26,7 +26,9 @@ class HuggingFaceBackend(Backend):
     DEFAULT_CONF = {}
     # EfficientLoFTR's coarse level is at 1/8 and its attention aggregates 4x4 coarse cells.
     stride = 32
-    # The image processors' default size is 640x480.
+    # The image processors' default size is 640x480, to which they resample every image
+    # whatever its aspect; here the long side is brought to 640 (aspect kept) and padded to 32.
+    # Not measured: no trained weights are reachable here.
     default_resize = 640
     # The image processors convert colour to grey themselves, with the NTSC weights
     # (convert_to_grayscale: 0.2989 R + 0.5870 G + 0.1140 B, leaving an image whose channels

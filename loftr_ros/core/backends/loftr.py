@@ -27,7 +27,9 @@ class LoFTRBackend(Backend):
     }
     # The coarse level works on 1/8 resolution.
     stride = 8
-    # The published models were trained and evaluated at 640x480.
+    # The published models were trained and evaluated at 640x480. The original demo resamples
+    # every image to 640x480, whatever its aspect; here the long side is brought to 640 (aspect
+    # kept) and padded to 8. Not measured: no trained weights are reachable here.
     default_resize = 640
     grayscale = True
     frame_offset = 0.5  # kornia's LoFTR docstring: pixel centres at (x + 0.5, y + 0.5)

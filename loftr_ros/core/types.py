@@ -1,4 +1,5 @@
 """Result type shared by every backend, the node, the service and the bag tools."""
+import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Optional
@@ -6,7 +7,11 @@ from typing import Mapping, Optional
 import numpy as np
 
 
-@dataclass(frozen=True)
+# The fields holding arrays (inliers may be None).
+_ARRAYS = ('keypoints0', 'keypoints1', 'scores', 'inliers')
+
+
+@dataclass(frozen=True, eq=False)
 class MatchResult:
     """Correspondences between a reference image (0) and a current image (1).
 
@@ -20,6 +25,11 @@ class MatchResult:
     timings: seconds per stage: {'preprocess', 'model', 'refine', 'verify', 'total'} from the
         Matcher ('verify' includes mapping back and filtering); read-only, as the whole result:
         a changed result is a new one (``dataclasses.replace``).
+
+    The arrays are read-only (``writeable`` False; a writeable array given is copied first, so
+    that its owner cannot change the result either): a result is a value that the node, the
+    tools and a consumer's callback may share. Results compare equal when every field does
+    (arrays element by element, dtype included), and pickle (multiprocessing, caches).
     """
 
     keypoints0: np.ndarray
@@ -40,7 +50,36 @@ class MatchResult:
         if self.inliers is not None and self.inliers.shape != (n,):
             msg = f'inliers must be [{n}], got {self.inliers.shape}'
             raise ValueError(msg)
+        for name in _ARRAYS:
+            array = getattr(self, name)
+            if array is not None and array.flags.writeable:
+                array = array.copy()
+                array.flags.writeable = False
+                object.__setattr__(self, name, array)
         object.__setattr__(self, 'timings', MappingProxyType(dict(self.timings)))
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        for field_ in dataclasses.fields(self):
+            mine, theirs = getattr(self, field_.name), getattr(other, field_.name)
+            if field_.name in _ARRAYS:
+                if (mine is None) != (theirs is None) or (mine is not None and (
+                        mine.dtype != theirs.dtype or not np.array_equal(mine, theirs))):
+                    return False
+            elif mine != theirs:
+                return False
+        return True
+
+    # Equal results may hold different arrays; a result is not a dict key.
+    __hash__ = None
+
+    def __reduce__(self):
+        # The timings' MappingProxyType does not pickle: rebuild through __init__ (which also
+        # makes the unpickled arrays read-only again).
+        values = {field_.name: getattr(self, field_.name) for field_ in dataclasses.fields(self)}
+        values['timings'] = dict(self.timings)
+        return _rebuild, (values,)
 
     def __len__(self):
         return len(self.scores)
@@ -48,3 +87,8 @@ class MatchResult:
     @property
     def num_inliers(self):
         return int(self.inliers.sum()) if self.inliers is not None else len(self)
+
+
+def _rebuild(values) -> MatchResult:
+    """A pickled MatchResult (see MatchResult.__reduce__)."""
+    return MatchResult(**values)

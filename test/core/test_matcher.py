@@ -1,6 +1,8 @@
 """The Matcher around any backend: input handling, thresholds, ordering, verification, timings,
 device and precision errors. Uses the opencv backend (no weights, fast), but for the settings
 changed on a running Matcher, which every backend must honour."""
+import dataclasses
+import pickle
 import subprocess
 import sys
 
@@ -38,6 +40,32 @@ def test_result_is_sorted_float_and_in_original_pixels(matcher, stereo_pair):
     assert result.inliers is None and result.geometry_model == ''
     assert set(result.timings) == {'preprocess', 'model', 'refine', 'verify', 'total'}
     assert result.timings['total'] >= result.timings['model'] > 0
+
+
+def test_results_are_read_only_values_that_pickle(stereo_pair, euroc_calibration):
+    """A result is shared by the node, the tools and consumers' callbacks: no array of it can be
+    written through it, and it comes back from pickle equal (multiprocessing, caches)."""
+    left, right = stereo_pair
+    verifying = Matcher(MatcherConfig(backend='opencv', geometry='fundamental', warmup=False))
+    result = verifying.match(left, right)
+    assert len(result) > 100 and result.inliers is not None
+    for array in (result.keypoints0, result.keypoints1, result.scores, result.inliers):
+        assert not array.flags.writeable
+        with pytest.raises(ValueError, match='read-only'):
+            array[0] = 0
+    # An array handed in stays its owner's: the result keeps a read-only copy.
+    scores = result.scores.copy()
+    own = dataclasses.replace(result, scores=scores)
+    scores[0] = -1.0
+    assert own.scores[0] == result.scores[0] and not own.scores.flags.writeable
+    restored = pickle.loads(pickle.dumps(result))
+    assert restored == result and restored is not result
+    assert not restored.keypoints0.flags.writeable and restored.timings == result.timings
+    moved = result.keypoints1.copy()
+    moved[0] += 0.5
+    assert dataclasses.replace(result, keypoints1=moved) != result
+    assert dataclasses.replace(result, inliers=None) != result
+    assert dataclasses.replace(result, scores=result.scores.astype(np.float64)) != result
 
 
 def test_resize_maps_back_to_original_pixels(stereo_pair, euroc_calibration):

@@ -51,8 +51,9 @@ class CameraModel:
             msg = (f'K must be [fx 0 cx; 0 fy cy; 0 0 1] (no skew: the undistortion ignores '
                    f'it), got {_numbers(K)}')
             raise ConfigError(msg)
-        if not np.all(np.isfinite(dist)):
-            raise ConfigError(f'distortion coefficients must be finite, got {_numbers(dist)}')
+        reason = _non_finite('the distortion coefficients', dist)
+        if reason:
+            raise ConfigError(reason)
         if dist.size not in OPENCV_DISTORTION_COUNTS:
             counts = ', '.join(str(count) for count in OPENCV_DISTORTION_COUNTS)
             raise ConfigError(f'{dist.size} distortion coefficients: OpenCV takes {counts}')
@@ -90,8 +91,9 @@ class CameraModel:
         if k.size != 9:
             raise ConfigError(f'K must have 9 entries, got {k.size}')
         d = np.asarray(d, np.float64).reshape(-1)
-        if not np.all(np.isfinite(d)):
-            raise ConfigError(f'D must be finite, got {_numbers(d)}')
+        reason = _non_finite('D', d)
+        if reason:
+            raise ConfigError(reason)
         if not np.any(d):
             d = d[:0]
         elif distortion_model not in CAMERA_INFO_DISTORTION_MODELS:
@@ -190,6 +192,17 @@ def _numbers(values: np.ndarray) -> str:
     flat = np.asarray(values, np.float64).reshape(-1)
     text = ', '.join(f'{value:g}' for value in flat[:20])
     return f'[{text}{", ..." if flat.size > 20 else ""}]'
+
+
+def _non_finite(name: str, values: np.ndarray) -> Optional[str]:
+    """Why `values` are not all finite, naming the first entry that is not (an inf or a NaN in
+    D would make every undistorted point NaN), or None."""
+    bad = np.flatnonzero(~np.isfinite(values))
+    if not bad.size:
+        return None
+    more = f' (and {bad.size - 1} more)' if bad.size > 1 else ''
+    return (f'{name} must be finite: entry {bad[0]} is {values[bad[0]]:g}{more}, got '
+            f'{_numbers(values)}')
 
 
 def _euroc_camera(entry) -> CameraModel:

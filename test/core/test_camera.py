@@ -24,7 +24,11 @@ def from_info(k=K, d=PLUMB_BOB, width=752, height=480, model='plumb_bob'):
     (dict(d=PLUMB_BOB[:4], model='rational_polynomial'), 'rational_polynomial takes 8'),
     (dict(k=(np.nan,) + K[1:]), 'K must be 3x3 and finite, got \\[nan'),
     (dict(k=K[:4] + (np.inf,) + K[5:]), 'K must be 3x3 and finite'),
-    (dict(d=(np.nan,) + PLUMB_BOB[1:]), 'D must be finite, got \\[nan'),
+    (dict(d=(np.nan,) + PLUMB_BOB[1:]), r'D must be finite: entry 0 is nan, got \[nan'),
+    (dict(d=PLUMB_BOB[:2] + (np.inf,) + PLUMB_BOB[3:]), r'D must be finite: entry 2 is inf, got'),
+    (dict(d=PLUMB_BOB[:4] + (-np.inf,)), r'D must be finite: entry 4 is -inf, got'),
+    # Past the model's length, where zeros would be dropped, an inf is no zero either.
+    (dict(d=PLUMB_BOB + (0.0, np.inf, np.inf)), r'entry 6 is inf \(and 1 more\)'),
     (dict(k=(0.0,) + K[1:]), 'focal lengths must be positive, got fx 0'),
     (dict(k=K[:4] + (-457.0,) + K[5:]), 'fy -457'),
     (dict(k=(0.0,) * 9), 'focal lengths must be positive'),

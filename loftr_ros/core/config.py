@@ -22,11 +22,17 @@ import yaml
 from loftr_ros.core.backends import BACKENDS as BACKEND_REGISTRY
 from loftr_ros.core.backends import RUNTIMES
 from loftr_ros.core.errors import ConfigError, check_known_keys
-from loftr_ros.core.settings import setting, settings_of
+from loftr_ros.core.settings import check_fields, setting, settings_of
 
 # The registry's names, in its order (importing the registry imports no model code).
 BACKENDS = tuple(BACKEND_REGISTRY)
 DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+
+
+def _with_onnxruntime(config: 'MatcherConfig') -> bool:
+    """Whether the runtime settings count in config_id: only off torch, so that the ids of
+    torch configurations stay what they were before there was another runtime."""
+    return config.runtime != 'torch'
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,8 @@ class MatcherConfig:
     weights: str = setting(
         '', "Weights: '' for the backend's default, else a hub id or a local file or directory.")
     device: str = setting(
-        'auto', f'Device: {DEVICES}; auto picks cuda when available, else cpu.')
+        'auto', f'Device: {DEVICES}; auto picks cuda when available, else cpu.',
+        identifies=False)
     precision: str = setting(
         'fp32', 'Inference precision: fp16/bf16 on CUDA; bf16 also on a CPU for eloftr (3x '
         'faster on CPUs with AMX, slower without bfloat16 instructions).',
@@ -74,7 +81,7 @@ class MatcherConfig:
     warmup: bool = setting(
         True, 'Match a warm-up pair at load (640x480, through every stage) so that the first '
         'real pair is not slow; a new image size costs its first pair only the creation of '
-        'its kernels (benchmarks/results/bench_warm_start_cpu.md).')
+        'its kernels (benchmarks/results/bench_warm_start_cpu.md).', identifies=False)
     # The limits bound the node's memory (README: peak memory per image size and backend,
     # measured by benchmarks/bench_memory.py): 4096x4096 takes every common robot camera (4K
     # UHD, 12 MP 4000x3000) and peaked below 4.5 GiB with eloftr, xfeat and SIFT; 24 MP passed
@@ -82,30 +89,30 @@ class MatcherConfig:
     # limit is 50 MB.
     max_image_pixels: int = setting(
         4096 * 4096, 'Larger images (width x height) are refused before they are decoded or '
-        'converted, counted as image_too_large.', value_range=(1, 10**12), runtime=True)
+        'converted, counted as image_too_large.', value_range=(1, 10**12), runtime=True,
+        identifies=False)
     max_compressed_bytes: int = setting(
         64 * 2**20, 'Larger JPEG/PNG payloads are refused before they are decoded, counted as '
-        'image_too_large.', value_range=(1, 2**40), runtime=True)
+        'image_too_large.', value_range=(1, 2**40), runtime=True, identifies=False)
     runtime: str = setting(
         'torch', 'What runs the model: torch, or onnxruntime (eloftr and xfeat) on ONNX graphs '
         'exported into a cache by `loftr-ros export` (see loftr_ros.core.onnx_runtime).',
-        choices=RUNTIMES)
+        choices=RUNTIMES, identifies=_with_onnxruntime)
     providers: List[str] = setting(
         default_factory=list, help='onnxruntime: execution providers, most wanted first, e.g. '
         '[TensorrtExecutionProvider, CUDAExecutionProvider, CPUExecutionProvider]; empty: from '
-        'device (CPU, or CUDA on cuda and, where onnxruntime has it, on auto).')
+        'device (CPU, or CUDA on cuda and, where onnxruntime has it, on auto).',
+        identifies=_with_onnxruntime)
     provider_fallback: bool = setting(
         False, 'onnxruntime: leave out a listed provider this machine lacks or cannot start, '
-        'with one warning, instead of stopping with an error naming it.')
+        'with one warning, instead of stopping with an error naming it.',
+        identifies=_with_onnxruntime)
     options: Dict[str, Any] = setting(
         default_factory=dict, help="Backend options, key by key (each backend module's "
         'commented DEFAULT_CONF); an unknown key is an error listing the valid ones.')
 
     def __post_init__(self):
-        for name, spec in SETTINGS.items():
-            reason = spec.check(name, getattr(self, name))
-            if reason:
-                raise ConfigError(reason)
+        check_fields(self)
         if -1.0 < self.confidence_threshold < 0.0:
             raise ConfigError(f"confidence_threshold must be in [0, 1] or -1 (the backend's "
                               f'default), got {self.confidence_threshold}')
@@ -113,16 +120,17 @@ class MatcherConfig:
         if not (device in ('auto', 'cpu', 'cuda') or
                 (device.startswith('cuda:') and device[5:].isdigit())):
             raise ConfigError(f"invalid device '{device}', valid: {DEVICES}")
-        if not (isinstance(self.providers, (list, tuple)) and
-                all(isinstance(name, str) and name for name in self.providers)):
-            raise ConfigError(f'providers must be a list of onnxruntime provider names, '
-                              f'got {self.providers!r}')
+        if not all(self.providers):  # a list of strings (check_fields)
+            raise ConfigError(f'providers must be onnxruntime provider names, got '
+                              f'{self.providers!r}')
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> 'MatcherConfig':
         check_known_keys(values, (f.name for f in dataclasses.fields(cls)), 'the matcher')
         values = dict(values)
-        values['options'] = dict(values.get('options') or {})
+        options = values.get('options')
+        if options is None or isinstance(options, dict):
+            values['options'] = dict(options or {})
         if isinstance(values.get('providers'), (list, tuple)):
             values['providers'] = list(values['providers'])
         try:
@@ -143,20 +151,16 @@ class MatcherConfig:
 
     @property
     def config_id(self) -> str:
-        """Short stable id of everything that changes the matches (not device, warmup or the
-        input limits; the runtime settings only with runtime onnxruntime, so torch ids stay as
-        they were)."""
-        relevant = self.to_dict()
-        ignored = ['device', 'warmup', 'max_image_pixels', 'max_compressed_bytes']
-        if self.runtime == 'torch':
-            ignored += ['runtime', 'providers', 'provider_fallback']
-        for name in ignored:
-            relevant.pop(name)
+        """Short stable id of everything that changes the matches: the settings declared as
+        identifying them (``identifies``; not the device, warmup or the input limits)."""
+        relevant = {name: value for name, value in self.to_dict().items()
+                    if SETTINGS[name].identifies_in(self)}
         text = json.dumps(relevant, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 SETTINGS = settings_of(MatcherConfig)
+
 # The field holding the backend's own options: a mapping, not one value.
 OPTIONS = 'options'
 # Settings that only act on the matching of each pair: they change while a Matcher runs.

@@ -8,8 +8,11 @@ YAML comments, the README table) is derived from that declaration.
                                    value_range=(0, 1_000_000), runtime=True)
 """
 import dataclasses
+import numbers
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+from loftr_ros.core.errors import ConfigError
 
 METADATA_KEY = 'setting'
 
@@ -25,9 +28,23 @@ class Setting:
     value_range: Optional[Tuple[float, float]] = None
     # True: may change while the component runs (`ros2 param set`); False: read at start.
     runtime: bool = False
+    # Whether the value is part of what the component's results depend on (MatcherConfig's
+    # config_id): True, False (the device, the input limits: same results), or a function of
+    # the whole configuration (settings of a runtime that count only where it is chosen).
+    identifies: Union[bool, Callable[[Any], bool]] = True
+    # The type of the value (the default's): bool, int, float, str, list (of strings) or dict;
+    # None checks no type.
+    kind: Optional[type] = None
 
-    def check(self, name: str, value) -> Optional[str]:
-        """None when `value` is valid for the setting `name`, else the reason it is not."""
+    def check(self, name: str, value, exact: bool = False) -> Optional[str]:
+        """None when `value` is valid for the setting `name`, else the reason it is not.
+
+        Its type first, in words: a bool is no number and a number no bool. A float setting
+        takes an integer (YAML's ``1``) unless `exact` (a ROS parameter, typed: rclpy keeps
+        the integer 1 an integer, so a double parameter refuses it)."""
+        reason = self._type_reason(name, value, exact)
+        if reason:
+            return reason
         if self.choices is not None and value not in self.choices:
             return f"invalid {name} '{value}', valid: {', '.join(self.choices)}"
         if self.value_range is not None:
@@ -36,6 +53,32 @@ class Setting:
                 return f'{name} must be in [{low}, {high}], got {value}'
         return None
 
+    def _type_reason(self, name: str, value, exact: bool) -> Optional[str]:
+        kind = self.kind
+        if kind is None:
+            return None
+        if kind is bool:
+            valid = isinstance(value, bool)
+        elif kind is int:
+            valid = (type(value) is int if exact else
+                     isinstance(value, numbers.Integral) and not isinstance(value, bool))
+        elif kind is float:
+            valid = (type(value) is float if exact else
+                     isinstance(value, numbers.Real) and not isinstance(value, bool))
+        elif kind is list:
+            valid = (isinstance(value, list if exact else (list, tuple)) and
+                     all(isinstance(item, str) for item in value))
+        else:
+            valid = isinstance(value, kind)
+        if valid:
+            return None
+        expected = _TYPE_WORDS[kind] if exact or kind is not float else 'a number'
+        return f'{name} must be {expected}, got {value_in_words(value)}'
+
+    def identifies_in(self, config) -> bool:
+        """Whether the value counts in the identity of `config` (see `identifies`)."""
+        return self.identifies(config) if callable(self.identifies) else self.identifies
+
     def describe(self) -> str:
         """The help text with the choices, for descriptors and CLI help."""
         if self.choices:
@@ -43,11 +86,30 @@ class Setting:
         return self.help
 
 
+_TYPE_WORDS = {bool: 'a boolean (true or false)', int: 'an integer',
+               float: 'a double (a number with a decimal point, such as 1.0)', str: 'a string',
+               list: 'a list of strings', dict: 'a mapping'}
+
+
+def value_in_words(value) -> str:
+    """`value` for a message saying what was given: 'the integer 1', 'the string '1.0''."""
+    if value is None:
+        return 'no value'
+    if type(value) in (bool, int, float, str):
+        kind = _TYPE_WORDS[type(value)].split(' (')[0].split(' ', 1)[1]
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)
+        return f'the {kind} {shown[:100]}'
+    return f'a {type(value).__name__} value'
+
+
 def setting(default: Any = dataclasses.MISSING, help: str = '', *, default_factory=None,
-            choices=None, value_range=None, runtime: bool = False):
-    """A dataclass field with its :class:`Setting` (as ``metadata['setting']``)."""
+            choices=None, value_range=None, runtime: bool = False,
+            identifies: Union[bool, Callable[[Any], bool]] = True):
+    """A dataclass field with its :class:`Setting` (as ``metadata['setting']``); the setting's
+    type is its default's."""
+    example = default_factory() if default_factory is not None else default
     metadata = {METADATA_KEY: Setting(help, tuple(choices) if choices else None, value_range,
-                                      runtime)}
+                                      runtime, identifies, type(example))}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -63,3 +125,12 @@ def defaults_of(cls) -> Dict[str, Any]:
     """Field name -> default value of a dataclass (default factories called)."""
     return {field.name: (field.default_factory() if field.default is dataclasses.MISSING
                          else field.default) for field in dataclasses.fields(cls)}
+
+
+def check_fields(instance):
+    """ConfigError with the reason when a field of a dataclass declared with :func:`setting`
+    holds a value its setting refuses (for ``__post_init__``)."""
+    for name, spec in settings_of(type(instance)).items():
+        reason = spec.check(name, getattr(instance, name))
+        if reason:
+            raise ConfigError(reason)

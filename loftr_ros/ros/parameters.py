@@ -46,36 +46,15 @@ class ParameterSpec:
         return descriptor
 
     def check(self, value) -> Optional[str]:
-        """None when `value` is valid, else the reason it is not."""
-        expected = type(self.default)
-        if expected is list:
-            # An empty list arrives unset (see declare_parameters).
-            if value is None or (isinstance(value, list) and
-                                 all(isinstance(item, str) for item in value)):
-                return self.setting.check(self.name, value)
-            return f'{self.name} must be a list of strings, got {_value_in_words(value)}'
-        if type(value) is not expected:  # bool is an int to isinstance
-            return (f'{self.name} must be {_TYPE_WORDS[expected]}, got '
-                    f'{_value_in_words(value)}')
-        return self.setting.check(self.name, value)
-
-
-_TYPE_WORDS = {bool: 'a boolean (true or false)', int: 'an integer',
-               float: 'a double (a number with a decimal point, such as 1.0)', str: 'a string'}
-
-
-def _value_in_words(value) -> str:
-    if value is None:
-        return 'no value'
-    if type(value) in _TYPE_WORDS:
-        kind = _TYPE_WORDS[type(value)].split(' (')[0].split(' ', 1)[1]
-        shown = str(value).lower() if isinstance(value, bool) else repr(value)
-        return f'the {kind} {shown[:100]}'
-    return f'a {type(value).__name__} value'
+        """None when `value` is valid, else the reason it is not (a value of another type in
+        words: parameters are typed, so a double parameter refuses the integer 1)."""
+        if self.setting.kind is list and value is None:
+            return None  # an empty list arrives unset (see declare_parameters)
+        return self.setting.check(self.name, value, exact=True)
 
 
 def _node_parameter(name, default, help, **values) -> ParameterSpec:
-    return ParameterSpec(name, default, Setting(help, **values))
+    return ParameterSpec(name, default, Setting(help, kind=type(default), **values))
 
 
 PARAMETERS = (

@@ -203,7 +203,7 @@ def stereo_pairs(reader: BagReader, left: str, right: str, slop_ns: int = 0,
 
     Every frame goes through the synchronizer and the range is applied to the pairs: filtering
     left frames first would leave their right partners unpaired and count them as drops."""
-    synchronizer = synchronizer or StereoSynchronizer(slop_ns, queue_size=10)
+    synchronizer = synchronizer or StereoSynchronizer(slop_ns)
     for frame in reader.frames([left, right], start_s, end_s):
         side = LEFT if frame.topic == left else RIGHT
         for _, frame0, _, frame1 in synchronizer.add(side, frame.stamp_ns, frame):

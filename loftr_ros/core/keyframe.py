@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from loftr_ros.core.errors import ConfigError
+from loftr_ros.core.settings import check_fields, setting
 from loftr_ros.core.types import MatchResult
 
 
@@ -28,16 +28,17 @@ def overlap_fraction(result: MatchResult) -> float:
 
 @dataclass(frozen=True)
 class KeyframePolicy:
-    # The keyframe is replaced when fewer (inlier) matches than this remain.
-    min_matches: int = 100
-    # ... or when the matched keypoints cover less than this fraction of the current image.
-    min_overlap: float = 0.5
+    """When the keyframe is replaced (the node's ``keyframe.*`` parameters, declared here)."""
+
+    min_matches: int = setting(
+        100, 'Replace the keyframe when fewer (inlier) matches remain.',
+        value_range=(0, 1_000_000), runtime=True)
+    min_overlap: float = setting(
+        0.5, 'Replace the keyframe when the matches cover less than this fraction of the '
+        'current image.', value_range=(0.0, 1.0), runtime=True)
 
     def __post_init__(self):
-        if self.min_matches < 0:
-            raise ConfigError(f'min_matches must be >= 0, got {self.min_matches}')
-        if not 0.0 <= self.min_overlap <= 1.0:
-            raise ConfigError(f'min_overlap must be in [0, 1], got {self.min_overlap}')
+        check_fields(self)
 
     def should_replace(self, result: MatchResult) -> bool:
         """True when the current frame of `result` should become the keyframe."""

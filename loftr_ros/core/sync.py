@@ -4,14 +4,31 @@ message_filters is not available everywhere (PyPI ROS wheels, offline bag tools)
 policy needed here is small: each frame pairs at most once, with the closest frame of the other
 side within the slop; a frame that can no longer find a partner is dropped and counted.
 """
+import dataclasses
 from collections import Counter, deque
-from typing import Any, List, Tuple
+from dataclasses import dataclass
+from typing import Any, List, Optional, Tuple
 
-from loftr_ros.core.errors import ConfigError
+from loftr_ros.core.settings import check_fields, setting
 
 LEFT, RIGHT = 0, 1
 
 Pair = Tuple[int, Any, int, Any]
+
+
+@dataclass(frozen=True)
+class StereoPairing:
+    """How left and right frames pair (the node's ``stereo.*`` parameters, declared here)."""
+
+    slop: float = setting(
+        0.0, 'Largest stamp difference in seconds for a left/right pair (0: exact stamps, for '
+        'hardware-synchronised cameras).', value_range=(0.0, 1.0))
+    queue_size: int = setting(
+        10, 'Frames per side waiting for their partner before the oldest is dropped.',
+        value_range=(1, 1000))
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 class StereoSynchronizer:
@@ -28,13 +45,13 @@ class StereoSynchronizer:
       duplicate: same stamp as the previous frame of the same side.
     """
 
-    def __init__(self, slop_ns: int = 0, queue_size: int = 10):
-        if slop_ns < 0:
-            raise ConfigError(f'slop_ns must be >= 0, got {slop_ns}')
-        if queue_size < 1:
-            raise ConfigError(f'queue_size must be >= 1, got {queue_size}')
-        self.slop_ns = int(slop_ns)
-        self.queue_size = int(queue_size)
+    def __init__(self, slop_ns: Optional[int] = None, queue_size: Optional[int] = None):
+        """None: StereoPairing's default; ConfigError when a value is outside its range."""
+        given = {'slop': None if slop_ns is None else slop_ns / 1e9, 'queue_size': queue_size}
+        pairing = dataclasses.replace(
+            StereoPairing(), **{name: value for name, value in given.items() if value is not None})
+        self.slop_ns = int(round(pairing.slop * 1e9))
+        self.queue_size = int(pairing.queue_size)
         self.drops = Counter()
         self.resets = 0
         self._queues = (deque(), deque())

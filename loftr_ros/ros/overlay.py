@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from loftr_ros.core.settings import check_fields, setting
 from loftr_ros.ros.conversions import image_msg_from_array
 
 TOPIC = '~/overlay'
@@ -13,11 +14,19 @@ TOPIC = '~/overlay'
 
 @dataclass(frozen=True)
 class OverlaySettings:
-    """The ``overlay.*`` parameters (checked against their ranges by the node)."""
+    """The ``overlay.*`` parameters, declared here."""
 
-    max_rate: float    # Hz; 0 disables the overlay
-    max_lines: int     # match lines drawn at most
-    style: str         # auto, side_by_side or flow
+    max_rate: float = setting(
+        5.0, 'Overlay images per second at most (only drawn while ~/overlay has a subscriber); '
+        '0 disables the overlay.', value_range=(0.0, 1000.0), runtime=True)
+    max_lines: int = setting(
+        300, 'Match lines drawn at most.', value_range=(1, 100_000), runtime=True)
+    style: str = setting(
+        'auto', 'side_by_side, flow (lines on the current image), or auto: flow in consecutive '
+        'mode, side_by_side in stereo.', choices=('auto', 'side_by_side', 'flow'), runtime=True)
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 class OverlayPublisher:

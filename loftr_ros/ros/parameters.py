@@ -1,10 +1,12 @@
 """The matcher node's parameters: one table with defaults, descriptions, ranges and which ones
 change at runtime.
 
-The ``matcher.*`` parameters are the fields of :class:`loftr_ros.core.config.MatcherConfig`,
-derived from its declarations (default, help, choices, range, runtime), so the same YAML file
-configures the node (``--params-file``) and the offline tools (``load_matcher_config``). The
-node's own parameters are declared here the same way (:class:`~loftr_ros.core.settings.Setting`).
+Every parameter is a field of a dataclass declared with :func:`~loftr_ros.core.settings.setting`
+(default, help, choices, range, runtime), one per group (``GROUPS``): the ``matcher.*``
+parameters are :class:`loftr_ros.core.config.MatcherConfig`'s fields, so the same YAML file
+configures the node (``--params-file``) and the offline tools (``load_matcher_config``);
+``stereo.*``, ``keyframe.*`` and ``overlay.*`` are those of the components they configure; the
+node's own are declared here.
 Backend options (``matcher.options`` in the YAML, a nested mapping) arrive as
 ``matcher.options.<key>`` parameters and are declared from the overrides given.
 """
@@ -14,7 +16,10 @@ from typing import Any, Optional
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from loftr_ros.core.config import OPTIONS, SETTINGS, MatcherConfig
-from loftr_ros.core.settings import Setting, defaults_of
+from loftr_ros.core.keyframe import KeyframePolicy
+from loftr_ros.core.settings import Setting, defaults_of, setting, settings_of
+from loftr_ros.core.sync import StereoPairing
+from loftr_ros.ros.overlay import OverlaySettings
 
 OPTIONS_PREFIX = f'matcher.{OPTIONS}.'
 
@@ -53,58 +58,55 @@ class ParameterSpec:
         return self.setting.check(self.name, value, exact=True)
 
 
-def _node_parameter(name, default, help, **values) -> ParameterSpec:
-    return ParameterSpec(name, default, Setting(help, kind=type(default), **values))
+@dataclass(frozen=True)
+class NodeSettings:
+    """The node's own top-level parameters (how it subscribes)."""
+
+    mode: str = setting(
+        'consecutive', 'consecutive: one image topic, each frame matched to the keyframe or the '
+        'previous frame; stereo: left and right topics paired by stamp.',
+        choices=('consecutive', 'stereo'))
+    transport: str = setting(
+        'raw', "raw: sensor_msgs/Image on the image topics; compressed: "
+        "sensor_msgs/CompressedImage on '<topic>/compressed'.", choices=('raw', 'compressed'))
+    qos_reliability: str = setting(
+        'best_effort', 'Reliability of the image subscriptions (sensor data is best effort).',
+        choices=('best_effort', 'reliable'))
+    qos_depth: int = setting(1, 'History depth of the image subscriptions.',
+                             value_range=(1, 100))
+    use_camera_info: bool = setting(
+        False, 'Subscribe to camera_info per camera and use the intrinsics for essential '
+        'verification (matcher.geometry: essential).')
 
 
-PARAMETERS = (
-    _node_parameter('mode', 'consecutive',
-                    'consecutive: one image topic, each frame matched to the keyframe or the '
-                    'previous frame; stereo: left and right topics paired by stamp.',
-                    choices=('consecutive', 'stereo')),
-    _node_parameter('transport', 'raw',
-                    "raw: sensor_msgs/Image on the image topics; compressed: "
-                    "sensor_msgs/CompressedImage on '<topic>/compressed'.",
-                    choices=('raw', 'compressed')),
-    _node_parameter('qos_reliability', 'best_effort',
-                    'Reliability of the image subscriptions (sensor data is best effort).',
-                    choices=('best_effort', 'reliable')),
-    _node_parameter('qos_depth', 1, 'History depth of the image subscriptions.',
-                    value_range=(1, 100)),
-    _node_parameter('use_camera_info', False,
-                    'Subscribe to camera_info per camera and use the intrinsics for essential '
-                    'verification (matcher.geometry: essential).'),
-    _node_parameter('stereo.slop', 0.0,
-                    'Largest stamp difference in seconds for a left/right pair (0: exact).',
-                    value_range=(0.0, 1.0)),
-    _node_parameter('stereo.queue_size', 10,
-                    'Frames per side waiting for their partner before the oldest is dropped.',
-                    value_range=(1, 1000)),
-    _node_parameter('consecutive.reference', 'keyframe',
-                    'Match each frame to the keyframe (replaced when matches or overlap drop) '
-                    'or to the previous frame.', choices=('keyframe', 'previous')),
-    _node_parameter('keyframe.min_matches', 100,
-                    'Replace the keyframe when fewer (inlier) matches remain.',
-                    runtime=True, value_range=(0, 1_000_000)),
-    _node_parameter('keyframe.min_overlap', 0.5,
-                    'Replace the keyframe when the matches cover less than this fraction of the '
-                    'current image.', runtime=True, value_range=(0.0, 1.0)),
-    _node_parameter('overlay.max_rate', 5.0,
-                    'Overlay images per second at most (only drawn while ~/overlay has a '
-                    'subscriber); 0 disables the overlay.', runtime=True,
-                    value_range=(0.0, 1000.0)),
-    _node_parameter('overlay.max_lines', 300, 'Match lines drawn at most.', runtime=True,
-                    value_range=(1, 100_000)),
-    _node_parameter('overlay.style', 'auto',
-                    'side_by_side, flow (lines on the current image), or auto: flow in '
-                    'consecutive mode, side_by_side in stereo.', runtime=True,
-                    choices=('auto', 'side_by_side', 'flow')),
-    _node_parameter('diagnostics.period', 1.0, 'Seconds between /diagnostics messages.',
-                    value_range=(0.01, 3600.0)),
-) + tuple(
-    # Every MatcherConfig field but the options mapping (see declare_parameters).
-    ParameterSpec(f'matcher.{name}', default, SETTINGS[name])
-    for name, default in defaults_of(MatcherConfig).items() if name != OPTIONS)
+@dataclass(frozen=True)
+class ConsecutiveSettings:
+    """The ``consecutive.*`` parameters (consecutive mode only)."""
+
+    reference: str = setting(
+        'keyframe', 'Match each frame to the keyframe (replaced when matches or overlap drop) or '
+        'to the previous frame.', choices=('keyframe', 'previous'))
+
+
+@dataclass(frozen=True)
+class DiagnosticsSettings:
+    """The ``diagnostics.*`` parameters."""
+
+    period: float = setting(1.0, 'Seconds between /diagnostics messages.',
+                            value_range=(0.01, 3600.0))
+
+
+# The node's parameters by group: name prefix and the dataclass that declares them, each setting
+# once (default, help, range, runtime); the YAML files and the README follow in this order.
+GROUPS = (('', NodeSettings), ('stereo.', StereoPairing), ('consecutive.', ConsecutiveSettings),
+          ('keyframe.', KeyframePolicy), ('overlay.', OverlaySettings),
+          ('diagnostics.', DiagnosticsSettings), ('matcher.', MatcherConfig))
+
+PARAMETERS = tuple(
+    ParameterSpec(prefix + name, default, settings_of(declaration)[name])
+    for prefix, declaration in GROUPS for name, default in defaults_of(declaration).items()
+    # The options mapping has no fixed names (see declare_parameters).
+    if (declaration, name) != (MatcherConfig, OPTIONS))
 
 SPECS = {spec.name: spec for spec in PARAMETERS}
 

@@ -25,8 +25,11 @@ def test_replaced_when_matches_or_overlap_drop():
 
 
 @pytest.mark.parametrize('settings, message', [
-    ({'min_matches': -1}, 'min_matches must be >= 0, got -1'),
-    ({'min_overlap': 1.5}, r'min_overlap must be in \[0, 1\], got 1.5'),
+    ({'min_matches': -1}, r'min_matches must be in \[0, 1000000\], got -1'),
+    ({'min_overlap': 1.5}, r'min_overlap must be in \[0.0, 1.0\], got 1.5'),
+    # The types the declarations give (the node's parameters have the same ones).
+    ({'min_matches': True}, 'min_matches must be an integer, got the boolean true'),
+    ({'min_overlap': '0.5'}, "min_overlap must be a number, got the string '0.5'"),
 ])
 def test_invalid_settings_are_config_errors(settings, message):
     with pytest.raises(ConfigError, match=message):

@@ -2,7 +2,7 @@
 import pytest
 
 from loftr_ros.core.errors import ConfigError
-from loftr_ros.core.sync import LEFT, RIGHT, StereoSynchronizer
+from loftr_ros.core.sync import LEFT, RIGHT, StereoPairing, StereoSynchronizer
 
 MS = 1_000_000
 PERIOD = 50 * MS  # 20 Hz, like the EuRoC cameras
@@ -93,9 +93,19 @@ def test_duplicate_stamps_are_dropped():
 
 
 def test_invalid_arguments_are_rejected():
-    with pytest.raises(ConfigError, match='slop_ns must be >= 0, got -1'):
+    # The ranges of StereoPairing, which declares the node's stereo.* parameters.
+    with pytest.raises(ConfigError, match=r'slop must be in \[0.0, 1.0\], got -1e-09'):
         StereoSynchronizer(slop_ns=-1)
-    with pytest.raises(ConfigError, match='queue_size must be >= 1, got 0'):
+    with pytest.raises(ConfigError, match=r'slop must be in \[0.0, 1.0\], got 1.5'):
+        StereoSynchronizer(slop_ns=1_500_000_000)
+    with pytest.raises(ConfigError, match=r'queue_size must be in \[1, 1000\], got 0'):
         StereoSynchronizer(queue_size=0)
+    with pytest.raises(ConfigError, match=r'queue_size must be in \[1, 1000\], got 1001'):
+        StereoSynchronizer(queue_size=1001)
+    with pytest.raises(ConfigError, match="queue_size must be an integer, got the double 2.0"):
+        StereoSynchronizer(queue_size=2.0)
+    defaults = StereoSynchronizer()
+    assert (defaults.slop_ns, defaults.queue_size) == (0, StereoPairing().queue_size)
+    assert StereoSynchronizer(slop_ns=999_999_999).slop_ns == 999_999_999
     with pytest.raises(ValueError, match=r"side must be 0 \(left\) or 1 \(right\), got 'left'"):
         StereoSynchronizer().add('left', 0, None)

@@ -20,8 +20,8 @@ test: setup
 demo: setup
 	@$(ENV) python -m loftr_ros.tools.demo $(if $(BAG),--bag $(BAG)) $(DEMO_ARGS)
 
-# After adding or changing a matcher setting (loftr_ros/core/config.py): rewrite its README row
-# and the YAML comments from the declaration.
+# After adding or changing a parameter (its declaration: loftr_ros/ros/parameters.py GROUPS, the
+# matcher's in loftr_ros/core/config.py): rewrite its README row and the YAML comments from it.
 docs: setup
 	@$(ENV) python scripts/settings_docs.py
 

@@ -1,9 +1,12 @@
-"""Write the matcher settings' documentation from their declarations in MatcherConfig.
+"""Write the node's parameter documentation from their declarations (loftr_ros.ros.parameters:
+GROUPS, each a dataclass declared with setting(); the matcher's is MatcherConfig).
 
-What it writes: the matcher table of README.md (between its two marker lines) and the
-``matcher`` section of every ``config/*matcher.yaml`` (the last section of each file): one
-comment per setting from its help text, the declared order, and the file's own value where it
-sets one (the declared default for a new setting). After adding or changing a setting:
+What it writes: two tables of README.md (each between its two marker lines: the node's own
+parameters, then the matcher settings) and the ``ros__parameters`` of every
+``config/*matcher.yaml``: one comment per parameter from its help text, the groups and
+parameters in declared order (the ``matcher`` section last), and the file's own value where it
+sets one (the declared default for a new parameter). The lines above ``ros__parameters`` are the
+file's own. After adding or changing a parameter:
 
     make docs                                                   # rewrite README.md, config/
     scripts/ros_env.sh python scripts/settings_docs.py --check  # exit 1 with the difference
@@ -16,17 +19,24 @@ from pathlib import Path
 
 import yaml
 
-from loftr_ros.core.config import OPTIONS, SETTINGS, MatcherConfig, matcher_section
-from loftr_ros.core.settings import defaults_of
+from loftr_ros.core.config import OPTIONS, MatcherConfig
+from loftr_ros.core.settings import defaults_of, settings_of
+from loftr_ros.ros.parameters import GROUPS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / 'README.md'
 PARAMETER_FILES = sorted((ROOT / 'config').glob('*matcher.yaml'))
-BEGIN = ('<!-- matcher settings: generated from loftr_ros.core.config.MatcherConfig by '
-         '`make docs` -->')
-END = '<!-- end of matcher settings -->'
-SECTION = '    matcher:'
-KEY_INDENT = ' ' * 6
+NODE_GROUPS = tuple(group for group in GROUPS if group[1] is not MatcherConfig)
+MATCHER_GROUPS = (('matcher.', MatcherConfig),)
+# README tables: (first marker, last marker, groups).
+TABLES = (
+    ('<!-- node parameters: generated from loftr_ros.ros.parameters.GROUPS by `make docs` -->',
+     '<!-- end of node parameters -->', NODE_GROUPS),
+    ('<!-- matcher settings: generated from loftr_ros.core.config.MatcherConfig by '
+     '`make docs` -->', '<!-- end of matcher settings -->', MATCHER_GROUPS),
+)
+PARAMETERS_LINE = '  ros__parameters:'
+INDENT = ' ' * 4
 WIDTH = 100
 RUNTIME_NOTE = 'Changeable at runtime.'
 
@@ -39,62 +49,80 @@ def yaml_value(value) -> str:
     return text[:-len('\n...')].strip() if text.endswith('...') else text
 
 
-def help_text(name) -> str:
-    spec = SETTINGS[name]
+def help_text(spec) -> str:
     return spec.describe() + (f' {RUNTIME_NOTE}' if spec.runtime else '')
 
 
-def matcher_block(values) -> list:
-    """The lines of the ``matcher`` section holding `values` (defaults where missing)."""
-    defaults = defaults_of(MatcherConfig)
-    lines = [f'{SECTION}                   # {MatcherConfig.__module__}.MatcherConfig; '
-             'comments: make docs']
-    for name in SETTINGS:
-        lines += [f'{KEY_INDENT}# {line}' for line in
-                  textwrap.wrap(help_text(name), WIDTH - len(KEY_INDENT) - 2)]
+def group_values(parameters: dict, prefix: str) -> dict:
+    """The values a ros__parameters mapping sets for the group of `prefix`."""
+    values = parameters if not prefix else parameters.get(prefix[:-1])
+    return values if isinstance(values, dict) else {}
+
+
+def group_block(prefix: str, declaration, values: dict) -> list:
+    """The YAML lines of one group holding `values` (defaults where missing)."""
+    indent = INDENT
+    lines = []
+    if prefix:
+        header = f'{INDENT}{prefix[:-1]}:'
+        source = f'{declaration.__module__}.{declaration.__qualname__}'
+        lines.append(f'{header:<30} # {source}; comments: make docs')
+        indent += '  '
+    defaults = defaults_of(declaration)
+    for name, spec in settings_of(declaration).items():
+        lines += [f'{indent}# {line}' for line in
+                  textwrap.wrap(help_text(spec), WIDTH - len(indent) - 2,
+                                break_on_hyphens=False, break_long_words=False)]
         value = values.get(name, defaults[name])
-        if name == OPTIONS and not value:
-            lines.append(f'{KEY_INDENT}# {name}: {{key: value}}')
+        if declaration is MatcherConfig and name == OPTIONS and not value:
+            lines.append(f'{indent}# {name}: {{key: value}}')
         else:
-            lines.append(f'{KEY_INDENT}{name}: {yaml_value(value)}')
+            lines.append(f'{indent}{name}: {yaml_value(value)}')
     return lines
 
 
 def parameter_file(path: Path) -> str:
-    """The file with its matcher section written from the declarations."""
+    """The file with its ros__parameters written from the declarations."""
     text = path.read_text()
-    values = matcher_section(yaml.safe_load(text), str(path))
     lines = text.splitlines()
-    start = next(index for index, line in enumerate(lines) if line.startswith(SECTION))
-    return '\n'.join(lines[:start] + matcher_block(values)) + '\n'
+    start = lines.index(PARAMETERS_LINE) + 1
+    parameters = next(iter(yaml.safe_load(text).values()))['ros__parameters']
+    body = [line for prefix, declaration in GROUPS
+            for line in group_block(prefix, declaration, group_values(parameters, prefix))]
+    return '\n'.join(lines[:start] + body) + '\n'
 
 
 def markdown_value(value) -> str:
     return "''" if value == '' else yaml_value(value)
 
 
-def readme_table() -> list:
-    """The README's matcher table: each setting, its default (and where a parameter file of
+def readme_table(groups) -> list:
+    """A README table of `groups`: each parameter, its default (and where a parameter file of
     config/ sets another value) and its help text; ★ marks the runtime ones."""
-    defaults = defaults_of(MatcherConfig)
-    files = {path.name: matcher_section(yaml.safe_load(path.read_text()), str(path))
+    files = {path.name: next(iter(yaml.safe_load(path.read_text()).values()))['ros__parameters']
              for path in PARAMETER_FILES}
     rows = ['| parameter | default | meaning |', '|---|---|---|']
-    for name, spec in SETTINGS.items():
-        parameter = f'`matcher.{name}.<key>`' if name == OPTIONS else f'`matcher.{name}`'
-        default = '' if name == OPTIONS else markdown_value(defaults[name])
-        default += ''.join(f' ({file}: {markdown_value(values[name])})'
-                           for file, values in files.items()
-                           if name in values and values[name] != defaults[name])
-        star = '★ ' if spec.runtime else ''
-        rows.append(f'| {star}{parameter} | {default} | {spec.describe()} |')
+    for prefix, declaration in groups:
+        defaults = defaults_of(declaration)
+        for name, spec in settings_of(declaration).items():
+            options = declaration is MatcherConfig and name == OPTIONS
+            parameter = f'`{prefix}{name}.<key>`' if options else f'`{prefix}{name}`'
+            default = '' if options else markdown_value(defaults[name])
+            for file, parameters in files.items():
+                values = group_values(parameters, prefix)
+                if name in values and values[name] != defaults[name]:
+                    default += f' ({file}: {markdown_value(values[name])})'
+            star = '★ ' if spec.runtime else ''
+            rows.append(f'| {star}{parameter} | {default} | {spec.describe()} |')
     return rows
 
 
 def readme(text: str) -> str:
     lines = text.splitlines()
-    start, end = lines.index(BEGIN), lines.index(END)
-    return '\n'.join(lines[:start + 1] + readme_table() + lines[end:]) + '\n'
+    for begin, end, groups in TABLES:
+        start, stop = lines.index(begin), lines.index(end)
+        lines = lines[:start + 1] + readme_table(groups) + lines[stop:]
+    return '\n'.join(lines) + '\n'
 
 
 def main(argv=None) -> int:

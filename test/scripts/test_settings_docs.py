@@ -1,6 +1,8 @@
-"""Each matcher setting is declared once (MatcherConfig) and reaches every place that exposes
-it: the YAML files in config/ with their comments, the README table, the node's parameters and
-the flags of `loftr-ros match`. Adding a setting needs no edit here."""
+"""Each parameter is declared once (a dataclass of loftr_ros.ros.parameters.GROUPS: the node's
+own, StereoPairing, KeyframePolicy, OverlaySettings, MatcherConfig) and reaches every place that
+exposes it: the YAML files in config/ with their comments, the README tables, the node's
+parameters and, for the matcher's, the flags of `loftr-ros match`. Adding a parameter needs no
+edit here."""
 import argparse
 import re
 import subprocess
@@ -11,7 +13,8 @@ import pytest
 import yaml
 
 from loftr_ros.core.config import OPTIONS, SETTINGS, MatcherConfig
-from loftr_ros.core.settings import defaults_of
+from loftr_ros.core.settings import defaults_of, settings_of
+from loftr_ros.ros.parameters import GROUPS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARAMETER_FILES = sorted((REPO_ROOT / 'config').glob('*matcher.yaml'))
@@ -34,32 +37,69 @@ def test_the_generated_readme_table_and_yaml_comments_are_up_to_date():
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+def group_lines(lines, prefix):
+    """The lines of the group of `prefix` in a parameter file (its keys at one indent)."""
+    if not prefix:
+        return lines, '    '
+    start = lines.index(next(line for line in lines if line.startswith(f'    {prefix[:-1]}:')))
+    end = next((index for index in range(start + 1, len(lines))
+                if lines[index].startswith('    ') and not lines[index].startswith('     ')),
+               len(lines))
+    return lines[start + 1:end], '      '
+
+
 @pytest.mark.parametrize('path', PARAMETER_FILES, ids=lambda path: path.name)
-def test_parameter_files_list_every_setting_with_its_help(path):
+def test_parameter_files_list_every_parameter_with_its_help(path):
     lines = path.read_text().splitlines()
-    document = yaml.safe_load(path.read_text())
-    section = document['/**']['ros__parameters']['matcher']
+    parameters = yaml.safe_load(path.read_text())['/**']['ros__parameters']
+    section = parameters['matcher']
     assert list(section) == SCALARS
+    assert list(parameters)[-1] == 'matcher'
     if path.name == 'matcher.yaml':
         assert section == {name: DEFAULTS[name] for name in SCALARS}
-    for name, setting in SETTINGS.items():
-        key = f'      # {name}: ' if name == OPTIONS else f'      {name}: '
-        index = next(i for i, line in enumerate(lines) if line.startswith(key))
-        comment = comment_above(lines, index)
-        assert comment.startswith(setting.describe()), (name, comment)
-        assert ('Changeable at runtime.' in comment) == setting.runtime, name
+    for prefix, declaration in GROUPS:
+        values = parameters[prefix[:-1]] if prefix else parameters
+        group, indent = group_lines(lines, prefix)
+        for name, setting in settings_of(declaration).items():
+            options = declaration is MatcherConfig and name == OPTIONS
+            assert options or name in values, (prefix, name)
+            key = f'{indent}# {name}: ' if options else f'{indent}{name}: '
+            index = next(i for i, line in enumerate(group) if line.startswith(key))
+            comment = comment_above(group, index)
+            assert comment.startswith(setting.describe()), (prefix, name, comment)
+            assert ('Changeable at runtime.' in comment) == setting.runtime, (prefix, name)
 
 
-def test_readme_lists_every_setting_with_its_default():
+def test_readme_lists_every_parameter_with_its_default():
     readme = (REPO_ROOT / 'README.md').read_text()
-    for name, setting in SETTINGS.items():
-        if name == OPTIONS:
-            pattern = r'\| `matcher\.options\.<key>` \|'
-        else:
-            default = "''" if DEFAULTS[name] == '' else yaml.safe_dump(DEFAULTS[name]).split()[0]
-            star = '★ ' if setting.runtime else ''
-            pattern = rf'\| {star}`matcher\.{name}` \| {re.escape(default)}[ |]'
-        assert re.search(pattern, readme), name
+    for prefix, declaration in GROUPS:
+        defaults = defaults_of(declaration)
+        for name, setting in settings_of(declaration).items():
+            if declaration is MatcherConfig and name == OPTIONS:
+                pattern = r'\| `matcher\.options\.<key>` \|'
+            else:
+                default = ("''" if defaults[name] == '' else
+                           yaml.safe_dump(defaults[name]).split()[0])
+                star = '★ ' if setting.runtime else ''
+                pattern = (rf'\| {star}`{re.escape(prefix + name)}` \| '
+                           rf'{re.escape(default)}[ |]')
+            assert re.search(pattern, readme), prefix + name
+
+
+def test_every_declared_setting_is_a_node_parameter():
+    """The node's parameters are the declarations: same default, same Setting (help, range,
+    runtime), so a component and the node cannot disagree on them."""
+    from loftr_ros.ros.parameters import PARAMETERS, SPECS
+    declared = []
+    for prefix, declaration in GROUPS:
+        for name, default in defaults_of(declaration).items():
+            if declaration is MatcherConfig and name == OPTIONS:
+                continue
+            spec = SPECS[prefix + name]
+            assert spec.default == default and spec.setting is settings_of(declaration)[name]
+            assert spec.descriptor().read_only != spec.setting.runtime
+            declared.append(prefix + name)
+    assert [spec.name for spec in PARAMETERS] == declared
 
 
 def test_every_setting_is_a_node_parameter_and_a_match_flag():

@@ -21,15 +21,18 @@ from pathlib import Path
 import numpy as np
 
 OUTPUT_DIR = Path('demo_output')
+# The demo's parameters, on top of the mode's file (both in the package's config/).
+DEMO_PARAMETERS = 'demo.yaml'
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog='make demo', description=__doc__.split('\n\n')[0])
     parser.add_argument('--bag', type=Path, help='rosbag2 directory to replay instead')
-    parser.add_argument('--backend', default='xfeat',
-                        help='matcher backend (default xfeat; eloftr needs its weights)')
-    parser.add_argument('--weights', default='', help="weights for the backend ('' default)")
-    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
+    # Not given: config/demo.yaml's value, else the mode's parameters file's.
+    parser.add_argument('--backend', help="matcher backend (default: config/demo.yaml's, xfeat; "
+                        'eloftr needs its weights)')
+    parser.add_argument('--weights', help="weights for the backend (default: the backend's)")
+    parser.add_argument('--device', help='auto, cpu, cuda or cuda:N (default auto)')
     parser.add_argument('--frames', type=int, default=16,
                         help='stereo pairs to render, or frames/pairs to replay from a bag')
     parser.add_argument('--rate', type=float, default=2.0,
@@ -60,21 +63,35 @@ def synthetic_sequence(count):
     return frames, synthetic.stereo_calibration(camera)
 
 
-def start_node(args, mode, remappings, log_path):
+def config_directory() -> Path:
+    """The installed config/ of the package (what `ros2 launch` uses too)."""
     from ament_index_python.packages import get_package_share_directory
+    return Path(get_package_share_directory('loftr_ros')) / 'config'
 
-    from loftr_ros.testing.client import NodeProcess
-    share = Path(get_package_share_directory('loftr_ros'))
-    params_file = share / 'config' / ('stereo_matcher.yaml' if mode == 'stereo'
-                                      else 'matcher.yaml')
-    parameters = {'matcher.backend': args.backend, 'matcher.device': args.device,
-                  'overlay.max_rate': 100.0, 'diagnostics.period': 0.5,
-                  'qos_reliability': 'reliable', 'qos_depth': 2}
-    if args.weights:
-        parameters['matcher.weights'] = args.weights
-    ros_args = ['--params-file', str(params_file)]
+
+def demo_parameters(config_dir: Path) -> dict:
+    """The ros__parameters of config/demo.yaml."""
+    import yaml
+    document = yaml.safe_load((config_dir / DEMO_PARAMETERS).read_text())
+    return document['/**']['ros__parameters']
+
+
+def node_arguments(args, mode, remappings, config_dir: Path):
+    """(parameters, ros_args) of the node: the mode's parameters file of config/, then
+    config/demo.yaml (the demo's own values), then the flags given (as parameters)."""
+    files = [config_dir / ('stereo_matcher.yaml' if mode == 'stereo' else 'matcher.yaml'),
+             config_dir / DEMO_PARAMETERS]
+    ros_args = [argument for path in files for argument in ('--params-file', str(path))]
     for source, target in remappings.items():
         ros_args += ['-r', f'{source}:={target}']
+    parameters = {f'matcher.{name}': getattr(args, name)
+                  for name in ('backend', 'weights', 'device') if getattr(args, name) is not None}
+    return parameters, ros_args
+
+
+def start_node(args, mode, remappings, log_path, config_dir):
+    from loftr_ros.testing.client import NodeProcess
+    parameters, ros_args = node_arguments(args, mode, remappings, config_dir)
     return NodeProcess(parameters, log_path, ros_args)
 
 
@@ -199,14 +216,17 @@ def main(argv=None) -> int:
         return 1
 
     log_path = args.output / 'matcher_node.log'
-    process = start_node(args, mode, roles, log_path)
+    config_dir = config_directory()
+    own = demo_parameters(config_dir)
+    backend = args.backend or own['matcher']['backend']
+    process = start_node(args, mode, roles, log_path, config_dir)
     try:
         if args.bag is None:
             frames, calibration = synthetic_sequence(args.frames)
         demo = DemoClient(args.output, calibration)
         client = demo.client
         try:
-            print(f'starting matcher_node ({args.backend}, log: {log_path})...', flush=True)
+            print(f'starting matcher_node ({backend}, log: {log_path})...', flush=True)
             try:
                 client.wait_for_subscribers(roles.values(), timeout=120.0, process=process)
             except TimeoutError:
@@ -240,7 +260,7 @@ def main(argv=None) -> int:
                     client.wait_for_stamp(last_stamp, timeout=30.0)
                 except TimeoutError:
                     print('demo: the last pair was not matched within 30 s', file=sys.stderr)
-            time.sleep(0.6)  # one more diagnostics period
+            time.sleep(own['diagnostics']['period'] + 0.1)  # one more diagnostics message
             summarize(demo, published, started)
         finally:
             client.close()

@@ -3,6 +3,9 @@ import subprocess
 import sys
 
 import pytest
+import yaml
+
+from loftr_ros.tools import demo
 
 
 def run_demo(tmp_path, *args):
@@ -38,3 +41,44 @@ def test_demo_reports_a_bag_that_cannot_be_read(tmp_path, bag):
     code, output = run_demo(tmp_path, '--bag', str(tmp_path / bag))
     assert code == 1
     assert output.startswith('demo: cannot read bag') and 'Traceback' not in output
+
+
+def flat(parameters, prefix=''):
+    """A ros__parameters mapping as {parameter name: value} (matcher.options stays a mapping)."""
+    values = {}
+    for key, value in parameters.items():
+        if isinstance(value, dict) and prefix + key != 'matcher.options':
+            values.update(flat(value, f'{prefix}{key}.'))
+        else:
+            values[prefix + key] = value
+    return values
+
+
+def test_the_demo_runs_the_mode_file_then_its_own_file_then_the_flags_given():
+    """No copy of a parameter in the demo's code: the node reads config/*matcher.yaml, then
+    config/demo.yaml, then what the flags give (all from the installed share directory)."""
+    config_dir = demo.config_directory()
+    for mode, file in (('stereo', 'stereo_matcher.yaml'), ('consecutive', 'matcher.yaml')):
+        parameters, ros_args = demo.node_arguments(demo.parse_args([]), mode, {'image': '/x'},
+                                                   config_dir)
+        assert parameters == {}
+        assert ros_args == ['--params-file', str(config_dir / file), '--params-file',
+                            str(config_dir / 'demo.yaml'), '-r', 'image:=/x']
+    parameters, _ = demo.node_arguments(
+        demo.parse_args(['--backend', 'eloftr', '--device', 'cpu']), 'stereo', {}, config_dir)
+    assert parameters == {'matcher.backend': 'eloftr', 'matcher.device': 'cpu'}
+
+
+def test_demo_yaml_changes_declared_parameters_only():
+    """Each value of config/demo.yaml is a declared parameter's, valid, and differs from both
+    mode files' (a value equal to theirs would be a copy that can go stale)."""
+    from loftr_ros.ros.parameters import SPECS
+    config_dir = demo.config_directory()
+    own = flat(demo.demo_parameters(config_dir))
+    assert own
+    modes = [flat(yaml.safe_load((config_dir / file).read_text())['/**']['ros__parameters'])
+             for file in ('matcher.yaml', 'stereo_matcher.yaml')]
+    for name, value in own.items():
+        assert name in SPECS, name
+        assert SPECS[name].check(value) is None, (name, SPECS[name].check(value))
+        assert all(value != parameters[name] for parameters in modes), name

@@ -98,23 +98,39 @@ def test_every_declared_setting_is_a_node_parameter():
             spec = SPECS[prefix + name]
             assert spec.default == default and spec.setting is settings_of(declaration)[name]
             assert spec.descriptor().read_only != spec.setting.runtime
+            assert spec.setting.help in spec.descriptor().description
             declared.append(prefix + name)
     assert [spec.name for spec in PARAMETERS] == declared
 
 
-def test_every_setting_is_a_node_parameter_and_a_match_flag():
-    from loftr_ros.ros.parameters import SPECS
+def test_every_matcher_setting_is_a_match_flag_with_its_help_and_values(capsys):
     from loftr_ros.tools.match import add_arguments
-    for name in SCALARS:
-        spec = SPECS[f'matcher.{name}']
-        assert spec.default == DEFAULTS[name] and spec.setting is SETTINGS[name]
-        assert spec.descriptor().read_only != SETTINGS[name].runtime
-        assert SETTINGS[name].help in spec.descriptor().description
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    flags = {action.dest: action for action in parser._actions}
+    help_words = ''.join(parser.format_help().split())
+
+    def parse(*flags):
+        return parser.parse_args(['image0.png', 'image1.png', *flags])
+
     for name in SCALARS:
+        flag = '--' + name.replace('_', '-')
         if name == 'warmup':  # a one-shot match never warms up
+            assert flag not in help_words
             continue
-        assert flags[name].choices == SETTINGS[name].choices, name
-        assert SETTINGS[name].help in flags[name].help, name
+        assert ''.join(SETTINGS[name].help.split()) in help_words, name
+        default, choices = DEFAULTS[name], SETTINGS[name].choices
+        if choices:
+            for choice in choices:
+                assert getattr(parse(flag, choice), name) == choice
+            with pytest.raises(SystemExit):
+                parse(flag, 'no-such-value')
+            assert 'invalid choice' in capsys.readouterr().err
+        elif isinstance(default, bool):
+            assert getattr(parse(flag), name) is True
+            assert getattr(parse(f'--no-{flag[2:]}'), name) is False
+        elif isinstance(default, list):
+            assert getattr(parse(flag, 'A', 'B'), name) == ['A', 'B']
+        else:
+            value = getattr(parse(flag, str(default)), name)
+            assert value == default and type(value) is type(default), name
+        assert getattr(parse(), name) is None  # not given: the --config file's value holds

@@ -126,13 +126,25 @@ def test_bf16_on_a_cpu(eloftr_hf_dir, matcher):
                               precision='fp16'))
 
 
-def test_npe_option_reaches_the_model(eloftr_hf_dir):
-    """A ROS parameter list (matcher.options.rope_npe) scales the rotary positions."""
-    npe = [832, 640, 1280, 1280]  # train_h, train_w, test_h, test_w
-    matcher = Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cpu',
-                                    warmup=False, options={'rope_npe': npe}))
-    assert matcher.backend.model.conf['rope_npe'] == npe
-    assert matcher.backend.model._rope_scale((480, 640)) == (0.65, 0.5)
+def test_npe_option_reaches_the_model(eloftr_hf_dir, assert_same_matches):
+    """A ROS parameter list (matcher.options.rope_npe) scales the rotary positions: two lists
+    of the same scales (train/test 0.65 for rows, 0.5 for columns) give the same matches, and
+    other ones than without it."""
+    frames = photo_frames(2, 320, 256)
+
+    def match(npe):
+        options = {} if npe is None else {'rope_npe': npe}
+        return Matcher(MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), device='cpu',
+                                     warmup=False, resize=0, confidence_threshold=0.0,
+                                     options=options)).match(*frames)
+
+    scaled = match([832, 640, 1280, 1280])  # train_h, train_w, test_h, test_w
+    assert len(scaled) >= 20
+    assert_same_matches(match([416, 320, 640, 640]), scaled, atol=1e-5, score_atol=1e-6)
+    unscaled = match(None)
+    assert_same_matches(match([640, 640, 640, 640]), unscaled, atol=1e-5, score_atol=1e-6)
+    assert not (len(unscaled) == len(scaled) and
+                np.allclose(unscaled.scores, scaled.scores, atol=1e-3))
 
 
 @pytest.mark.slow

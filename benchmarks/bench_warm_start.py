@@ -160,6 +160,7 @@ def main(argv=None):
         f'{size}: first / median ms (CPU ms) | {size}: first / median, wall (CPU)'
         for size in sizes) + ' | first 752x480 pair: preprocess / model / refine ms |',
         '|---|---|' + '---|---|' * len(sizes) + '---|']
+    print('\n'.join(rows), flush=True)
     environment = {**os.environ, 'OMP_NUM_THREADS': str(args.threads)}
     for name in args.backends.split(','):
         completed = subprocess.run(

@@ -292,3 +292,85 @@ def test_hf_superglue_matches_the_transformers_pipeline(superglue_dir):
         assert ((difference >= 0) & (difference < 1)).all()
     np.testing.assert_allclose(result.scores, expected['matching_scores'].numpy()[order],
                                atol=1e-5)
+
+
+@pytest.fixture(scope='module')
+def lightglue_dir(tmp_path_factory):
+    """A LightGlue (SuperPoint keypoints) Hugging Face directory with random weights."""
+    from transformers import LightGlueConfig, LightGlueForKeypointMatching, LightGlueImageProcessor
+
+    directory = tmp_path_factory.mktemp('lightglue')
+    torch.manual_seed(0)
+    LightGlueForKeypointMatching(LightGlueConfig()).save_pretrained(directory)
+    LightGlueImageProcessor().save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.slow
+def test_hf_default_threshold_is_the_loaded_models_own(eloftr_dir, lightglue_dir,
+                                                       superglue_dir, tmp_path):
+    """matcher.confidence_threshold -1 takes the threshold transformers applies for the model
+    (its config's; the image processors' post-processing adds none): EfficientLoFTR 0.2,
+    LightGlue 0.1, SuperGlue 0.0, and what a checkpoint's config.json sets instead."""
+    import json
+    import shutil
+
+    def default(directory):
+        return Matcher(MatcherConfig(backend='hf', weights=str(directory),
+                                     warmup=False)).confidence_threshold
+
+    assert default(eloftr_dir) == 0.2
+    assert default(lightglue_dir) == 0.1
+    assert default(superglue_dir) == 0.0
+    own = shutil.copytree(lightglue_dir, tmp_path / 'own')
+    config = json.loads((own / 'config.json').read_text())
+    (own / 'config.json').write_text(json.dumps({**config, 'filter_threshold': 0.05}))
+    assert default(own) == 0.05
+
+
+def _detector_pipeline_matches(directory, image, filter_threshold):
+    """transformers' pipeline for a LightGlue directory with the model's filter_threshold set,
+    post-processed with its default threshold."""
+    from transformers import AutoImageProcessor, AutoModelForKeypointMatching
+
+    processor = AutoImageProcessor.from_pretrained(directory)
+    model = AutoModelForKeypointMatching.from_pretrained(directory).eval()
+    model.filter_threshold = filter_threshold
+    height, width = image.shape
+    inputs = processor([np.dstack([image] * 3)] * 2, size={'height': height, 'width': width},
+                       return_tensors='pt')
+    with torch.inference_mode():
+        outputs = model(**inputs)
+    return processor.post_process_keypoint_matching(outputs, [[(height, width)] * 2])[0]
+
+
+@pytest.mark.slow
+def test_hf_lightglue_threshold_reaches_the_model(lightglue_dir):
+    """LightGlue filters its matches inside the model (filter_threshold): the Matcher's
+    threshold, also one changed while it runs, must reach it, so that a threshold under the
+    model's 0.1 keeps the matches the library keeps at that threshold (random weights score
+    every match below 0.1)."""
+    image, _ = _photo_pair((320, 256))
+    matcher = Matcher(MatcherConfig(backend='hf', weights=str(lightglue_dir), resize=0,
+                                    confidence_threshold=0.0, refinement='none',
+                                    warmup=False))
+    everything = _detector_pipeline_matches(lightglue_dir, image, 0.0)
+    scores = np.sort(everything['matching_scores'].numpy())
+    assert len(scores) >= 100 and scores[-1] < 0.1
+    # Between two scores, so that the Matcher's >= and the model's > keep the same matches.
+    middle = len(scores) // 2
+    assert scores[middle - 1] < scores[middle]
+    median = float(scores[middle - 1] + scores[middle]) / 2
+    for threshold, expected in ((0.0, everything),
+                                (median, _detector_pipeline_matches(lightglue_dir, image,
+                                                                    median))):
+        matcher.config = matcher.config.replace(confidence_threshold=threshold)
+        result = matcher.match(image, image)
+        order = np.argsort(-expected['matching_scores'].numpy(), kind='stable')
+        assert len(result) == len(order), threshold
+        for ours, theirs in ((result.keypoints0, expected['keypoints0']),
+                             (result.keypoints1, expected['keypoints1'])):
+            difference = ours - theirs.numpy()[order]  # the pipeline's int32 cast
+            assert ((difference >= 0) & (difference < 1)).all()
+        np.testing.assert_allclose(result.scores, expected['matching_scores'].numpy()[order],
+                                   atol=1e-5)

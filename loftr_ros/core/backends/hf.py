@@ -19,6 +19,24 @@ DEFAULT_MODEL = 'zju-community/efficientloftr'
 # was trained in (see kornia's LoFTR docstring). Detector-based models (SuperPoint keypoints of
 # LightGlue/SuperGlue) use pixel indices, i.e. our frame.
 _CORNER_FRAME_MODEL_TYPES = ('efficientloftr',)
+# Where each model type keeps the score threshold it filters its matches by (transformers 5.x;
+# the model compares with `>` the very score it returns as matching_scores, and reads it at each
+# call), on the model or on its config:
+# - efficientloftr (EfficientLoFTR, MatchAnything-ELoFTR): config.coarse_matching_threshold,
+#   default 0.2 (configuration_efficientloftr.py), the coarse-match mask in
+#   EfficientLoFTRForKeypointMatching;
+# - lightglue: filter_threshold, copied from config.filter_threshold (default 0.1,
+#   configuration_lightglue.py) by LightGlueForKeypointMatching.__init__ and passed to
+#   get_matches_from_scores;
+# - superglue: config.matching_threshold, default 0.0 (configuration_superglue.py).
+# The image processors' post_process_keypoint_matching adds no cut of its own: its threshold
+# defaults to 0.0 for all three. So the library's threshold is the loaded model's value (a
+# checkpoint's config.json may set another), and it is this backend's
+# default_confidence_threshold; a model type not listed filters nothing itself (0.0, as the
+# post-processing).
+_MODEL_THRESHOLDS = {'efficientloftr': ('config', 'coarse_matching_threshold'),
+                     'lightglue': ('model', 'filter_threshold'),
+                     'superglue': ('config', 'matching_threshold')}
 
 
 class HuggingFaceBackend(Backend):
@@ -48,6 +66,12 @@ class HuggingFaceBackend(Backend):
             msg = f"backend 'hf': cannot load a keypoint-matching model from {path}: {error}"
             raise WeightsError(msg) from None
         model_config = self.model.config
+        owner, self._threshold_name = _MODEL_THRESHOLDS.get(model_config.model_type,
+                                                            (None, None))
+        self._threshold_owner = {'config': model_config, 'model': self.model}.get(owner)
+        self.default_confidence_threshold = (
+            float(getattr(self._threshold_owner, self._threshold_name))
+            if self._threshold_owner is not None else 0.0)
         corner_frame = model_config.model_type in _CORNER_FRAME_MODEL_TYPES
         self.frame_offset = 0.5 if corner_frame else 0.0
         # The LoFTR family refines its matches itself; SuperPoint keypoints sit on whole pixels.
@@ -71,10 +95,11 @@ class HuggingFaceBackend(Backend):
         return pair
 
     def match(self, image0, image1, confidence_threshold) -> BackendMatches:
-        if hasattr(self.model.config, 'coarse_matching_threshold'):
-            # EfficientLoFTR keeps only coarse matches above this score, read from its config
-            # at each call; the Matcher's threshold is the same test on the same score.
-            self.model.config.coarse_matching_threshold = confidence_threshold
+        if self._threshold_owner is not None:
+            # The model keeps only matches above its threshold (see _MODEL_THRESHOLDS), the
+            # Matcher's test on the same score: a lower threshold than the model's must reach
+            # it, or the matches it dropped could not come back.
+            setattr(self._threshold_owner, self._threshold_name, float(confidence_threshold))
         pair = self.pixel_values(image0, image1)
         height, width = pair.shape[-2:]
         outputs = self.model(pixel_values=pair)

@@ -247,16 +247,40 @@ def test_unreadable_checkpoint_and_empty_model_directory(tmp_path):
         Matcher(MatcherConfig(backend='hf', weights=str(tmp_path), warmup=False))
 
 
+def _detector_model_dir(tmp_path_factory, model: str):
+    """A Hugging Face directory of transformers' `model` (SuperGlue or LightGlue, on SuperPoint
+    keypoints) with random weights and its image processor."""
+    import transformers
+
+    directory = tmp_path_factory.mktemp(model.lower())
+    torch.manual_seed(0)
+    config = getattr(transformers, f'{model}Config')()
+    getattr(transformers, f'{model}ForKeypointMatching')(config).save_pretrained(directory)
+    getattr(transformers, f'{model}ImageProcessor')().save_pretrained(directory)
+    return directory
+
+
 @pytest.fixture(scope='module')
 def superglue_dir(tmp_path_factory):
-    """A SuperGlue (SuperPoint keypoints) Hugging Face directory with random weights."""
-    from transformers import SuperGlueConfig, SuperGlueForKeypointMatching, SuperGlueImageProcessor
+    return _detector_model_dir(tmp_path_factory, 'SuperGlue')
 
-    directory = tmp_path_factory.mktemp('superglue')
-    torch.manual_seed(0)
-    SuperGlueForKeypointMatching(SuperGlueConfig()).save_pretrained(directory)
-    SuperGlueImageProcessor().save_pretrained(directory)
-    return directory
+
+@pytest.fixture(scope='module')
+def lightglue_dir(tmp_path_factory):
+    return _detector_model_dir(tmp_path_factory, 'LightGlue')
+
+
+def _assert_pipeline_matches(result, expected):
+    """`result` holds the matches of transformers' post-processed `expected`, whose int32 cast
+    moves a keypoint by under 1 px."""
+    order = np.argsort(-expected['matching_scores'].numpy(), kind='stable')
+    assert len(result) == len(order)
+    for ours, theirs in ((result.keypoints0, expected['keypoints0']),
+                         (result.keypoints1, expected['keypoints1'])):
+        difference = ours - theirs.numpy()[order]
+        assert ((difference >= 0) & (difference < 1)).all()
+    np.testing.assert_allclose(result.scores, expected['matching_scores'].numpy()[order],
+                               atol=1e-5)
 
 
 @pytest.mark.slow
@@ -283,27 +307,7 @@ def test_hf_superglue_matches_the_transformers_pipeline(superglue_dir):
     assert Matcher(config).refinement is not None
     matcher = Matcher(config.replace(refinement='none'))
     assert matcher.backend.frame_offset == 0.0
-    result = matcher.match(image, image)
-    assert len(result) == len(expected['keypoints0'])
-    order = np.argsort(-expected['matching_scores'].numpy(), kind='stable')
-    for ours, theirs in ((result.keypoints0, expected['keypoints0']),
-                         (result.keypoints1, expected['keypoints1'])):
-        difference = ours - theirs.numpy()[order]
-        assert ((difference >= 0) & (difference < 1)).all()
-    np.testing.assert_allclose(result.scores, expected['matching_scores'].numpy()[order],
-                               atol=1e-5)
-
-
-@pytest.fixture(scope='module')
-def lightglue_dir(tmp_path_factory):
-    """A LightGlue (SuperPoint keypoints) Hugging Face directory with random weights."""
-    from transformers import LightGlueConfig, LightGlueForKeypointMatching, LightGlueImageProcessor
-
-    directory = tmp_path_factory.mktemp('lightglue')
-    torch.manual_seed(0)
-    LightGlueForKeypointMatching(LightGlueConfig()).save_pretrained(directory)
-    LightGlueImageProcessor().save_pretrained(directory)
-    return directory
+    _assert_pipeline_matches(matcher.match(image, image), expected)
 
 
 @pytest.mark.slow
@@ -365,12 +369,4 @@ def test_hf_lightglue_threshold_reaches_the_model(lightglue_dir):
                                 (median, _detector_pipeline_matches(lightglue_dir, image,
                                                                     median))):
         matcher.config = matcher.config.replace(confidence_threshold=threshold)
-        result = matcher.match(image, image)
-        order = np.argsort(-expected['matching_scores'].numpy(), kind='stable')
-        assert len(result) == len(order), threshold
-        for ours, theirs in ((result.keypoints0, expected['keypoints0']),
-                             (result.keypoints1, expected['keypoints1'])):
-            difference = ours - theirs.numpy()[order]  # the pipeline's int32 cast
-            assert ((difference >= 0) & (difference < 1)).all()
-        np.testing.assert_allclose(result.scores, expected['matching_scores'].numpy()[order],
-                                   atol=1e-5)
+        _assert_pipeline_matches(matcher.match(image, image), expected)

@@ -1,159 +1,419 @@
-"""End-to-end latency of matcher_node and its overhead beyond the model.
+"""Throughput and latency of matcher_node the way ros2_benchmark measures a graph.
 
-For each image size, a stereo pair of a real photo collage (loftr_ros.core.synthetic) is
-matched:
-  1. reference: Matcher.match() called directly in this process (the model's own time);
-  2. lockstep: the node in ANOTHER process, one pair published at a time, stamped with the
-     current time; latency = Matches received here - image stamp. The node's overhead (image
-     arrival to Matches ready, minus the matcher's time for that pair) comes from its
-     /diagnostics;
-  3. rate: pairs published at --rate Hz; latency and what the node dropped (latest wins).
---soak-minutes N runs phase 3 for N minutes and reports the node's memory growth.
+The EuRoC stereo bag (../shared/data/euroc_v101_stereo) is replayed by this process into
+matcher_node running in ANOTHER process (started here): its left/right images are published
+together at a fixed rate, looped, and restamped with the current time (so stamps keep
+increasing across loops and latency is image stamp -> Matches received here, on one clock).
+Publishers use the sensor-data QoS of a camera driver.
 
-    scripts/ros_env.sh python benchmarks/bench_node.py [--backend opencv] [--rate 20]
-        [--pairs 30] [--sizes 640x480,752x480] [--device auto] [--soak-minutes 10]
+Per backend (``--backend``, repeatable) it reports:
+
+- fixed rates (``--rates``, default 2,5,20,30 Hz), each with a freshly started node: pairs
+  sent, processed pairs per second (Matches received for the pairs sent in the measuring
+  window) and its ratio to the first rate, latency p50/p95 (and max), the matcher's own
+  p50/p95 (the node's /diagnostics), and the node's accounting of every frame it received
+  (processed, each drop cause, still pending), checked to add up;
+- the maximum sustained rate: ros2_benchmark's search (``determine_max_sustainable_framerate``
+  in ros2_benchmark/ros2_benchmark.py): binary search between ``--search-range`` until the
+  interval is narrower than 10 %, then a linear scan upwards; a probe rate is sustained when
+  at least ``SUSTAINED_FRACTION`` of the pairs sent were matched (latest wins: a node slower
+  than its input drops the superseded pairs);
+- ``--soak-minutes N``: one node at ``--latency-rate`` for N minutes: the same figures plus
+  its memory growth.
+
+    scripts/ros_env.sh python benchmarks/bench_node.py [--backend xfeat]
+        [--params-file config/stereo_matcher.yaml] [--set matcher.resize:=512]
+        [--rates 2,5,20,30] [--seconds 40] [--no-search] [--soak-minutes 10]
+        [--profile DIR]
+
+``--profile DIR`` records the node process with py-spy (``pip install py-spy``) during each
+fixed-rate phase (all threads, idle and GIL-waiting samples included) and writes the collapsed
+stacks plus a per-thread summary there.
 """
 import argparse
+import math
 import os
+import shutil
+import subprocess
+import threading
 import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
 
-import cv2
+import numpy as np
 
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
-
+REPO = Path(__file__).resolve().parents[1]
+EUROC_BAG = REPO.parent / 'shared' / 'data' / 'euroc_v101_stereo' / 'bag'
+LEFT_TOPIC, RIGHT_TOPIC = '/cam0/image_raw', '/cam1/image_raw'
+# The node's inputs (stereo mode).
 TOPICS = ('/left/image', '/right/image')
+# A probe rate is sustained when at least this share of the pairs sent in its window were
+# matched (ros2_benchmark's acceptable frame loss, tightened: a latest-wins node that cannot keep
+# up loses a growing share at once).
+SUSTAINED_FRACTION = 0.95
+# Binary search stops when upper / lower is below this; the linear scan then steps by it.
+SEARCH_RESOLUTION = 1.10
+# Drop causes counted per pair (the rest per frame); see the node's /diagnostics.
+PAIR_DROPS = ('superseded', 'size_mismatch', 'match_failed')
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--backend', default='opencv')
-    parser.add_argument('--device', default='auto')
-    parser.add_argument('--sizes', default='640x480,752x480')
-    parser.add_argument('--pairs', type=int, default=30)
-    parser.add_argument('--rate', type=float, default=20.0)
-    parser.add_argument('--soak-minutes', type=float, default=0.0)
+    parser.add_argument('--backend', action='append',
+                        help='matcher.backend; repeat for several (default xfeat)')
+    parser.add_argument('--params-file', default=str(REPO / 'config' / 'stereo_matcher.yaml'),
+                        help='the node\'s parameters file (default: the stereo defaults)')
+    parser.add_argument('--set', action='append', default=[], metavar='NAME:=VALUE',
+                        help='a node parameter over the file, e.g. matcher.device:=cpu')
+    parser.add_argument('--label', help='name of the configuration in the tables')
+    parser.add_argument('--bag', default=str(EUROC_BAG))
+    parser.add_argument('--rates', default='2,5,20,30', help='fixed input rates, Hz')
+    parser.add_argument('--seconds', type=float, default=40.0,
+                        help='measuring window of each fixed rate, after --warmup')
+    parser.add_argument('--warmup', type=float, default=6.0,
+                        help='seconds played before each measuring window')
+    parser.add_argument('--no-search', action='store_true',
+                        help='skip the maximum sustained rate search')
+    parser.add_argument('--search-range', default='0.25,40', help='lower,upper Hz')
+    parser.add_argument('--probe-seconds', type=float, default=25.0)
+    parser.add_argument('--latency-rate', type=float, default=20.0,
+                        help='the fixed rate of the latency figures and the soak')
+    parser.add_argument('--soak-minutes', type=float, default=0.0,
+                        help='only the soak: N minutes at --latency-rate')
+    parser.add_argument('--profile', type=Path, metavar='DIR',
+                        help='py-spy record the node during each fixed-rate phase')
     return parser.parse_args()
 
 
-def stereo_images(width, height):
-    from loftr_ros.core import synthetic
-    camera = synthetic.default_camera(width, height, 0.8 * width)
-    left_pose, right_pose = synthetic.stereo_pair(synthetic.camera_path(1)[0])
-    left, _ = synthetic.render(camera, left_pose, supersample=1)
-    right, _ = synthetic.render(camera, right_pose, supersample=1)
-    return cv2.cvtColor(left, cv2.COLOR_BGR2GRAY), cv2.cvtColor(right, cv2.COLOR_BGR2GRAY)
+# -- replay ------------------------------------------------------------------------------
+
+def load_bag_pairs(bag):
+    """(left, right) rclpy Image messages of every stereo pair of the bag, in order."""
+    from loftr_ros.core.stamps import stamp_to_ns
+    from loftr_ros.testing.player import bag_image_messages
+    pending: Dict[int, Dict[str, object]] = {}
+    pairs = []
+    for topic, msg in bag_image_messages(bag, [LEFT_TOPIC, RIGHT_TOPIC]):
+        sides = pending.setdefault(stamp_to_ns(msg.header.stamp), {})
+        sides[topic] = msg
+        if len(sides) == 2:
+            pairs.append((sides[LEFT_TOPIC], sides[RIGHT_TOPIC]))
+            del pending[stamp_to_ns(msg.header.stamp)]
+    if not pairs:
+        raise SystemExit(f'no stereo pairs in {bag}')
+    return pairs
 
 
-def p50_p95(values_s):
-    """'p50 / p95' in milliseconds, 'n/a / n/a' without values."""
-    from loftr_ros.core.evaluation import latency_summary
-    if not len(values_s):
-        return 'n/a / n/a'
-    summary = latency_summary(values_s)
-    return f"{summary['p50_ms']:.1f} / {summary['p95_ms']:.1f}"
+class Player:
+    """Publishes the bag's pairs at a fixed rate, looped, each pair stamped with the current
+    time on both sides (a hardware-synchronised camera)."""
+
+    def __init__(self, client, pairs):
+        self.client = client
+        self.pairs = pairs
+        self.index = 0
+
+    def play(self, rate: float, seconds: float) -> List[int]:
+        """Publish for `seconds` at `rate` pairs/s; returns the stamps sent (ns). A tick that
+        comes late (loaded machine) is published at once, but no burst catches up."""
+        period = 1.0 / rate
+        stamps = []
+        start = next_tick = time.monotonic()
+        while next_tick - start < seconds:
+            pair = self.pairs[self.index % len(self.pairs)]
+            self.index += 1
+            stamps.append(self.client.publish_pair(TOPICS, pair))
+            next_tick = max(next_tick + period, time.monotonic())
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+        return stamps
 
 
-def reference_times(backend, device, left, right, repeats):
-    from loftr_ros.core.config import MatcherConfig
-    from loftr_ros.core.matcher import Matcher
-    matcher = Matcher(MatcherConfig(backend=backend, device=device))
-    matcher.match(left, right)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matcher.match(left, right)
-        times.append(time.perf_counter() - start)
-    return times, str(matcher.device), matcher.model_name
+# -- one run of the node -----------------------------------------------------------------
+
+@dataclass
+class Phase:
+    """What one stretch of input at a fixed rate gave."""
+
+    rate: float
+    sent: int                      # pairs sent in the measuring window
+    seconds: float                 # measuring window, as played
+    latencies: List[float]         # seconds, stamp -> Matches received, matched pairs
+    load: float                    # 1-min load average at the end
+    diagnostics: Dict[str, str] = field(default_factory=dict)
+    frames_sent: int = 0           # images sent in the whole phase (warm-up included)
+    rss_mib: tuple = ()
+    thread_cpu: Dict[str, float] = field(default_factory=dict)  # thread -> CPU s per s
+
+    @property
+    def matched(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def processed_per_s(self) -> float:
+        return self.matched / self.seconds
+
+    @property
+    def achieved_rate(self) -> float:
+        return self.sent / self.seconds
+
+    @property
+    def sustained(self) -> bool:
+        return self.matched >= SUSTAINED_FRACTION * self.sent
 
 
-def stamp_to_arrival_s(client, stamp):
-    """Image stamp to Matches received, in seconds."""
-    with client.lock:
-        return (client.received_ns[stamp] - stamp) * 1e-9
+def accounting(diagnostics: Dict[str, str]):
+    """(frames received, frames accounted for) from the node's counters: every frame is
+    matched, dropped (pair causes count two frames), or still pending."""
+    drops = {key[6:]: int(value) for key, value in diagnostics.items()
+             if key.startswith('drops.')}
+    frames = int(diagnostics.get('frames_received', 0))
+    pairs = int(diagnostics.get('pairs_processed', 0)) + sum(
+        drops.get(cause, 0) for cause in PAIR_DROPS)
+    pending = int(diagnostics.get('frames_pending', 0))
+    per_frame = sum(number for cause, number in drops.items() if cause not in PAIR_DROPS)
+    return frames, 2 * pairs + per_frame + pending
 
 
-def run_size(args, width, height):
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+class NodeRun:
+    """matcher_node in another process, the replay client, and an optional profiler."""
 
-    from loftr_ros.ros.conversions import image_msg_from_array, make_header
-    from loftr_ros.testing.client import MatcherClient, NodeProcess
-    left, right = stereo_images(width, height)
-    reference, device, model = reference_times(args.backend, args.device, left, right,
-                                               args.pairs)
-    node = NodeProcess({'mode': 'stereo', 'matcher.backend': args.backend,
-                        'matcher.device': args.device, 'diagnostics.period': 0.5})
-    client = MatcherClient(name='bench_node_client',
-                           qos=QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
-    try:
+    def __init__(self, args, backend: str, pairs):
+        from rclpy.qos import qos_profile_sensor_data
+
+        from loftr_ros.testing.client import MatcherClient, NodeProcess
+        parameters = {'matcher.backend': backend, 'diagnostics.period': 0.5}
+        for item in args.set:
+            name, _, value = item.partition(':=')
+            parameters[name] = value
+        self.node = NodeProcess(parameters, ros_args=['--params-file', args.params_file])
+        # A camera driver's QoS: best effort, the newest sample only.
+        self.client = MatcherClient(name='bench_node_client', qos=qos_profile_sensor_data)
+        self.player = Player(self.client, pairs)
         try:
-            client.wait_for_subscribers(TOPICS, timeout=120.0, process=node)
+            self.client.wait_for_subscribers(TOPICS, timeout=300.0, process=self.node)
         except TimeoutError as error:
-            raise SystemExit(f'matcher_node did not start ({width}x{height}): {error}') from None
-        pair = [image_msg_from_array(left, 'mono8', make_header(0, 'left')),
-                image_msg_from_array(right, 'mono8', make_header(0, 'right'))]
-        lockstep = []
-        for index in range(args.pairs + 2):
-            stamp = client.publish_pair(TOPICS, pair)
-            try:
-                client.wait_for_stamp(stamp)
-            except TimeoutError:
-                continue
-            if index >= 2:  # two warm-up pairs
-                lockstep.append(stamp_to_arrival_s(client, stamp))
-        time.sleep(0.6)  # one diagnostics period: the lockstep figures as the node saw them
-        lock_diagnostics = client.latest_diagnostics()
-        period = 1.0 / args.rate
-        seconds = args.soak_minutes * 60 if args.soak_minutes else args.pairs * period
-        start = time.monotonic()
-        rss_start = node.rss_mib()
-        rate_stamps = []
-        while time.monotonic() - start < seconds:
-            rate_stamps.append(client.publish_pair(TOPICS, pair))
-            time.sleep(max(0.0, start + len(rate_stamps) * period - time.monotonic()))
-        time.sleep(1.5)
-        rss_end = node.rss_mib()
-        sent = len(rate_stamps)
-        rated = [stamp_to_arrival_s(client, stamp) for stamp in rate_stamps
-                 if stamp in client.received_ns]
-        diagnostics = client.latest_diagnostics()
+            self.close()
+            raise SystemExit(f'matcher_node did not start: {error}') from None
+        self.profiler = None
+
+    def start_profile(self, path: Path, seconds: float):
+        py_spy = shutil.which('py-spy')
+        if py_spy is None:
+            raise SystemExit('--profile needs py-spy (pip install py-spy)')
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.profiler = subprocess.Popen(
+            [py_spy, 'record', '--pid', str(self.node.process.pid), '--duration',
+             str(int(seconds)), '--rate', '50', '--threads', '--idle', '--gil', '--nonblocking',
+             '--format', 'raw', '--output', str(path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def phase(self, rate: float, warmup: float, seconds: float, profile: Optional[Path] = None,
+              rss: bool = False) -> Phase:
+        """Play `warmup` then `seconds` at `rate`; wait for the last Matches; collect."""
+        self.player.play(rate, warmup) if warmup else None
+        if profile is not None:
+            self.start_profile(profile, seconds)
+        rss_start = self.node.rss_mib() if rss else None
+        cpu_start = thread_cpu_seconds(self.node.process.pid)
+        stamps = self.player.play(rate, seconds)
+        played = (stamps[-1] - stamps[0]) * 1e-9 + 1.0 / rate if stamps else seconds
+        pid = self.node.process.pid
+        cpu = cpu_share(pid, cpu_start, thread_cpu_seconds(pid), played)
+        # The last pairs still in work: wait out two of the matcher's slowest runs.
+        matcher_p95 = float(self.client.latest_diagnostics().get('matcher_p95_ms', 'nan'))
+        time.sleep(max(1.5, 2e-3 * matcher_p95 if math.isfinite(matcher_p95) else 10.0))
+        diagnostics = self.client.diagnostics_after(time.monotonic(), timeout=30)
+        rss_end = self.node.rss_mib() if rss else None
+        if self.profiler is not None:
+            self.profiler.wait(timeout=seconds + 60)
+            self.profiler = None
+        with self.client.lock:
+            received = dict(self.client.received_ns)
+        latencies = [(received[stamp] - stamp) * 1e-9 for stamp in stamps if stamp in received]
+        return Phase(rate, len(stamps), played, latencies, os.getloadavg()[0], diagnostics,
+                     2 * self.player.index, (rss_start, rss_end) if rss else (), cpu)
+
+    def close(self):
+        self.client.close()
+        return self.node.stop()
+
+
+def thread_cpu_seconds(pid: int) -> Dict[int, tuple]:
+    """tid -> (thread name, CPU seconds so far) of every thread of process `pid` (Linux)."""
+    ticks = os.sysconf('SC_CLK_TCK')
+    threads = {}
+    for task in Path(f'/proc/{pid}/task').iterdir():
+        try:
+            stat = (task / 'stat').read_text()
+            name = (task / 'comm').read_text().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat[stat.rindex(')') + 2:].split()
+        threads[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
+    return threads
+
+
+def cpu_share(pid: int, start: Dict[int, tuple], end: Dict[int, tuple], seconds: float,
+              ) -> Dict[str, float]:
+    """CPU seconds per second of wall time per thread between two thread_cpu_seconds() of
+    process `pid` ('main' for its first thread; the idle ones left out)."""
+    shares = Counter()
+    for tid, (name, used) in end.items():
+        spent = used - start.get(tid, (name, 0.0))[1]
+        shares['main' if tid == pid else f'{name} ({tid})'] += spent / seconds
+    return {name: share for name, share in shares.most_common() if share >= 0.005}
+
+
+# -- the runs ----------------------------------------------------------------------------
+
+def fixed_rates(args, backend, pairs) -> List[Phase]:
+    phases = []
+    for rate in (float(r) for r in args.rates.split(',')):
+        run = NodeRun(args, backend, pairs)
+        try:
+            profile = (args.profile / f'{backend}_{rate:g}hz.txt' if args.profile else None)
+            phases.append(run.phase(rate, args.warmup, args.seconds, profile))
+        finally:
+            run.close()
+        print(phase_line(phases[-1]), flush=True)
+        if profile is not None:
+            print(profile_summary(profile), flush=True)
+    return phases
+
+
+def max_sustained_rate(args, backend, pairs):
+    """ros2_benchmark's search: binary search (in ratios) for the highest sustained rate, then
+    a linear scan upwards from it. Returns (rate, probes)."""
+    lower, upper = (float(v) for v in args.search_range.split(','))
+    run = NodeRun(args, backend, pairs)
+    probes = []
+
+    def probe(rate):
+        probes.append(run.phase(rate, 2.0, args.probe_seconds))
+        print('  probe ' + phase_line(probes[-1]), flush=True)
+        time.sleep(1.0)
+        return probes[-1].sustained
+
+    try:
+        if not probe(lower):
+            return 0.0, probes
+        while upper / lower > SEARCH_RESOLUTION:
+            middle = math.sqrt(lower * upper)
+            if probe(middle):
+                lower = middle
+            else:
+                upper = middle
+        while lower * SEARCH_RESOLUTION <= float(args.search_range.split(',')[1]):
+            if not probe(lower * SEARCH_RESOLUTION):
+                break
+            lower *= SEARCH_RESOLUTION
     finally:
-        client.close()
-        node.stop()
-    drops = {k[6:]: v for k, v in diagnostics.items() if k.startswith('drops.')}
-    return {
-        'size': f'{width}x{height}', 'model': model, 'device': device,
-        'reference': p50_p95(reference), 'lockstep': p50_p95(lockstep),
-        'node_matcher': f"{lock_diagnostics.get('matcher_p50_ms')} / "
-                        f"{lock_diagnostics.get('matcher_p95_ms')}",
-        'node_overhead': f"{lock_diagnostics.get('overhead_p50_ms')} / "
-                         f"{lock_diagnostics.get('overhead_p95_ms')}",
-        'rate': p50_p95(rated), 'sent': sent, 'matched': len(rated),
-        'drops': ', '.join(f'{k} {v}' for k, v in drops.items()) or 'none',
-        'rss': f'{rss_start:.0f} -> {rss_end:.0f} MiB over {seconds:.0f} s',
-    }
+        run.close()
+    return lower, probes
+
+
+def soak(args, backend, pairs) -> Phase:
+    run = NodeRun(args, backend, pairs)
+    try:
+        return run.phase(args.latency_rate, args.warmup, args.soak_minutes * 60, rss=True)
+    finally:
+        run.close()
+
+
+# -- reporting ---------------------------------------------------------------------------
+
+def ms(values_s, q) -> str:
+    return f'{np.percentile(values_s, q) * 1e3:.0f}' if len(values_s) else 'n/a'
+
+
+def drops_text(diagnostics) -> str:
+    drops = {key[6:]: value for key, value in diagnostics.items()
+             if key.startswith('drops.') and value != '0'}
+    return ', '.join(f'{cause} {number}' for cause, number in drops.items()) or 'none'
+
+
+def phase_line(phase: Phase) -> str:
+    d = phase.diagnostics
+    frames, accounted = accounting(d)
+    return (f'{phase.rate:g} Hz: sent {phase.sent} pairs ({phase.achieved_rate:.2f}/s), '
+            f'matched {phase.matched} ({phase.processed_per_s:.2f}/s), latency p50/p95 '
+            f'{ms(phase.latencies, 50)}/{ms(phase.latencies, 95)} ms, matcher p50/p95 '
+            f"{d.get('matcher_p50_ms')}/{d.get('matcher_p95_ms')} ms; node: frames "
+            f'{frames} of {phase.frames_sent} sent, accounted {accounted}, '
+            f'{drops_text(d)}; load {phase.load:.1f}; node CPU per thread '
+            + ', '.join(f'{name} {share:.2f}' for name, share in phase.thread_cpu.items()))
+
+
+def fixed_table(label, phases: List[Phase]) -> List[str]:
+    reference = phases[0].processed_per_s or float('nan')
+    lines = [f'Fixed input rates ({label}); latency = image stamp -> Matches received, ms; '
+             f'matcher = the model\'s own time in the node (its /diagnostics), ms.', '',
+             '| input Hz | pairs sent (/s) | processed pairs/s | vs first | latency p50 / p95 '
+             '/ max | matcher p50 / p95 | p95 / matcher p95 | node frames (of sent) | '
+             'accounted | drops | load |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
+    for phase in phases:
+        d = phase.diagnostics
+        frames, accounted = accounting(d)
+        matcher_p95 = float(d.get('matcher_p95_ms', 'nan'))
+        p95 = float(np.percentile(phase.latencies, 95) * 1e3) if phase.latencies else math.nan
+        lines.append(
+            f'| {phase.rate:g} | {phase.sent} ({phase.achieved_rate:.2f}) | '
+            f'{phase.processed_per_s:.2f} | {phase.processed_per_s / reference:.0%} | '
+            f'{ms(phase.latencies, 50)} / {ms(phase.latencies, 95)} / '
+            f'{ms(phase.latencies, 100)} | {d.get("matcher_p50_ms")} / '
+            f'{d.get("matcher_p95_ms")} | {p95 / matcher_p95:.2f} | {frames} ({phase.frames_sent})'
+            f' | {"exact" if accounted == frames else f"{accounted} != {frames}"} | '
+            f'{drops_text(d)} | {phase.load:.1f} |')
+    return lines
+
+
+def profile_summary(path: Path, top: int = 12) -> str:
+    """Samples per thread and the hottest leaf functions of a py-spy raw (collapsed) file."""
+    threads = Counter()
+    leaves = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(' ')
+        if not count.isdigit():
+            continue
+        count = int(count)
+        frames = stack.split(';')
+        thread = next((f for f in frames if f.startswith('thread')), frames[0])
+        threads[thread] += count
+        leaves[(thread.split(' ')[-1] if 'thread' in thread else '', frames[-1])] += count
+        total += count
+    lines = [f'py-spy {path.name}: {total} samples']
+    lines += [f'  {count / total:6.1%}  {thread}' for thread, count in threads.most_common()]
+    lines += ['  hottest leaves:']
+    lines += [f'  {count / total:6.1%}  {leaf}' for (_, leaf), count in leaves.most_common(top)]
+    return '\n'.join(lines)
 
 
 def main():
     args = parse_args()
-    rows = []
-    for size in args.sizes.split(','):
-        width, height = (int(v) for v in size.split('x'))
-        rows.append(run_size(args, width, height))
-        print(rows[-1], flush=True)
-    soak = f', soak {args.soak_minutes:g} min' if args.soak_minutes else ''
-    print(f'\nmatcher_node, stereo mono8, backend {args.backend}, {args.pairs} pairs, '
-          f'rate phase {args.rate:g} Hz{soak}')
-    print('times in ms, p50 / p95. node overhead = time from image arrival at the node to '
-          'Matches ready, minus the matcher\'s own time for that pair (measured in the node)\n')
-    print('| size | model | device | Matcher.match in this process | matcher time in node | '
-          'node overhead | end-to-end lockstep | end-to-end at rate | sent / matched | drops | '
-          'node RSS |')
-    print('|---|---|---|---|---|---|---|---|---|---|---|')
-    for r in rows:
-        print(f"| {r['size']} | {r['model']} | {r['device']} | {r['reference']} | "
-              f"{r['node_matcher']} | {r['node_overhead']} | {r['lockstep']} | {r['rate']} | "
-              f"{r['sent']} / {r['matched']} | {r['drops']} | {r['rss']} |")
+    pairs = load_bag_pairs(args.bag)
+    for backend in args.backend or ['xfeat']:
+        label = args.label or ' '.join([backend] + args.set)
+        print(f'\n## {label}: {len(pairs)} stereo pairs of {args.bag}, looped, '
+              f'{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}\n', flush=True)
+        if args.soak_minutes:
+            phase = soak(args, backend, pairs)
+            print(phase_line(phase))
+            print('\n'.join(fixed_table(f'{label}, soak {args.soak_minutes:g} min', [phase])))
+            print(f'node RSS {phase.rss_mib[0]:.0f} -> {phase.rss_mib[1]:.0f} MiB')
+            continue
+        phases = fixed_rates(args, backend, pairs)
+        print('\n' + '\n'.join(fixed_table(label, phases)), flush=True)
+        if not args.no_search:
+            rate, probes = max_sustained_rate(args, backend, pairs)
+            print(f'\nmaximum sustained rate ({label}): {rate:.2f} Hz '
+                  f'({SUSTAINED_FRACTION:.0%} of the pairs matched; {len(probes)} probes of '
+                  f'{args.probe_seconds:g} s)')
 
 
 if __name__ == '__main__':

@@ -40,6 +40,11 @@ class BagError(LoftrRosError):
     """A bag cannot be read or written (missing topic, corrupt file)."""
 
 
+class MatchingProcessError(LoftrRosError):
+    """The matching process (core.matching_process) ended or failed: a crash, a kill, or a bug
+    in the model code; its matches cannot be trusted any more."""
+
+
 def check_known_keys(keys: Iterable[str], valid: Iterable[str], owner: str) -> None:
     """ConfigError naming the keys not in `valid`, and the valid ones, if there are any."""
     valid = sorted(valid)

@@ -8,7 +8,7 @@ import re
 import threading
 import time
 from collections import Counter, deque
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
@@ -42,10 +42,14 @@ class Statistics:
         self.frames = 0            # images received (all topics)
         self.jobs = 0              # pairs (stereo) or frames (consecutive) handed to the worker
         self.processed = 0         # Matches published
+        self.frames_processed = 0  # frames the worker finished: in a published pair, or the
+        #                            first frame of a stream (a reference, matched later)
+        self.frames_in_worker = 0  # frames handed to the worker, waiting or in work
         self.resets = 0            # stamps jumped backwards: state reset
         self.overlays = 0          # overlay images published
         self.keyframes = 0         # consecutive mode: reference frames taken
-        self.drops = Counter()     # cause -> frames or pairs that were not matched
+        self.drops = Counter()     # cause -> image frames that were not matched
+        #                            (bad_camera_info: camera_info messages)
         self.latency = deque(maxlen=STATS_WINDOW)     # image stamp -> publish, seconds
         self.off_clock = 0         # Matches whose stamp was beyond MAX_LATENCY_S of the clock
         self.clock_offset = None   # the last one's clock - stamp in seconds; None if in range
@@ -61,6 +65,26 @@ class Statistics:
     def drop(self, cause: str, number: int = 1):
         with self.lock:
             self.drops[cause] += number
+
+    def submitted(self, frames: int):
+        """A job of `frames` frames handed to the worker."""
+        with self.lock:
+            self.jobs += 1
+            self.frames_in_worker += frames
+
+    def superseded(self, frames: int):
+        """A waiting job of `frames` frames replaced by a newer one."""
+        self.finished(frames, 'superseded')
+
+    def finished(self, frames: int, cause: Optional[str] = None):
+        """The worker is done with a job of `frames` frames: processed, or dropped for
+        `cause`."""
+        with self.lock:
+            self.frames_in_worker -= frames
+            if cause is None:
+                self.frames_processed += frames
+            else:
+                self.drops[cause] += frames
 
     def published(self, latency: float, processing: float, matching: float, matches: int):
         """One Matches published: its latency (a clock offset beyond MAX_LATENCY_S), processing
@@ -99,14 +123,20 @@ class DiagnosticsReport:
         self._last = (time.monotonic(), 0, 0, 0)  # (time, frames, jobs, processed)
 
     def status(self, identity: Mapping[str, str], hardware_id: str,
-               other_drops: Counter, input_publishers: int = 0) -> DiagnosticStatus:
+               other_drops: Counter, other_pending: int = 0,
+               input_publishers: int = 0) -> DiagnosticStatus:
         """The status now. `identity`: the first values (mode, model, device, config_id, ...);
-        `other_drops`: drops counted outside the Statistics (the stereo synchronizer's);
-        `input_publishers`: publishers matched on the image topics (all of them)."""
+        `other_drops`, `other_pending`: frames dropped and frames waiting outside the
+        Statistics (in the stereo synchronizer); `input_publishers`: publishers matched on the
+        image topics (all of them). Every image frame received is processed, dropped or
+        pending: frames_received = frames_processed + the drops (but bad_camera_info) +
+        frames_pending, at every report."""
         now = time.monotonic()
         stats = self.stats
         with stats.lock:
             frames, jobs, processed = stats.frames, stats.jobs, stats.processed
+            frames_processed = stats.frames_processed
+            pending = stats.frames_in_worker + other_pending
             resets, overlays, keyframes = stats.resets, stats.overlays, stats.keyframes
             drops = dict(stats.drops + other_drops)
             latency, processing = list(stats.latency), list(stats.processing)
@@ -123,6 +153,8 @@ class DiagnosticsReport:
             'processed_pairs_per_s': f'{(processed - last_processed) / elapsed:.2f}',
             'frames_received': str(frames),
             'pairs_processed': str(processed),
+            'frames_processed': str(frames_processed),
+            'frames_pending': str(pending),
             'latency_p50_ms': _percentile_ms(latency, 50),
             'latency_p95_ms': _percentile_ms(latency, 95),
             'stamps_off_clock': str(off_clock),

@@ -1,28 +1,24 @@
 """matcher_node: live feature matching of consecutive frames or stereo pairs.
 
-Threads: the executor runs the subscription callbacks, which only convert the image (a view of
-the message buffer for most encodings), pair it (stereo) and put the job into a one-slot
-mailbox; ONE worker thread takes the newest job, matches and publishes. A job still waiting when
-a newer one arrives is superseded and counted, so latency and memory stay bounded when the input
-outruns the model. The service has its own callback group and shares the matcher (under a lock)
-with the worker.
+Processes and threads: the model runs in a process of its own (loftr_ros.core.matching_process;
+this one never imports torch). Here, a single-threaded executor runs the subscription callbacks,
+which only convert the image (a view of the message buffer for most encodings), pair it
+(stereo) and hand the job to the worker (loftr_ros.ros.worker); its ONE thread takes the newest
+job, has the matching process match it and publishes. A job still waiting when a newer one
+arrives is superseded and counted, so latency and memory stay bounded when the input outruns the
+model. The service waits for the worker without blocking the executor (a coroutine).
 """
 import dataclasses
-import threading
 import time
-import traceback
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-import numpy as np
 import rclpy
 import rclpy.exceptions
 import rclpy.logging
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -31,7 +27,7 @@ from loftr_ros.core.camera import CameraModel
 from loftr_ros.core.errors import ConfigError, ImageError, LoftrRosError
 from loftr_ros.core.image_conversion import image_from_compressed_msg, image_from_msg
 from loftr_ros.core.keyframe import KeyframePolicy
-from loftr_ros.core.matcher import Matcher
+from loftr_ros.core.matching_process import MatchingProcess, error_in_words
 from loftr_ros.core.stamps import stamp_to_ns
 from loftr_ros.core.sync import LEFT, RIGHT, StereoSynchronizer
 from loftr_ros.ros.conversions import matches_msg_from_result
@@ -40,30 +36,11 @@ from loftr_ros.ros.diagnostics import (DiagnosticsReport, Statistics, ThrottledW
 from loftr_ros.ros.overlay import OverlayPublisher, OverlaySettings
 from loftr_ros.ros.parameters import SPECS, declare_parameters, matcher_config_from_parameters
 from loftr_ros.ros.shutdown_signals import ShutdownSignals
+from loftr_ros.ros.worker import Frame, MatchingWorker
 from loftr_ros.msg import Matches
 from loftr_ros.srv import MatchImages
 
 NODE_NAME = 'matcher_node'
-
-
-@dataclass
-class Frame:
-    """One converted image with what the worker needs to match and report it."""
-
-    topic: str
-    header: Any            # std_msgs/Header as received
-    stamp_ns: int
-    image: np.ndarray      # HxW or HxWx3 BGR; may be a view of the message buffer
-    received: float        # time.monotonic() at arrival
-    camera: Optional[CameraModel]
-
-
-@dataclass
-class Reference:
-    """The frame new frames are matched against in consecutive mode."""
-
-    frame: Frame
-    prepared: Any          # Matcher.prepare() output: its features are computed once
 
 
 # What each drop the stereo synchronizer counts means (loftr_ros.core.sync).
@@ -72,46 +49,22 @@ SYNC_DROPS = {'duplicate': 'stamp {} ns repeated',
               'queue_full': 'more than stereo.queue_size frames waiting for a partner'}
 
 
-class _FrameImageError(Exception):
-    """An ImageError of one frame of a pair, with that frame's topic."""
-
-    def __init__(self, topic: str, error: ImageError):
-        super().__init__(topic, error)
-        self.topic, self.error = topic, error
-
-
-def _error_in_words(error: Exception) -> str:
-    """'TypeName: message (at file:line in function)' of an unexpected exception."""
-    where = traceback.extract_tb(error.__traceback__)
-    at = f' (at {where[-1].filename.rsplit("/", 1)[-1]}:{where[-1].lineno} in ' \
-         f'{where[-1].name})' if where else ''
-    return f'{type(error).__name__}: {error}{at}'
-
-
 class MatcherNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         # First, so that destroy_node() works on a node whose construction failed below.
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._worker = None
+        self._matching: Optional[MatchingProcess] = None
+        self._worker: Optional[MatchingWorker] = None
+        self.worker_failed = False
         declare_parameters(self)
         self.mode = self._param('mode')
         self._check_choices()
         config = matcher_config_from_parameters(self)
         self.get_logger().info(f'loading {config.backend} matcher on {config.device}...')
-        self._matcher = Matcher(config)
-        self._matcher_lock = threading.Lock()
+        self._matching = MatchingProcess(config)
         self._stats = Statistics()
         self._warnings = ThrottledWarnings(self.get_logger())
-        self._reference_mode = self._param('consecutive.reference')
-        self._keyframe_policy = KeyframePolicy(self._param('keyframe.min_matches'),
-                                               self._param('keyframe.min_overlap'))
-
-        self._pending = None          # newest job not yet taken by the worker
-        self._reset_requested = False
-        self._reference: Optional[Reference] = None
         self._last_stamp: Dict[str, int] = {}
         self._cameras: Dict[int, CameraModel] = {}
         self._camera_info_topics: Dict[int, str] = {}
@@ -120,8 +73,6 @@ class MatcherNode(Node):
         slop_ns = int(round(self._param('stereo.slop') * 1e9))
         self._sync = StereoSynchronizer(slop_ns, self._param('stereo.queue_size'))
 
-        self._input_group = MutuallyExclusiveCallbackGroup()
-        self._service_group = MutuallyExclusiveCallbackGroup()
         self._image_qos = self._input_qos()
         self._subscribe_inputs()
         self._matches_pub = self.create_publisher(Matches, '~/matches', 10)
@@ -131,32 +82,33 @@ class MatcherNode(Node):
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._diagnostics = DiagnosticsReport(
             self._stats, diagnostics_status_name(self.get_fully_qualified_name()))
-        self.create_service(MatchImages, '~/match_images', self._on_match_images,
-                            callback_group=self._service_group)
-        self.create_timer(self._param('diagnostics.period'), self._publish_diagnostics,
-                          callback_group=self._input_group)
+        self._worker = MatchingWorker(
+            self._matching, self._stats, self._warnings, self._publish, self.context.ok,
+            self._on_worker_failure, self._wake_executor,
+            KeyframePolicy(self._param('keyframe.min_matches'),
+                           self._param('keyframe.min_overlap')),
+            every_frame=self._param('consecutive.reference') == 'previous')
+        self.create_service(MatchImages, '~/match_images', self._on_match_images)
+        self.create_timer(self._param('diagnostics.period'), self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-
-        self._worker = threading.Thread(target=self._worker_loop, name='matcher_worker',
-                                        daemon=True)
-        self._worker.start()
         self.get_logger().info(
-            f'ready: mode {self.mode}, model {self._matcher.model_name} on '
-            f'{self._matcher.device}, inputs {", ".join(self._input_topics)} '
+            f'ready: mode {self.mode}, model {self._matching.model_name} on '
+            f'{self._matching.device}, inputs {", ".join(self._input_topics)} '
             f'({self._param("transport")}, {self._param("qos_reliability")})')
 
     # -- read-only views (for tests and tools) ------------------------------------------
 
     @property
-    def matcher(self) -> Matcher:
-        """The node's Matcher; its `config` holds the matcher settings in force."""
-        return self._matcher
+    def matcher(self) -> MatchingProcess:
+        """The node's matcher (in its own process); its `config` holds the matcher settings
+        in force, `model_name` and `device` what runs them."""
+        return self._matching
 
     @property
-    def reference(self) -> Optional[Reference]:
+    def reference(self) -> Optional[Frame]:
         """Consecutive mode: the frame new frames are matched against (None before the
         first one or after a reset)."""
-        return self._reference
+        return self._worker.reference
 
     @property
     def overlay_subscribers(self) -> int:
@@ -195,7 +147,7 @@ class MatcherNode(Node):
             self.create_subscription(
                 CompressedImage if compressed else Image, topic,
                 lambda msg, side=side, topic=topic: self._on_image(msg, side, topic),
-                self._image_qos, callback_group=self._input_group)
+                self._image_qos)
             if self._param('use_camera_info'):
                 # 'image' -> 'camera_info', 'left/image' -> 'left/camera_info'
                 info_topic = self.resolve_topic_name(base[:-len('image')] + 'camera_info')
@@ -204,9 +156,9 @@ class MatcherNode(Node):
                     CameraInfo, info_topic,
                     lambda msg, side=side, topic=info_topic: self._on_camera_info(msg, side,
                                                                                   topic),
-                    self._image_qos, callback_group=self._input_group)
+                    self._image_qos)
 
-    # -- input callbacks (executor threads: convert and enqueue only) ---------------------
+    # -- input callbacks (the executor's thread: convert and hand over only) --------------
 
     def _on_camera_info(self, msg, side, topic):
         try:
@@ -221,7 +173,7 @@ class MatcherNode(Node):
     def _on_image(self, msg, side, topic):
         received = time.monotonic()
         self._stats.count('frames')
-        config = self._matcher.config
+        config = self._matching.config
         try:
             if isinstance(msg, CompressedImage):
                 image = image_from_compressed_msg(msg, config.max_image_pixels,
@@ -244,7 +196,7 @@ class MatcherNode(Node):
                 return
             if last is not None and stamp_ns < last:
                 self._request_reset(topic, last, stamp_ns)
-            self._submit(frame)
+            self._worker.submit(frame)
             return
         resets, drops = self._sync.resets, Counter(self._sync.drops)
         pairs = self._sync.add(side, stamp_ns, frame)
@@ -258,7 +210,7 @@ class MatcherNode(Node):
                 self._warnings.warn(dropped, cause, f'{SYNC_DROPS[cause].format(stamp_ns)}; '
                                                     f'{number} frame(s) skipped')
         for _, left, _, right in pairs:
-            self._submit((left, right))
+            self._worker.submit((left, right))
 
     def _camera_for(self, side, image) -> Optional[CameraModel]:
         """The side's camera model if it describes images of this size; None (counted and
@@ -279,75 +231,13 @@ class MatcherNode(Node):
         self._warnings.warn(topic, 'stamp_reset',
                             f'stamp jumped backwards ({stamp_ns} ns after {last_ns} ns; source '
                             f'restarted?): matching state reset')
-        with self._cond:
-            if self._pending is not None:
-                self._stats.drop('superseded')
-                self._pending = None
-            self._reset_requested = True
+        self._worker.reset()
 
-    def _submit(self, job):
-        self._stats.count('jobs')
-        with self._cond:
-            if self._pending is not None:
-                self._stats.drop('superseded')
-            self._pending = job
-            self._cond.notify()
-
-    # -- worker ---------------------------------------------------------------------------
-
-    def _worker_loop(self):
-        while True:
-            with self._cond:
-                while self._pending is None and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                job, self._pending = self._pending, None
-                if self._reset_requested:
-                    self._reference = None
-                    self._reset_requested = False
-            try:
-                if self.mode == 'consecutive':
-                    self._process_consecutive(job)
-                else:
-                    self._process_stereo(*job)
-            except _FrameImageError as error:
-                self._stats.drop(error.error.cause)
-                self._warnings.warn(error.topic, error.error.cause, f'{error.error}; skipped')
-            # Whatever one job raises (a bug, a backend's or OpenCV's error on odd input, out of
-            # memory) costs that job only: counted, said, and the worker takes the next one.
-            except Exception as error:  # noqa: BLE001
-                if not self.context.ok():
-                    return  # shut down (a signal) under the match: its publish failed, no bug
-                topic = (job if self.mode == 'consecutive' else job[1]).topic
-                self._stats.drop('match_failed')
-                self._warnings.warn(topic, 'match_failed', f'{_error_in_words(error)}; skipped')
-
-    def _process_stereo(self, left: Frame, right: Frame):
-        if left.image.shape[:2] != right.image.shape[:2]:
-            (lh, lw), (rh, rw) = left.image.shape[:2], right.image.shape[:2]
-            msg = (f'stereo images of different sizes: {lw}x{lh} on {left.topic}, {rw}x{rh} '
-                   f'on {right.topic}')
-            self._stats.drop('size_mismatch')
-            self._warnings.warn(right.topic, 'size_mismatch', f'{msg}; pair skipped')
-            return
-        with self._matcher_lock:
-            prepared = [self._prepare(frame) for frame in (left, right)]
-            result = self._matcher.add_preparation(
-                self._matcher.match(*prepared, left.camera, right.camera), *prepared)
-        self._note_geometry(result, left, right)
-        self._publish(result, left, right)
-
-    def _prepare(self, frame: Frame):
-        """matcher.prepare(frame.image); an ImageError names the frame's topic."""
-        try:
-            return self._matcher.prepare(frame.image)
-        except ImageError as error:
-            raise _FrameImageError(frame.topic, error) from None
+    # -- worker (its thread) --------------------------------------------------------------
 
     def _note_geometry(self, result, reference: Frame, current: Frame):
         """Keep geometry_status and say once (throttled) why essential was not used."""
-        if self._matcher.config.geometry != 'essential' or result.geometry_model != (
+        if self._matching.config.geometry != 'essential' or result.geometry_model != (
                 'fundamental'):
             self.geometry_status = result.geometry_model
             return
@@ -365,30 +255,12 @@ class MatcherNode(Node):
                             f'Matches verified with the fundamental matrix: essential needs '
                             f'both cameras, {why}')
 
-    def _process_consecutive(self, frame: Frame):
-        with self._matcher_lock:
-            prepared = self._prepare(frame)
-            reference = self._reference
-            result = None
-            if reference is not None:
-                result = self._matcher.match(reference.prepared, prepared,
-                                             reference.frame.camera, frame.camera)
-                # The matcher time includes the current frame's extraction, not the node.
-                result = self._matcher.add_preparation(result, prepared)
-        if result is not None:
-            self._note_geometry(result, reference.frame, frame)
-            self._publish(result, reference.frame, frame)
-        replace = (result is None or self._reference_mode == 'previous'
-                   or self._keyframe_policy.should_replace(result))
-        if replace:
-            self._reference = Reference(frame, prepared)
-            self._stats.count('keyframes')
-
     def _publish(self, result, reference: Frame, current: Frame):
+        self._note_geometry(result, reference, current)
         processing = time.monotonic() - current.received
         msg = matches_msg_from_result(result, current.header, reference.header,
-                                      self._matcher.model_name, self._matcher.config.config_id,
-                                      processing)
+                                      self._matching.model_name,
+                                      self._matching.config.config_id, processing)
         self._matches_pub.publish(msg)
         latency = (self.get_clock().now().nanoseconds - current.stamp_ns) * 1e-9
         self._stats.published(latency, processing, result.timings.get('total', float('nan')),
@@ -396,26 +268,42 @@ class MatcherNode(Node):
         if self._overlay.maybe_publish(result, reference.image, current.image, current.header):
             self._stats.count('overlays')
 
+    def _on_worker_failure(self, text: str):
+        """The matching process could not be restarted: stop the node loudly instead of
+        running on without a model."""
+        self.get_logger().fatal(f'matcher worker failed:\n{text}')
+        self.worker_failed = True
+        self.context.try_shutdown()
+
+    def _wake_executor(self):
+        executor = self.executor
+        if executor is not None:
+            executor.wake()
+
     # -- service --------------------------------------------------------------------------
 
-    def _on_match_images(self, request, response):
+    async def _on_match_images(self, request, response):
+        """Matched by the worker before its next job; the executor goes on meanwhile."""
         start = time.monotonic()
-        max_pixels = self._matcher.config.max_image_pixels
+        max_pixels = self._matching.config.max_image_pixels
         try:
             image0 = image_from_msg(request.image0, max_pixels)
             image1 = image_from_msg(request.image1, max_pixels)
-            with self._matcher_lock:
-                result = self._matcher.match(image0, image1)
+            result = await self._worker.match_images(image0, image1)
         except Exception as error:  # noqa: BLE001 -- a request never ends the service
             cause = error.cause if isinstance(error, ImageError) else 'match_failed'
-            text = str(error) if isinstance(error, LoftrRosError) else _error_in_words(error)
+            text = str(error) if isinstance(error, LoftrRosError) else error_in_words(error)
             self._warnings.warn(self.resolve_service_name('~/match_images'), cause, text)
             response.success = False
             response.message = f'{cause}: {text}'
             return response
+        if result is None:  # cancelled: the node is shutting down
+            response.success = False
+            response.message = 'matcher_node is shutting down'
+            return response
         response.matches = matches_msg_from_result(
-            result, request.image1.header, request.image0.header, self._matcher.model_name,
-            self._matcher.config.config_id, time.monotonic() - start)
+            result, request.image1.header, request.image0.header, self._matching.model_name,
+            self._matching.config.config_id, time.monotonic() - start)
         response.success = True
         return response
 
@@ -439,33 +327,36 @@ class MatcherNode(Node):
             group, _, field = parameter.name.partition('.')
             changes.setdefault(group, {})[field] = parameter.value
         try:
-            config = self._matcher.config.replace(**changes.get('matcher', {}))
-            policy = dataclasses.replace(self._keyframe_policy, **changes.get('keyframe', {}))
+            config = self._matching.config.replace(**changes.get('matcher', {}))
+            policy = dataclasses.replace(self._worker.keyframe_policy,
+                                         **changes.get('keyframe', {}))
             overlay = dataclasses.replace(self._overlay.settings, **changes.get('overlay', {}))
         except ConfigError as error:
             return SetParametersResult(successful=False, reason=str(error))
-        with self._matcher_lock:
-            self._matcher.config = config
-        self._keyframe_policy = policy
+        # Sent with the next request: the matching process applies them from then on.
+        self._matching.config = config
+        self._worker.keyframe_policy = policy
         self._overlay.settings = overlay
         return SetParametersResult(successful=True)
 
     # -- diagnostics ----------------------------------------------------------------------
 
     def _publish_diagnostics(self):
-        identity = {'mode': self.mode, 'model': self._matcher.model_name,
-                    'device': str(self._matcher.device),
-                    'config_id': self._matcher.config.config_id,
+        identity = {'mode': self.mode, 'model': self._matching.model_name,
+                    'device': self._matching.device,
+                    'config_id': self._matching.config.config_id,
                     # What the latency is measured in: /clock with use_sim_time, else the
                     # system clock.
                     'latency_clock': ('sim_time' if self.get_clock().ros_time_is_active
                                       else 'system_time'),
-                    'geometry': self.geometry_status or self._matcher.config.geometry}
+                    'geometry': self.geometry_status or self._matching.config.geometry,
+                    # The matching process started again after it ended (see worker.py).
+                    'matcher_restarts': str(self._matching.restarts)}
         publishers = sum(self.count_publishers(topic) for topic in self._input_topics)
-        # The synchronizer counts its own drops; this timer shares the image callbacks'
-        # mutually exclusive group, so reading them here races with nothing.
-        status = self._diagnostics.status(identity, str(self._matcher.device), self._sync.drops,
-                                          publishers)
+        # The synchronizer counts its own drops and pending frames; this timer runs on the
+        # image callbacks' thread, so reading them here races with nothing.
+        status = self._diagnostics.status(identity, self._matching.device, self._sync.drops,
+                                          self._sync.pending, publishers)
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(array)
@@ -473,24 +364,26 @@ class MatcherNode(Node):
     # -- shutdown -------------------------------------------------------------------------
 
     def destroy_node(self):
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if (self._worker is not None and self._worker.is_alive()
-                and threading.current_thread() is not self._worker):
-            self._worker.join(timeout=30)
+        # Ends the matching process: the model's memory is returned at once.
+        if self._worker is not None:
+            self._worker.close()
+        elif self._matching is not None:
+            self._matching.close()
         return super().destroy_node()
 
 
 def main(args=None, signals: Optional[ShutdownSignals] = None) -> int:
-    """Run the node until shutdown (SIGINT, SIGTERM); 1 when it cannot start (one fatal line).
-    `signals`: the handlers, when installed earlier."""
+    """Run the node until shutdown (SIGINT, SIGTERM); 1 when it cannot start (one fatal line)
+    or its matching process ended and could not be started again. `signals`: the handlers,
+    when installed earlier."""
     signals = signals or ShutdownSignals()
     node = None
     try:
         rclpy.init(args=args)
         node = MatcherNode()
-        executor = MultiThreadedExecutor(num_threads=2)
+        # One thread: the callbacks only hand over, and more threads would only add the
+        # multi-threaded executor's polling (benchmarks/results/bench_node_cpu.md).
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -510,4 +403,4 @@ def main(args=None, signals: Optional[ShutdownSignals] = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
         signals.ignore()
-    return 0
+    return 1 if node is not None and node.worker_failed else 0

@@ -88,12 +88,17 @@ class NodeProcess:
             raise TimeoutError(f'matcher node exited with {self.process.returncode}{details}')
 
     def rss_mib(self, key: str = 'VmRSS') -> float:
-        """The node's resident memory in MiB (Linux); key 'VmHWM' gives its peak so far."""
-        for line in Path(f'/proc/{self.process.pid}/status').read_text().splitlines():
-            if line.startswith(f'{key}:'):
-                return int(line.split()[1]) / 1024
-        msg = f'no {key} in /proc/{self.process.pid}/status'
-        raise RuntimeError(msg)
+        """The node's resident memory in MiB, its matching process's included (Linux); key
+        'VmHWM' gives the sum of their peaks so far."""
+        pids, total = [self.process.pid], 0.0
+        while pids:
+            pid = pids.pop()
+            for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+                if line.startswith(f'{key}:'):
+                    total += int(line.split()[1]) / 1024
+            for task in Path(f'/proc/{pid}/task').iterdir():
+                pids += [int(child) for child in (task / 'children').read_text().split()]
+        return total
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGINT (a clean shutdown), SIGKILL after `timeout` s; returns the exit code."""

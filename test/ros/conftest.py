@@ -11,7 +11,7 @@ import pytest
 
 rclpy = pytest.importorskip('rclpy')
 
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from loftr_ros.testing.client import NodeProcess  # noqa: E402
@@ -24,7 +24,7 @@ class InProcessNode:
         from loftr_ros.ros.node import MatcherNode
         overrides = [Parameter(name, value=value) for name, value in parameters.items()]
         self.node = MatcherNode(context=context, parameter_overrides=overrides)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=context)
+        self.executor = SingleThreadedExecutor(context=context)  # as main() spins it
         self.executor.add_node(self.node)
         threading.Thread(target=self.executor.spin, daemon=True).start()
 

@@ -159,7 +159,7 @@ def test_stereo_images_of_different_sizes_are_skipped(photo_views, start_node, h
     matched = harness.wait_matches(1)[-1]
     assert stamp_to_ns(matched.header.stamp) == START + 50 * MS
     diagnostics = harness.diagnostics_after(time.monotonic() + 0.1)
-    assert diagnostics['drops.size_mismatch'] == '1'
+    assert diagnostics['drops.size_mismatch'] == '2'  # both frames of the pair
 
 
 def test_stereo_stamps_jumping_backwards_reset_pairing(photo_views, start_node, harness):

@@ -1,11 +1,12 @@
 """Hostile input against the node in another process (issue 13): every bad message is refused,
 counted and said on the right topic, the node's memory stays bounded, and the next good pair is
 matched."""
+import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import cv2
@@ -64,7 +65,8 @@ class Stereo:
         try:
             matches = self.harness.wait_matches(self.matched)[-1]
         except TimeoutError:
-            self.node.raise_if_exited(f':\n{self.node.log}')
+            if self.node is not None:  # a NodeProcess: say why it ended
+                self.node.raise_if_exited(f':\n{self.node.log}')
             raise
         assert stamp_to_ns(matches.header.stamp) == self.stamp
         assert len(matches.scores) > 20
@@ -231,25 +233,13 @@ def test_left_only_nan_is_named_on_the_left_topic_and_duplicates_are_said(
 
 @pytest.fixture
 def backend_failing_on_second_pair(monkeypatch):
-    """The opencv backend, registered by this test process, raising a RuntimeError (what a
-    model or OpenCV raises on an input it cannot take) on its second pair: the seam of a
-    backend that fails unexpectedly."""
+    """The opencv backend replaced by failing_backend.FailingOnSecondPair in this process's
+    registry, which the node's matching process builds from (and imports from this directory)."""
     from loftr_ros.core.backends import BACKENDS
-    from loftr_ros.core.backends.opencv import OpenCVBackend
-
-    class FailingOnSecondPair(OpenCVBackend):
-        pairs = 0
-
-        def match(self, *args, **kwargs):
-            FailingOnSecondPair.pairs += 1
-            if FailingOnSecondPair.pairs == 2:
-                raise RuntimeError('the backend cannot match this pair')
-            return super().match(*args, **kwargs)
-
-    module = types.ModuleType('loftr_ros_test_failing_backend')
-    module.FailingOnSecondPair = FailingOnSecondPair
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setitem(BACKENDS, 'opencv', (module.__name__, 'FailingOnSecondPair'))
+    here = str(Path(__file__).parent)
+    monkeypatch.setenv('PYTHONPATH', os.pathsep.join(filter(None, [
+        here, os.environ.get('PYTHONPATH')])))
+    monkeypatch.setitem(BACKENDS, 'opencv', ('failing_backend', 'FailingOnSecondPair'))
 
 
 def test_an_unexpected_exception_costs_one_pair_not_the_node(
@@ -264,12 +254,12 @@ def test_an_unexpected_exception_costs_one_pair_not_the_node(
     publish_pair(START)
     harness.wait_matches(1)
     publish_pair(START + 50 * MS)
-    wait_diagnostic(harness, 'drops.match_failed', '1')
+    wait_diagnostic(harness, 'drops.match_failed', '2')  # both frames of the pair
     publish_pair(START + 100 * MS)
     assert stamp_to_ns(harness.wait_matches(2)[-1].header.stamp) == START + 100 * MS
     err = capfd.readouterr().err
     assert ('/right/image: match_failed: RuntimeError: the backend cannot match this pair (at '
-            'test_node_hostile.py:') in err
+            'failing_backend.py:') in err
     assert 'in match); skipped' in err
 
 
@@ -284,3 +274,27 @@ def test_parameter_type_errors_are_in_words(start_node):
     assert node.get_parameter('keyframe.min_overlap').value == 0.5
     assert node.describe_parameter('keyframe.min_overlap').type == Parameter.Type.DOUBLE.value
     assert node.set_parameters([Parameter('keyframe.min_overlap', value=0.7)])[0].successful
+
+
+def test_a_killed_matching_process_costs_its_pair_and_a_new_one_takes_over(
+        photo_views, start_node, harness, capfd):
+    """The model's process ended under the node (the kernel's OOM killer, a crash in native
+    code): the pair in hand is match_failed, a new matching process starts with the settings in
+    force, and the next pair is matched."""
+    node = start_node(mode='stereo', **FAST).node
+    harness.wait_for_subscribers(['/left/image', '/right/image'])
+    pairs = Stereo(harness, photo_views, None)
+    pairs.good_pair()
+    killed = node.matcher.process.pid
+    os.kill(killed, signal.SIGKILL)
+    harness.publish('/left/image', image_msg(photo_views[0], pairs.stamp + 50 * MS, 'left'))
+    harness.publish('/right/image', image_msg(photo_views[1], pairs.stamp + 50 * MS, 'right'))
+    pairs.stamp += 50 * MS
+    wait_diagnostic(harness, 'matcher_restarts', '1')
+    wait_diagnostic(harness, 'drops.match_failed', '2')  # both frames of the pair
+    assert node.matcher.process.pid != killed and node.matcher.process.poll() is None
+    pairs.good_pair()
+    err = capfd.readouterr().err
+    assert (f'/right/image: match_failed: matching process (pid {killed}) ended with exit code '
+            f'-9; skipped') in err
+    assert f'/right/image: matcher_restart: matching process (pid {killed}) ended' in err

@@ -26,16 +26,18 @@ Per backend (``--backend``, repeatable) it reports:
         [--rates 2,5,20,30] [--seconds 40] [--no-search] [--soak-minutes 10]
         [--profile DIR]
 
-``--profile DIR`` records the node process with py-spy (``pip install py-spy``) during each
-fixed-rate phase (all threads, idle and GIL-waiting samples included) and writes the collapsed
-stacks plus a per-thread summary there.
+``--profile DIR`` records the node and its matching process with py-spy (``pip install
+py-spy``) during each fixed-rate phase, sampling the thread that holds each process's GIL, and
+writes the collapsed stacks there and a summary (who holds the GIL, doing what) to stdout.
+Each phase also reports the CPU time per thread of both processes (from /proc, named by
+py-spy where it is installed).
 """
 import argparse
 import math
 import os
+import re
 import shutil
 import subprocess
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,8 +59,6 @@ TOPICS = ('/left/image', '/right/image')
 SUSTAINED_FRACTION = 0.95
 # Binary search stops when upper / lower is below this; the linear scan then steps by it.
 SEARCH_RESOLUTION = 1.10
-# Drop causes counted per pair (the rest per frame); see the node's /diagnostics.
-PAIR_DROPS = ('superseded', 'size_mismatch', 'match_failed')
 
 
 def parse_args():
@@ -166,16 +166,16 @@ class Phase:
 
 
 def accounting(diagnostics: Dict[str, str]):
-    """(frames received, frames accounted for) from the node's counters: every frame is
-    matched, dropped (pair causes count two frames), or still pending."""
-    drops = {key[6:]: int(value) for key, value in diagnostics.items()
-             if key.startswith('drops.')}
+    """(frames received, frames accounted for) from the node's counters: every image frame is
+    processed, dropped for one cause (bad_camera_info counts camera_info messages) or pending.
+    Accounted is None for a node that does not count processed frames (older versions)."""
     frames = int(diagnostics.get('frames_received', 0))
-    pairs = int(diagnostics.get('pairs_processed', 0)) + sum(
-        drops.get(cause, 0) for cause in PAIR_DROPS)
-    pending = int(diagnostics.get('frames_pending', 0))
-    per_frame = sum(number for cause, number in drops.items() if cause not in PAIR_DROPS)
-    return frames, 2 * pairs + per_frame + pending
+    if 'frames_processed' not in diagnostics:
+        return frames, None
+    drops = sum(int(value) for key, value in diagnostics.items()
+                if key.startswith('drops.') and key != 'drops.bad_camera_info')
+    return frames, (int(diagnostics['frames_processed']) + drops
+                    + int(diagnostics['frames_pending']))
 
 
 class NodeRun:
@@ -207,8 +207,8 @@ class NodeRun:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.profiler = subprocess.Popen(
             [py_spy, 'record', '--pid', str(self.node.process.pid), '--duration',
-             str(int(seconds)), '--rate', '50', '--threads', '--idle', '--gil', '--nonblocking',
-             '--format', 'raw', '--output', str(path)],
+             str(int(seconds)), '--rate', '50', '--threads', '--gil', '--subprocesses',
+             '--nonblocking', '--format', 'raw', '--output', str(path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
     def phase(self, rate: float, warmup: float, seconds: float, profile: Optional[Path] = None,
@@ -218,11 +218,10 @@ class NodeRun:
         if profile is not None:
             self.start_profile(profile, seconds)
         rss_start = self.node.rss_mib() if rss else None
-        cpu_start = thread_cpu_seconds(self.node.process.pid)
+        clock = ThreadClock(self.node.process.pid)
         stamps = self.player.play(rate, seconds)
         played = (stamps[-1] - stamps[0]) * 1e-9 + 1.0 / rate if stamps else seconds
-        pid = self.node.process.pid
-        cpu = cpu_share(pid, cpu_start, thread_cpu_seconds(pid), played)
+        cpu = clock.shares(played)
         # The last pairs still in work: wait out two of the matcher's slowest runs.
         matcher_p95 = float(self.client.latest_diagnostics().get('matcher_p95_ms', 'nan'))
         time.sleep(max(1.5, 2e-3 * matcher_p95 if math.isfinite(matcher_p95) else 10.0))
@@ -242,30 +241,64 @@ class NodeRun:
         return self.node.stop()
 
 
-def thread_cpu_seconds(pid: int) -> Dict[int, tuple]:
-    """tid -> (thread name, CPU seconds so far) of every thread of process `pid` (Linux)."""
-    ticks = os.sysconf('SC_CLK_TCK')
-    threads = {}
-    for task in Path(f'/proc/{pid}/task').iterdir():
-        try:
-            stat = (task / 'stat').read_text()
-            name = (task / 'comm').read_text().strip()
-        except OSError:  # the thread ended meanwhile
-            continue
-        fields = stat[stat.rindex(')') + 2:].split()
-        threads[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
-    return threads
+def process_tree(pid: int) -> List[int]:
+    """`pid` and its descendants (the node and its matching process)."""
+    pids, found = [pid], []
+    while pids:
+        current = pids.pop()
+        found.append(current)
+        for task in Path(f'/proc/{current}/task').iterdir():
+            try:
+                pids += [int(child) for child in (task / 'children').read_text().split()]
+            except OSError:  # the thread ended meanwhile
+                pass
+    return found
 
 
-def cpu_share(pid: int, start: Dict[int, tuple], end: Dict[int, tuple], seconds: float,
-              ) -> Dict[str, float]:
-    """CPU seconds per second of wall time per thread between two thread_cpu_seconds() of
-    process `pid` ('main' for its first thread; the idle ones left out)."""
-    shares = Counter()
-    for tid, (name, used) in end.items():
-        spent = used - start.get(tid, (name, 0.0))[1]
-        shares['main' if tid == pid else f'{name} ({tid})'] += spent / seconds
-    return {name: share for name, share in shares.most_common() if share >= 0.005}
+def python_thread_names(pid: int) -> Dict[int, str]:
+    """tid -> Python thread name of the threads running Python code, from py-spy dump ({}
+    without py-spy): the kernel names them all 'python'."""
+    py_spy = shutil.which('py-spy')
+    if py_spy is None:
+        return {}
+    dump = subprocess.run([py_spy, 'dump', '--pid', str(pid), '--nonblocking'],
+                          capture_output=True, text=True).stdout
+    return {int(tid): name for tid, name in
+            re.findall(r'^Thread (\d+) \(\w+\): "([^"]*)"', dump, re.MULTILINE)}
+
+
+class ThreadClock:
+    """CPU time per thread of the node's process and its matching process (Linux /proc),
+    labelled 'node'/'model' and by Python thread name ('native' for threads without Python:
+    DDS, OpenMP)."""
+
+    def __init__(self, pid: int):
+        self.labels = {}
+        for role, process in zip(('node', 'model'), process_tree(pid)):
+            names = python_thread_names(process)
+            for task in Path(f'/proc/{process}/task').iterdir():
+                self.labels[int(task.name)] = f"{role} {names.get(int(task.name), 'native')}"
+        self.start = self.seconds()
+
+    def seconds(self) -> Dict[int, float]:
+        ticks = os.sysconf('SC_CLK_TCK')
+        used = {}
+        for tid in self.labels:
+            try:
+                stat = Path(f'/proc/{tid}/stat').read_text()
+            except OSError:  # the thread ended meanwhile
+                continue
+            fields = stat[stat.rindex(')') + 2:].split()
+            used[tid] = (int(fields[11]) + int(fields[12])) / ticks
+        return used
+
+    def shares(self, seconds: float) -> Dict[str, float]:
+        """CPU seconds per second of wall time since the start, per label (summed), the
+        idle ones left out."""
+        shares = Counter()
+        for tid, used in self.seconds().items():
+            shares[self.labels[tid]] += (used - self.start.get(tid, used)) / seconds
+        return {label: share for label, share in shares.most_common() if share >= 0.005}
 
 
 # -- the runs ----------------------------------------------------------------------------
@@ -348,6 +381,12 @@ def phase_line(phase: Phase) -> str:
             + ', '.join(f'{name} {share:.2f}' for name, share in phase.thread_cpu.items()))
 
 
+def accounted_text(frames: int, accounted: Optional[int]) -> str:
+    if accounted is None:
+        return 'n/a'
+    return 'exact' if accounted == frames else f'{accounted} != {frames}'
+
+
 def fixed_table(label, phases: List[Phase]) -> List[str]:
     reference = phases[0].processed_per_s or float('nan')
     lines = [f'Fixed input rates ({label}); latency = image stamp -> Matches received, ms; '
@@ -367,30 +406,32 @@ def fixed_table(label, phases: List[Phase]) -> List[str]:
             f'{ms(phase.latencies, 50)} / {ms(phase.latencies, 95)} / '
             f'{ms(phase.latencies, 100)} | {d.get("matcher_p50_ms")} / '
             f'{d.get("matcher_p95_ms")} | {p95 / matcher_p95:.2f} | {frames} ({phase.frames_sent})'
-            f' | {"exact" if accounted == frames else f"{accounted} != {frames}"} | '
+            f' | {accounted_text(frames, accounted)} | '
             f'{drops_text(d)} | {phase.load:.1f} |')
     return lines
 
 
 def profile_summary(path: Path, top: int = 12) -> str:
-    """Samples per thread and the hottest leaf functions of a py-spy raw (collapsed) file."""
-    threads = Counter()
-    leaves = Counter()
-    total = 0
+    """Share of the GIL-holding samples per process and thread, and the hottest leaf
+    functions, of a py-spy raw (collapsed) file."""
+    threads, leaves, total = Counter(), Counter(), 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(' ')
         if not count.isdigit():
             continue
-        count = int(count)
         frames = stack.split(';')
-        thread = next((f for f in frames if f.startswith('thread')), frames[0])
-        threads[thread] += count
-        leaves[(thread.split(' ')[-1] if 'thread' in thread else '', frames[-1])] += count
-        total += count
-    lines = [f'py-spy {path.name}: {total} samples']
+        process = ('model' if 'matching_process' in frames[0] else 'node'
+                   ) if frames[0].startswith('process') else 'node'
+        thread = next((frame for frame in frames if frame.startswith('thread')), '?')
+        threads[f'{process} {thread}'] += int(count)
+        leaves[f'{process} {frames[-1]}'] += int(count)
+        total += int(count)
+    if not total:
+        return f'py-spy {path.name}: no samples'
+    lines = [f'py-spy {path.name}: {total} GIL-holding samples']
     lines += [f'  {count / total:6.1%}  {thread}' for thread, count in threads.most_common()]
     lines += ['  hottest leaves:']
-    lines += [f'  {count / total:6.1%}  {leaf}' for (_, leaf), count in leaves.most_common(top)]
+    lines += [f'  {count / total:6.1%}  {leaf}' for leaf, count in leaves.most_common(top)]
     return '\n'.join(lines)
 
 

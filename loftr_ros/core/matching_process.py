@@ -138,7 +138,7 @@ class MatchingSession:
             reference, reference_camera = self.reference
             result = self.matcher.match(reference, prepared, reference_camera, camera)
             # The pair's cost includes this frame's extraction (not the reused reference's).
-            self.matcher.add_preparation(result, prepared)
+            result = self.matcher.add_preparation(result, prepared)
         replace = result is None or every_frame or policy.should_replace(result)
         if replace:
             self.reference = (prepared, camera)

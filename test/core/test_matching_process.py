@@ -4,6 +4,7 @@ or when it dies, and a caller that never imports torch. MatchingSession, the mat
 process's state, is tested in this process. The opencv backend: no weights, fast, and a
 per-image stage (SIFT) like the models."""
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -162,3 +163,17 @@ def test_a_stream_extracts_each_frame_once_and_times_it_in_its_pair():
     assert session.match_next(frames[2], None, keep, every_frame=True)[1]
     assert session.match_next(frames[3], None, keep, False, reset=True) == (None, True)
     assert counting.extracted == session.prepared_images == len(frames) + 3
+
+
+def test_a_result_survives_pickling():
+    """How results cross from the matching process: every field, timings still read-only."""
+    image0, image1 = views([0, 6])
+    result = Matcher(CONFIG.replace(geometry='fundamental')).match(image0, image1)
+    copy = pickle.loads(pickle.dumps(result))
+    for name in ('keypoints0', 'keypoints1', 'scores', 'inliers'):
+        np.testing.assert_array_equal(getattr(copy, name), getattr(result, name))
+    assert (copy.image_size0, copy.image_size1, copy.geometry_model) == (
+        result.image_size0, result.image_size1, 'fundamental')
+    assert dict(copy.timings) == dict(result.timings)
+    with pytest.raises(TypeError):
+        copy.timings['total'] = 0.0

@@ -10,7 +10,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from skimage import data as skdata
 
 from loftr_ros.core.stamps import stamp_to_ns
-from loftr_ros.ros.client import MatcherClient
+from loftr_ros.testing.client import MatcherClient
 from loftr_ros.ros.conversions import image_msg_from_array, make_header
 
 RATE_HZ = 30.0

@@ -8,9 +8,11 @@ Publishers use the sensor-data QoS of a camera driver.
 
 Per backend (``--backend``, repeatable) it reports:
 
-- fixed rates (``--rates``, default 2,5,20,30 Hz), each with a freshly started node: pairs
-  sent, processed pairs per second (Matches received for the pairs sent in the measuring
-  window) and its ratio to the first rate, latency p50/p95 (and max), the matcher's own
+- fixed rates (``--rates``, default 2,5,20,30 Hz), each with a freshly started node, the
+  sequence repeated ``--rounds`` times (on a shared machine the load drifts over minutes, so
+  rates are compared within a round, and pooled over the rounds): pairs sent, processed pairs
+  per second (Matches received for the pairs sent in the measuring window) and its ratio to
+  the first rate, latency p50/p95 (and max), the matcher's own
   p50/p95 (the node's /diagnostics), and the node's accounting of every frame it received
   (processed, each drop cause, still pending), checked to add up;
 - the maximum sustained rate: ros2_benchmark's search (``determine_max_sustainable_framerate``
@@ -23,7 +25,7 @@ Per backend (``--backend``, repeatable) it reports:
 
     scripts/ros_env.sh python benchmarks/bench_node.py [--backend xfeat]
         [--params-file config/stereo_matcher.yaml] [--set matcher.resize:=512]
-        [--rates 2,5,20,30] [--seconds 40] [--no-search] [--soak-minutes 10]
+        [--rates 2,5,20,30] [--rounds 2] [--seconds 40] [--no-search] [--soak-minutes 10]
         [--profile DIR]
 
 ``--profile DIR`` records the node and its matching process with py-spy (``pip install
@@ -72,6 +74,9 @@ def parse_args():
     parser.add_argument('--label', help='name of the configuration in the tables')
     parser.add_argument('--bag', default=str(EUROC_BAG))
     parser.add_argument('--rates', default='2,5,20,30', help='fixed input rates, Hz')
+    parser.add_argument('--rounds', type=int, default=2,
+                        help='the fixed rates run this many times, interleaved (a shared '
+                             'machine\'s load drifts: compare rates within a round)')
     parser.add_argument('--seconds', type=float, default=40.0,
                         help='measuring window of each fixed rate, after --warmup')
     parser.add_argument('--warmup', type=float, default=6.0,
@@ -139,6 +144,7 @@ class Phase:
     """What one stretch of input at a fixed rate gave."""
 
     rate: float
+    round: int
     sent: int                      # pairs sent in the measuring window
     seconds: float                 # measuring window, as played
     latencies: List[float]         # seconds, stamp -> Matches received, matched pairs
@@ -181,7 +187,7 @@ def accounting(diagnostics: Dict[str, str]):
 class NodeRun:
     """matcher_node in another process, the replay client, and an optional profiler."""
 
-    def __init__(self, args, backend: str, pairs):
+    def __init__(self, args, backend: str, pairs, round_: int = 1):
         from rclpy.qos import qos_profile_sensor_data
 
         from loftr_ros.testing.client import MatcherClient, NodeProcess
@@ -193,6 +199,7 @@ class NodeRun:
         # A camera driver's QoS: best effort, the newest sample only.
         self.client = MatcherClient(name='bench_node_client', qos=qos_profile_sensor_data)
         self.player = Player(self.client, pairs)
+        self.round = round_
         try:
             self.client.wait_for_subscribers(TOPICS, timeout=300.0, process=self.node)
         except TimeoutError as error:
@@ -233,7 +240,8 @@ class NodeRun:
         with self.client.lock:
             received = dict(self.client.received_ns)
         latencies = [(received[stamp] - stamp) * 1e-9 for stamp in stamps if stamp in received]
-        return Phase(rate, len(stamps), played, latencies, os.getloadavg()[0], diagnostics,
+        return Phase(rate, self.round, len(stamps), played, latencies, os.getloadavg()[0],
+                     diagnostics,
                      2 * self.player.index, (rss_start, rss_end) if rss else (), cpu)
 
     def close(self):
@@ -273,48 +281,51 @@ class ThreadClock:
     DDS, OpenMP)."""
 
     def __init__(self, pid: int):
-        self.labels = {}
+        self.labels = {}  # /proc/PID/task/TID -> label
         for role, process in zip(('node', 'model'), process_tree(pid)):
             names = python_thread_names(process)
             for task in Path(f'/proc/{process}/task').iterdir():
-                self.labels[int(task.name)] = f"{role} {names.get(int(task.name), 'native')}"
+                self.labels[task] = f"{role} {names.get(int(task.name), 'native')}"
         self.start = self.seconds()
 
-    def seconds(self) -> Dict[int, float]:
+    def seconds(self) -> Dict[Path, float]:
         ticks = os.sysconf('SC_CLK_TCK')
         used = {}
-        for tid in self.labels:
+        for task in self.labels:
             try:
-                stat = Path(f'/proc/{tid}/stat').read_text()
+                stat = (task / 'stat').read_text()
             except OSError:  # the thread ended meanwhile
                 continue
             fields = stat[stat.rindex(')') + 2:].split()
-            used[tid] = (int(fields[11]) + int(fields[12])) / ticks
+            used[task] = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
         return used
 
     def shares(self, seconds: float) -> Dict[str, float]:
-        """CPU seconds per second of wall time since the start, per label (summed), the
-        idle ones left out."""
+        """CPU seconds per second of wall time since the start, per label (threads of one
+        label summed), the idle ones left out."""
         shares = Counter()
-        for tid, used in self.seconds().items():
-            shares[self.labels[tid]] += (used - self.start.get(tid, used)) / seconds
+        for task, used in self.seconds().items():
+            shares[self.labels[task]] += (used - self.start.get(task, used)) / seconds
         return {label: share for label, share in shares.most_common() if share >= 0.005}
 
 
 # -- the runs ----------------------------------------------------------------------------
 
 def fixed_rates(args, backend, pairs) -> List[Phase]:
+    """Each rate of --rates with a fresh node, --rounds times over."""
     phases = []
-    for rate in (float(r) for r in args.rates.split(',')):
-        run = NodeRun(args, backend, pairs)
-        try:
-            profile = (args.profile / f'{backend}_{rate:g}hz.txt' if args.profile else None)
-            phases.append(run.phase(rate, args.warmup, args.seconds, profile))
-        finally:
-            run.close()
-        print(phase_line(phases[-1]), flush=True)
-        if profile is not None:
-            print(profile_summary(profile), flush=True)
+    for round_ in range(1, args.rounds + 1):
+        for rate in (float(r) for r in args.rates.split(',')):
+            run = NodeRun(args, backend, pairs, round_)
+            try:
+                profile = (args.profile / f'{backend}_{rate:g}hz_{round_}.txt' if args.profile
+                           else None)
+                phases.append(run.phase(rate, args.warmup, args.seconds, profile))
+            finally:
+                run.close()
+            print(phase_line(phases[-1]), flush=True)
+            if profile is not None:
+                print(profile_summary(profile), flush=True)
     return phases
 
 
@@ -388,26 +399,58 @@ def accounted_text(frames: int, accounted: Optional[int]) -> str:
 
 
 def fixed_table(label, phases: List[Phase]) -> List[str]:
-    reference = phases[0].processed_per_s or float('nan')
+    firsts = {}
+    for phase in phases:
+        firsts.setdefault(phase.round, phase.processed_per_s or float('nan'))
     lines = [f'Fixed input rates ({label}); latency = image stamp -> Matches received, ms; '
-             f'matcher = the model\'s own time in the node (its /diagnostics), ms.', '',
-             '| input Hz | pairs sent (/s) | processed pairs/s | vs first | latency p50 / p95 '
-             '/ max | matcher p50 / p95 | p95 / matcher p95 | node frames (of sent) | '
-             'accounted | drops | load |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']
+             'matcher = the model\'s own time in the node, overhead = the rest of image '
+             'arrival -> Matches published (both from its /diagnostics), ms.', '',
+             '| round | input Hz | pairs sent (/s) | processed pairs/s | vs first | latency p50 '
+             '/ p95 / max | matcher p50 / p95 | p95 / matcher p95 | node overhead p50 / p95 | '
+             'node frames (of sent) | accounted | drops | load |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for phase in phases:
         d = phase.diagnostics
         frames, accounted = accounting(d)
         matcher_p95 = float(d.get('matcher_p95_ms', 'nan'))
         p95 = float(np.percentile(phase.latencies, 95) * 1e3) if phase.latencies else math.nan
         lines.append(
-            f'| {phase.rate:g} | {phase.sent} ({phase.achieved_rate:.2f}) | '
-            f'{phase.processed_per_s:.2f} | {phase.processed_per_s / reference:.0%} | '
+            f'| {phase.round} | {phase.rate:g} | {phase.sent} ({phase.achieved_rate:.2f}) | '
+            f'{phase.processed_per_s:.2f} | {phase.processed_per_s / firsts[phase.round]:.0%} | '
             f'{ms(phase.latencies, 50)} / {ms(phase.latencies, 95)} / '
             f'{ms(phase.latencies, 100)} | {d.get("matcher_p50_ms")} / '
-            f'{d.get("matcher_p95_ms")} | {p95 / matcher_p95:.2f} | {frames} ({phase.frames_sent})'
+            f'{d.get("matcher_p95_ms")} | {p95 / matcher_p95:.2f} | {d.get("overhead_p50_ms")} / '
+            f'{d.get("overhead_p95_ms")} | {frames} ({phase.frames_sent})'
             f' | {accounted_text(frames, accounted)} | '
             f'{drops_text(d)} | {phase.load:.1f} |')
+    return lines
+
+
+def pooled_table(label, phases: List[Phase]) -> List[str]:
+    """Per rate, over the rounds: processed pairs/s (matched / seconds), its ratio to the first
+    rate, latency percentiles of all matched pairs, and the matcher's p95 per round."""
+    rates = list(dict.fromkeys(phase.rate for phase in phases))
+    pooled = {}
+    for rate in rates:
+        of_rate = [phase for phase in phases if phase.rate == rate]
+        matched = sum(phase.matched for phase in of_rate)
+        seconds = sum(phase.seconds for phase in of_rate)
+        latencies = [value for phase in of_rate for value in phase.latencies]
+        matcher = [float(phase.diagnostics.get('matcher_p95_ms', 'nan')) for phase in of_rate]
+        pooled[rate] = (matched / seconds, latencies, matcher)
+    first = pooled[rates[0]][0] or float('nan')
+    lines = [f'Over {max(phase.round for phase in phases)} round(s) ({label}): processed pairs/s '
+             '= pairs matched / seconds, all rounds; latency of all matched pairs, ms.', '',
+             '| input Hz | processed pairs/s | vs first | latency p50 / p95 | matcher p95 per '
+             'round | latency p95 / median matcher p95 |', '|---|---|---|---|---|---|']
+    for rate in rates:
+        rate_per_s, latencies, matcher = pooled[rate]
+        p95 = np.percentile(latencies, 95) * 1e3 if latencies else math.nan
+        lines.append(
+            f'| {rate:g} | {rate_per_s:.2f} | {rate_per_s / first:.0%} | '
+            f'{ms(latencies, 50)} / {ms(latencies, 95)} | '
+            f'{", ".join(f"{value:.0f}" for value in matcher)} | '
+            f'{p95 / np.median(matcher):.2f} |')
     return lines
 
 
@@ -450,6 +493,7 @@ def main():
             continue
         phases = fixed_rates(args, backend, pairs)
         print('\n' + '\n'.join(fixed_table(label, phases)), flush=True)
+        print('\n' + '\n'.join(pooled_table(label, phases)), flush=True)
         if not args.no_search:
             rate, probes = max_sustained_rate(args, backend, pairs)
             print(f'\nmaximum sustained rate ({label}): {rate:.2f} Hz '

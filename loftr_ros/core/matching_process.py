@@ -359,7 +359,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    code = main()
+    # Run by its package name, not as __main__: the exceptions and results sent back are
+    # pickled by their module's name, which the caller imports.
+    from loftr_ros.core import matching_process
+    code = matching_process.main()
     # At once: the interpreter's teardown with torch loaded takes seconds and frees nothing
     # that ending the process does not.
     sys.stdout.flush()

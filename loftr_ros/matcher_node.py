@@ -5,7 +5,8 @@ from loftr_ros.ros.shutdown_signals import ShutdownSignals
 
 
 def main(args=None) -> int:
-    # First: importing the node takes seconds (torch), and a Ctrl-C meanwhile ends it quietly.
+    # First: importing the node takes a while (rclpy, the messages), and a Ctrl-C meanwhile ends
+    # it quietly.
     signals = ShutdownSignals()
     try:
         from loftr_ros.ros.node import main as run_node

@@ -36,12 +36,19 @@ class Setting:
     # None checks no type.
     kind: Optional[type] = None
 
-    def check(self, name: str, value, exact: bool = False) -> Optional[str]:
+    def check(self, name: str, value) -> Optional[str]:
         """None when `value` is valid for the setting `name`, else the reason it is not.
 
-        Its type first, in words: a bool is no number and a number no bool. A float setting
-        takes an integer (YAML's ``1``) unless `exact` (a ROS parameter, typed: rclpy keeps
-        the integer 1 an integer, so a double parameter refuses it)."""
+        Its type first, in words: a bool is no number and a number no bool; a float setting
+        takes an integer (YAML's ``1``)."""
+        return self._reason(name, value, exact=False)
+
+    def check_parameter(self, name: str, value) -> Optional[str]:
+        """As `check`, for a typed ROS parameter: rclpy keeps the integer 1 an integer, so a
+        double parameter refuses it, and a list parameter takes a list only."""
+        return self._reason(name, value, exact=True)
+
+    def _reason(self, name: str, value, exact: bool) -> Optional[str]:
         reason = self._type_reason(name, value, exact)
         if reason:
             return reason

@@ -55,7 +55,7 @@ class ParameterSpec:
         words: parameters are typed, so a double parameter refuses the integer 1)."""
         if self.setting.kind is list and value is None:
             return None  # an empty list arrives unset (see declare_parameters)
-        return self.setting.check(self.name, value, exact=True)
+        return self.setting.check_parameter(self.name, value)
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,9 @@ class XFeatOnnxBackend(OnnxBackend, XFeatBackend):
         return [('extract', None), (self.conf['matcher'], None)]
 
     def extract_batch(self, images: torch.Tensor) -> List[Features]:
+        # The graph takes one channel (exported so): XFeat's network begins with the mean over
+        # the channels, taken here for a colour image.
+        images = images.mean(dim=1, keepdim=True)
         outputs = self.graph('extract')(image=images.numpy())
         features = []
         for index in range(len(images)):

@@ -151,11 +151,14 @@ class MatchingProcess:
     Raises what building the Matcher raises (ConfigError, BackendError, WeightsError), or
     MatchingProcessError when the process ends before it is ready. `config` is the owner of the
     matcher settings in force: assign a config that differs in its runtime settings to change
-    them; every request sends it.
+    them; every request sends it, and `used_config` is the one the last request was sent with
+    (read it in the thread that made the request).
     """
 
     def __init__(self, config: MatcherConfig):
         self.config = config
+        # The config the last request was sent with (its results' settings and config_id).
+        self.used_config = config
         self.restarts = 0   # times `restart` started a new process
         self._lock = threading.Lock()
         self._start()
@@ -172,8 +175,8 @@ class MatchingProcess:
                 pass_fds=[theirs.fileno()])
         self._connection = Connection(ours.detach())
         try:
-            self.model_name, self.device = self._request((), lambda slots: (
-                'start', self.config, dict(BACKENDS), dict(ONNX_BACKENDS)))
+            self.model_name, self.device = self._request((), lambda slots, config: (
+                'start', config, dict(BACKENDS), dict(ONNX_BACKENDS)))
         except BaseException:  # a bad configuration, or Ctrl-C while the model loads
             self.close()
             raise
@@ -191,27 +194,32 @@ class MatchingProcess:
               camera0: Optional[CameraModel] = None,
               camera1: Optional[CameraModel] = None, one_by_one: bool = False) -> MatchResult:
         """MatchingSession.match_pair of two images in the matching process."""
-        return self._request([image0, image1], lambda slots: (
-            'pair', self.config, slots, camera0, camera1, one_by_one))
+        return self._request([image0, image1], lambda slots, config: (
+            'pair', config, slots, camera0, camera1, one_by_one))
 
     def match_next(self, image: np.ndarray, camera: Optional[CameraModel],
                    policy: KeyframePolicy, every_frame: bool, reset: bool = False,
                    ) -> Tuple[Optional[MatchResult], bool]:
         """MatchingSession.match_next in the matching process."""
-        return self._request([image], lambda slots: (
-            'next', self.config, slots[0], camera, policy, every_frame, reset))
+        return self._request([image], lambda slots, config: (
+            'next', config, slots[0], camera, policy, every_frame, reset))
 
     def prepared_images(self) -> int:
         """How many images the matching process has prepared (extracted features of)."""
-        return self._request((), lambda slots: ('prepared_images',))
+        return self._request((), lambda slots, config: ('prepared_images',))
 
-    def _request(self, images: Sequence[np.ndarray], message: Callable[[list], tuple]):
-        """Share `images`, send message(their slots), return the reply's payload."""
+    def _request(self, images: Sequence[np.ndarray],
+                 message: Callable[[list, MatcherConfig], tuple]):
+        """Share `images`, send message(their slots, the config in force), return the reply's
+        payload; `used_config` is that config from then on."""
         with self._lock:
             if self._closed:
                 raise MatchingProcessError('matching process closed')
+            # Read once: what the reply is computed with, whatever is assigned meanwhile.
+            config = self.config
+            self.used_config = config
             try:
-                self._connection.send(message(self._share(images)))
+                self._connection.send(message(self._share(images), config))
                 kind, payload = self._connection.recv()
             except (EOFError, OSError):
                 raise MatchingProcessError(

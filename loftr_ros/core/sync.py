@@ -57,9 +57,10 @@ class StereoSynchronizer:
         self._queues = (deque(), deque())
         self._last_stamp = [None, None]
 
-    def reset(self):
-        """Forget pending frames and the last stamps (pending frames count as stamp_reset)."""
-        self.drops['stamp_reset'] += len(self._queues[0]) + len(self._queues[1])
+    def reset(self, cause: str = 'stamp_reset'):
+        """Forget pending frames and the last stamps (pending frames count as dropped for
+        `cause`)."""
+        self.drops[cause] += self.pending
         for queue in self._queues:
             queue.clear()
         self._last_stamp = [None, None]

@@ -49,7 +49,9 @@ class Statistics:
         self.overlays = 0          # overlay images published
         self.keyframes = 0         # consecutive mode: reference frames taken
         self.drops = Counter()     # cause -> image frames that were not matched
-        #                            (bad_camera_info: camera_info messages)
+        self.camera_info_refused = Counter()  # reason -> camera_info messages not used
+        self.service_requests = 0  # ~/match_images calls
+        self.service_refused = Counter()      # cause -> calls answered without matches
         self.latency = deque(maxlen=STATS_WINDOW)     # image stamp -> publish, seconds
         self.off_clock = 0         # Matches whose stamp was beyond MAX_LATENCY_S of the clock
         self.clock_offset = None   # the last one's clock - stamp in seconds; None if in range
@@ -65,6 +67,19 @@ class Statistics:
     def drop(self, cause: str, number: int = 1):
         with self.lock:
             self.drops[cause] += number
+
+    def count_camera_info(self, reason: str):
+        """A camera_info message not used: 'invalid' (refused when it arrived) or 'wrong_size'
+        (valid, but for another image size than the frames')."""
+        with self.lock:
+            self.camera_info_refused[reason] += 1
+
+    def service_call(self, refused_cause: Optional[str] = None):
+        """A ~/match_images call answered: with matches, or refused for `refused_cause`."""
+        with self.lock:
+            self.service_requests += 1
+            if refused_cause is not None:
+                self.service_refused[refused_cause] += 1
 
     def submitted(self, frames: int):
         """A job of `frames` frames handed to the worker."""
@@ -122,6 +137,12 @@ class DiagnosticsReport:
         self.name = name
         self._last = (time.monotonic(), 0, 0, 0)  # (time, frames, jobs, processed)
 
+    def restart_rates(self):
+        """The next report's rates start now (after an inactive period of a lifecycle node)."""
+        stats = self.stats
+        with stats.lock:
+            self._last = (time.monotonic(), stats.frames, stats.jobs, stats.processed)
+
     def status(self, identity: Mapping[str, str], hardware_id: str,
                other_drops: Counter, other_pending: int = 0,
                input_publishers: int = 0) -> DiagnosticStatus:
@@ -139,6 +160,8 @@ class DiagnosticsReport:
             pending = stats.frames_in_worker + other_pending
             resets, overlays, keyframes = stats.resets, stats.overlays, stats.keyframes
             drops = dict(stats.drops + other_drops)
+            camera_info_refused = dict(stats.camera_info_refused)
+            service_requests, service_refused = stats.service_requests, dict(stats.service_refused)
             latency, processing = list(stats.latency), list(stats.processing)
             matching, overhead = list(stats.matching), list(stats.overhead)
             matches = list(stats.matches)
@@ -171,6 +194,11 @@ class DiagnosticsReport:
             'drops_total': str(sum(drops.values())),
         })
         values.update({f'drops.{cause}': str(number) for cause, number in sorted(drops.items())})
+        values.update({f'camera_info_refused.{reason}': str(number)
+                       for reason, number in sorted(camera_info_refused.items())})
+        values['service_requests'] = str(service_requests)
+        values.update({f'service_refused.{cause}': str(number)
+                       for cause, number in sorted(service_refused.items())})
         level = DiagnosticStatus.OK
         message = 'matching'
         if frames == last_frames and input_publishers:

@@ -31,13 +31,14 @@ class OverlaySettings:
 
 class OverlayPublisher:
     """Draws and publishes overlays of a node in `mode` ('consecutive' or 'stereo'); `style`
-    auto is flow in consecutive mode, side by side in stereo."""
+    auto is flow in consecutive mode, side by side in stereo. `create_publisher`: the node's
+    (a lifecycle node's publishes only while active)."""
 
-    def __init__(self, node, mode: str, settings: OverlaySettings):
+    def __init__(self, mode: str, settings: OverlaySettings, create_publisher):
         self.mode = mode
         # Replaced as a whole when parameters change; read by the worker.
         self.settings = settings
-        self.publisher = node.create_publisher(
+        self.publisher = create_publisher(
             Image, TOPIC, QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
         self._last = 0.0
 

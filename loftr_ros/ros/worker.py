@@ -11,10 +11,11 @@ Every frame handed over is accounted for in the node's Statistics: matched, drop
 cause, or still pending (waiting or in work). Whatever a job raises costs that job only: a
 refused image is named on its topic (bad_image, image_too_large; in a stereo pair its partner is
 dropped as partner_refused), anything else is match_failed, said with its type and where it was
-raised. When the matching process ends (killed, out of memory, a crash in native code), the
-job in hand is match_failed and the worker starts a new one with the settings in force
-(diagnostics: matcher_restarts); a consecutive stream starts again from its next frame. Only
-when that fails does the worker stop and the node end (exit code 1).
+raised. A lifecycle node's deactivate pauses the worker: the waiting job and a match in progress
+are dropped as deactivated, not published. When the matching process ends (killed, out of
+memory, a crash in native code), the job in hand is match_failed and the worker starts a new one
+with the settings in force (diagnostics: matcher_restarts); a consecutive stream starts again
+from its next frame. Only when that fails does the worker stop and the node end (exit code 1).
 """
 import threading
 from collections import deque
@@ -25,6 +26,7 @@ import numpy as np
 from rclpy.task import Future
 
 from loftr_ros.core.camera import CameraModel
+from loftr_ros.core.config import MatcherConfig
 from loftr_ros.core.errors import ImageError, MatchingProcessError
 from loftr_ros.core.keyframe import KeyframePolicy
 from loftr_ros.core.matching_process import (MatchFailedError, MatchingProcess, PairImageError,
@@ -68,7 +70,7 @@ def job_topic(job: Job) -> str:
 class MatchingWorker:
     """Latest-wins matching of the node's jobs on one thread (see the module docstring).
 
-    publish(result, reference frame, current frame) runs on the worker thread; on_failure(text)
+    publish(result, its config, reference frame, current frame) runs on the worker thread; on_failure(text)
     too, once, when the matching process ended and could not be started again: the worker
     stops. running() is False once the node shuts down (a publish failing then is no error).
     wake_executor() makes the executor look at the service's awaited futures.
@@ -76,7 +78,7 @@ class MatchingWorker:
 
     def __init__(self, matching: MatchingProcess, stats: Statistics,
                  warnings: ThrottledWarnings,
-                 publish: Callable[[MatchResult, Frame, Frame], None],
+                 publish: Callable[[MatchResult, MatcherConfig, Frame, Frame], None],
                  running: Callable[[], bool], on_failure: Callable[[str], None],
                  wake_executor: Callable[[], None],
                  keyframe_policy: KeyframePolicy, every_frame: bool):
@@ -96,6 +98,9 @@ class MatchingWorker:
         self._reset = False                    # the next frame starts a new stream
         self._calls = deque()                  # the service's (image0, image1, future)
         self._stopping = False
+        # False while a lifecycle node is inactive: nothing is published (see pause).
+        self.publishing = True
+        self._publish_lock = threading.Lock()
         # Consecutive mode: the frame new frames are matched against (the matching process
         # holds its features).
         self.reference: Optional[Frame] = None
@@ -122,9 +127,25 @@ class MatchingWorker:
                 self._pending = None
             self._reset = True
 
+    def pause(self):
+        """Publish nothing from now on (a lifecycle node's deactivate): the waiting job is
+        dropped (deactivated), a match in progress is not published (a publication under way
+        ends first), and the next job starts a new stream."""
+        with self._publish_lock:
+            self.publishing = False
+        with self._cond:
+            if self._pending is not None:
+                self._stats.finished(job_frames(self._pending), 'deactivated')
+                self._pending = None
+            self._reset = True
+
+    def resume(self):
+        """Publish again (a lifecycle node's activate)."""
+        self.publishing = True
+
     def match_images(self, image0: np.ndarray, image1: np.ndarray) -> Future:
-        """A Future of the MatchResult of two images (the service), matched before the next
-        job; it holds the LoftrRosError when they cannot be matched, and is cancelled when the
+        """A Future of (MatchResult, the MatcherConfig it was matched with) of two images (the
+        service), matched before the next job; it holds the LoftrRosError when they cannot be matched, and is cancelled when the
         worker stops first."""
         future = Future()
         with self._cond:
@@ -190,7 +211,8 @@ class MatchingWorker:
     def _answer(self, image0, image1, future: Future) -> Optional[MatchingProcessError]:
         """Answer a service call; the MatchingProcessError when the process ended."""
         try:
-            future.set_result(self.matching.match(image0, image1))
+            result = self.matching.match(image0, image1)
+            future.set_result((result, self.matching.used_config))
         except Exception as error:  # noqa: BLE001 -- the future carries it to the service
             future.set_exception(error)
             return error if isinstance(error, MatchingProcessError) else None
@@ -237,17 +259,28 @@ class MatchingWorker:
             return 'size_mismatch'
         result = self.matching.match(left.image, right.image, left.camera, right.camera,
                                      one_by_one=True)
-        self._publish(result, left, right)
+        return self._publish_if_active(result, left, right)
+
+    def _publish_if_active(self, result: MatchResult, reference: Frame, current: Frame,
+                           ) -> Optional[str]:
+        """Publish unless paused; 'deactivated' (the drop cause) when paused."""
+        with self._publish_lock:
+            if not self.publishing:
+                return 'deactivated'
+            # The config this result was matched with (the node may have changed it since).
+            self._publish(result, self.matching.used_config, reference, current)
         return None
 
-    def _process_consecutive(self, frame: Frame, reset: bool) -> None:
+    def _process_consecutive(self, frame: Frame, reset: bool) -> Optional[str]:
         if reset:
             self.reference = None
         result, replaced = self.matching.match_next(frame.image, frame.camera,
                                                     self.keyframe_policy, self.every_frame,
                                                     reset)
+        cause = None
         if result is not None:
-            self._publish(result, self.reference, frame)
+            cause = self._publish_if_active(result, self.reference, frame)
         if replaced:
             self.reference = frame
             self._stats.count('keyframes')
+        return cause

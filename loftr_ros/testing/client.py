@@ -46,10 +46,11 @@ class NodeProcess:
     (discarded when `log_path` is None)."""
 
     def __init__(self, parameters: Mapping[str, object], log_path: Optional[Path] = None,
-                 ros_args: Sequence[str] = ()):
+                 ros_args: Sequence[str] = (), lifecycle: bool = False):
         """`parameters`: name -> value, passed as ``-p name:=value`` after `ros_args` (so they
-        override a ``--params-file`` there)."""
-        command = [sys.executable, '-m', 'loftr_ros.matcher_node', '--ros-args', *ros_args]
+        override a ``--params-file`` there); `lifecycle`: the lifecycle node."""
+        command = [sys.executable, '-m', 'loftr_ros.matcher_node',
+                   *(['--lifecycle'] if lifecycle else []), '--ros-args', *ros_args]
         for name, value in parameters.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             command += ['-p', f'{name}:={text}']
@@ -86,6 +87,11 @@ class NodeProcess:
         would otherwise only learn at its deadline)."""
         if self.process.poll() is not None:
             raise TimeoutError(f'matcher node exited with {self.process.returncode}{details}')
+
+    def children(self) -> List[int]:
+        """The node's child processes (its matching process while it has one)."""
+        return [int(child) for task in Path(f'/proc/{self.process.pid}/task').iterdir()
+                for child in (task / 'children').read_text().split()]
 
     def rss_mib(self, key: str = 'VmRSS') -> float:
         """The node's resident memory in MiB, its matching process's included (Linux); key
@@ -224,23 +230,49 @@ class MatcherClient:
 
     # -- parameters -----------------------------------------------------------------------
 
+    def call(self, service_type: type, name: str, request, timeout: float = 10.0):
+        """Call the matcher node's service `name` (relative to the node: 'set_parameters')
+        and return its response; TimeoutError when it is not there or does not answer."""
+        full_name = f'{self.matcher}/{name}'
+        service = self.node.create_client(service_type, full_name)
+        try:
+            if not service.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f'no {full_name} service within {timeout} s')
+            answered = threading.Event()
+            future = service.call_async(request)
+            future.add_done_callback(lambda _: answered.set())
+            if not answered.wait(timeout):
+                raise TimeoutError(f'{full_name} did not answer in {timeout} s')
+            return future.result()
+        finally:
+            self.node.destroy_client(service)
+
     def set_parameters(self, values: Mapping[str, object], timeout: float = 10.0) -> list:
         """Set parameters of the matcher node through its ``set_parameters`` service, as
         ``ros2 param set`` does; returns its SetParametersResult for each, in order."""
         request = SetParameters.Request(parameters=[
             Parameter(name, value=value).to_parameter_msg() for name, value in values.items()])
-        service = self.node.create_client(SetParameters, f'{self.matcher}/set_parameters')
-        try:
-            if not service.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f'no {self.matcher}/set_parameters service within {timeout} s')
-            answered = threading.Event()
-            future = service.call_async(request)
-            future.add_done_callback(lambda _: answered.set())
-            if not answered.wait(timeout):
-                raise TimeoutError(f'{self.matcher}/set_parameters did not answer in {timeout} s')
-            return list(future.result().results)
-        finally:
-            self.node.destroy_client(service)
+        return list(self.call(SetParameters, 'set_parameters', request, timeout).results)
+
+    # -- life cycle (the lifecycle node) ----------------------------------------------------
+
+    def lifecycle_state(self, timeout: float = 10.0) -> str:
+        """The lifecycle node's state label ('unconfigured', 'inactive', ...), from
+        ~/get_state as ``ros2 lifecycle get`` reads it."""
+        from lifecycle_msgs.srv import GetState
+        return self.call(GetState, 'get_state', GetState.Request(), timeout).current_state.label
+
+    def change_state(self, transition: str, timeout: float = 60.0) -> bool:
+        """Trigger `transition` ('configure', 'activate', 'deactivate', 'cleanup', 'shutdown')
+        through ~/change_state, as ``ros2 lifecycle set`` does; whether it succeeded."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+        if transition == 'shutdown':  # one transition per state; the node picks by label
+            request = ChangeState.Request(transition=Transition(label='shutdown'))
+        else:
+            request = ChangeState.Request(transition=Transition(
+                id=getattr(Transition, f'TRANSITION_{transition.upper()}')))
+        return self.call(ChangeState, 'change_state', request, timeout).success
 
     # -- collecting -----------------------------------------------------------------------
 

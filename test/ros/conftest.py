@@ -5,7 +5,10 @@ captured), and frames of a real photo; `ros_context` and the `harness` client ar
 DDS stays on this machine: test/conftest.py sets the loopback environment before anything
 here imports rclpy, and the node processes inherit it.
 """
+import os
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -29,8 +32,11 @@ class InProcessNode:
         threading.Thread(target=self.executor.spin, daemon=True).start()
 
     def close(self):
-        self.executor.shutdown(timeout_sec=5)
-        self.node.destroy_node()
+        """Stop spinning and destroy the node (once; the fixture closes it after the test)."""
+        if self.executor is not None:
+            self.executor.shutdown(timeout_sec=5)
+            self.node.destroy_node()
+            self.executor = None
 
 
 @pytest.fixture
@@ -49,17 +55,50 @@ def start_node(ros_context):
 
 @pytest.fixture
 def node_process(tmp_path):
-    """node_process(log_name, ros_args, **parameters) -> NodeProcess, stopped after the
-    test."""
+    """node_process(log_name, ros_args, lifecycle, **parameters) -> NodeProcess, stopped after
+    the test."""
     started = []
 
-    def start(log_name='matcher_node.log', ros_args=(), **parameters):
-        started.append(NodeProcess(parameters, tmp_path / log_name, ros_args))
+    def start(log_name='matcher_node.log', ros_args=(), lifecycle=False, **parameters):
+        started.append(NodeProcess(parameters, tmp_path / log_name, ros_args, lifecycle))
         return started[-1]
 
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def replace_opencv_backend(monkeypatch):
+    """replace_opencv_backend(module, class_name): the opencv backend replaced by a backend of
+    this directory in this process's registry, which the node's matching process builds from
+    (and imports from this directory)."""
+    from loftr_ros.core.backends import BACKENDS
+
+    def replace(module, class_name):
+        monkeypatch.setenv('PYTHONPATH', os.pathsep.join(filter(None, [
+            str(Path(__file__).parent), os.environ.get('PYTHONPATH')])))
+        monkeypatch.setitem(BACKENDS, 'opencv', (module, class_name))
+    return replace
+
+
+@pytest.fixture
+def slow_backend(replace_opencv_backend, monkeypatch, tmp_path):
+    """slow_backend(seconds) -> started: the opencv backend replaced by slow_backend.SlowBackend,
+    taking `seconds` over each pair; started() waits until a match is under way."""
+    def install(seconds):
+        started = tmp_path / 'slow_backend_started'
+        monkeypatch.setenv('SLOW_BACKEND_S', str(seconds))
+        monkeypatch.setenv('SLOW_BACKEND_STARTED', str(started))
+        replace_opencv_backend('slow_backend', 'SlowBackend')
+
+        def wait_started(timeout=30.0):
+            deadline = time.monotonic() + timeout
+            while not started.exists():
+                assert time.monotonic() < deadline, 'no match started'
+                time.sleep(0.01)
+        return wait_started
+    return install
 
 
 def sideways_photo_frames(shifts):

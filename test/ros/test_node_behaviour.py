@@ -212,6 +212,11 @@ def test_service_returns_the_matches_of_the_topic_path(photo_views, start_node, 
         time.sleep(0.02)
     assert not future.result().success
     assert "unsupported encoding 'jpeg'" in future.result().message
+    # Counted apart from the image frames, under the cause.
+    diagnostics = harness.diagnostics_after(time.monotonic())
+    assert diagnostics['service_requests'] == '2', diagnostics
+    assert diagnostics['service_refused.bad_image'] == '1', diagnostics
+    assert diagnostics['frames_received'] == '2', diagnostics
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from rcl_interfaces.srv import SetParametersAtomically
 from rclpy.parameter import Parameter
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage
@@ -112,17 +113,24 @@ def test_bad_camera_info_is_refused_and_the_previous_calibration_kept(
            'zero focal length': ((0.0,) + k[1:], d, 'focal lengths must be positive')}
     for count, (name, (bad_k, bad_d, reason)) in enumerate(bad.items(), start=1):
         harness.publish('/left/camera_info', camera_info(bad_k, bad_d, pairs.stamp), CameraInfo)
-        wait_diagnostic(harness, 'drops.bad_camera_info', str(count))
+        wait_diagnostic(harness, 'camera_info_refused.invalid', str(count))
         assert pairs.good_pair().geometry_model == 'essential', name
         node.wait_for_line('/left/camera_info: bad_camera_info: ')
         assert reason in node.log, name
 
-    # Valid, but for 752x480 images: the 320x240 frames are matched without it.
+    # Valid, but for 752x480 images: the 320x240 frames are matched without it, the message
+    # counted once (not as a drop of every frame) and the reason given in the geometry.
     harness.publish('/right/camera_info', camera_info(k, d, pairs.stamp, 752, 480), CameraInfo)
     settle()
-    assert pairs.good_pair().geometry_model == 'fundamental'
+    for _ in range(3):
+        assert pairs.good_pair().geometry_model == 'fundamental'
     node.wait_for_line('/right/camera_info: bad_camera_info: the calibration is for 752x480 '
-                       'images, not 320x240 on the image topic; frame matched without it')
+                       'images, not 320x240 on the image topic; frames matched without it')
+    wait_diagnostic(harness, 'geometry', 'fundamental: essential needs both cameras, '
+                    '/right/camera_info: the calibration is for 752x480 images, not 320x240')
+    diagnostics = harness.latest_diagnostics()
+    assert diagnostics['camera_info_refused.wrong_size'] == '1', diagnostics
+    assert not [key for key in diagnostics if key.startswith('drops.')], diagnostics
     assert node.process.poll() is None
 
 
@@ -232,14 +240,9 @@ def test_left_only_nan_is_named_on_the_left_topic_and_duplicates_are_said(
 
 
 @pytest.fixture
-def backend_failing_on_second_pair(monkeypatch):
-    """The opencv backend replaced by failing_backend.FailingOnSecondPair in this process's
-    registry, which the node's matching process builds from (and imports from this directory)."""
-    from loftr_ros.core.backends import BACKENDS
-    here = str(Path(__file__).parent)
-    monkeypatch.setenv('PYTHONPATH', os.pathsep.join(filter(None, [
-        here, os.environ.get('PYTHONPATH')])))
-    monkeypatch.setitem(BACKENDS, 'opencv', ('failing_backend', 'FailingOnSecondPair'))
+def backend_failing_on_second_pair(replace_opencv_backend):
+    """The opencv backend replaced by failing_backend.FailingOnSecondPair."""
+    replace_opencv_backend('failing_backend', 'FailingOnSecondPair')
 
 
 def test_an_unexpected_exception_costs_one_pair_not_the_node(
@@ -274,6 +277,30 @@ def test_parameter_type_errors_are_in_words(start_node):
     assert node.get_parameter('keyframe.min_overlap').value == 0.5
     assert node.describe_parameter('keyframe.min_overlap').type == Parameter.Type.DOUBLE.value
     assert node.set_parameters([Parameter('keyframe.min_overlap', value=0.7)])[0].successful
+
+
+@pytest.mark.parametrize('values', [
+    # Both of the wrong type: refused by the node's check.
+    {'keyframe.min_overlap': 1, 'overlay.max_lines': 10.0},
+    # The first of the wrong type, the second out of its descriptor's range: refused by rclpy
+    # before the node's check is called.
+    {'keyframe.min_overlap': 'abc', 'overlay.max_lines': 10**9},
+])
+def test_a_refused_atomic_set_leaves_every_parameter_and_its_type(start_node, harness, values):
+    """`ros2 param load` and set_parameters_atomically set several parameters at once; rclpy
+    types each descriptor from the value given before any check."""
+    node = start_node(mode='consecutive', **FAST).node
+    request = SetParametersAtomically.Request(parameters=[
+        Parameter(name, value=value).to_parameter_msg() for name, value in values.items()])
+    result = harness.call(SetParametersAtomically, 'set_parameters_atomically', request).result
+    assert not result.successful
+    if values['overlay.max_lines'] == 10.0:  # every refused value named
+        assert 'keyframe.min_overlap must be a double' in result.reason, result.reason
+        assert 'overlay.max_lines must be an integer' in result.reason, result.reason
+    assert node.get_parameter('keyframe.min_overlap').value == 0.5
+    assert node.get_parameter('overlay.max_lines').value == 300
+    assert node.describe_parameter('keyframe.min_overlap').type == Parameter.Type.DOUBLE.value
+    assert node.describe_parameter('overlay.max_lines').type == Parameter.Type.INTEGER.value
 
 
 def test_a_killed_matching_process_costs_its_pair_and_a_new_one_takes_over(

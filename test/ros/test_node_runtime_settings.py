@@ -1,6 +1,7 @@
 """Matcher settings changed while the node runs, from another process as `ros2 param set` does:
 each Matches message equals what a Matcher built with the new settings gives."""
 import pytest
+from rclpy.parameter import Parameter
 
 from loftr_ros.core.config import MatcherConfig
 from loftr_ros.core.matcher import Matcher
@@ -47,3 +48,23 @@ def test_confidence_threshold_lowered_and_raised_at_runtime_acts_on_the_matches(
     # The settings made a difference: more matches at 0.05 than at 0.5, more there than at 0.9.
     assert counts[1] > counts[2] > counts[0] > 0, counts
     assert node.stop() == 0
+
+
+def test_matches_carry_the_config_id_they_were_matched_with(photo_views, start_node, harness,
+                                                            slow_backend):
+    """A setting changed while a pair is being matched applies from the next pair: the
+    Matches of the pair in work name the settings it was matched with."""
+    match_started = slow_backend(1.5)
+    node = start_node(mode='stereo', qos_reliability='reliable', qos_depth=10, **{
+        'matcher.backend': 'opencv', 'matcher.warmup': False}).node
+    harness.wait_for_subscribers(['/left/image', '/right/image'])
+    matched_with = node.matcher.config.config_id
+    harness.publish_pair(['/left/image', '/right/image'], [
+        image_msg_from_array(photo_views[index], 'mono8', make_header(0, side))
+        for index, side in ((0, 'left'), (1, 'right'))], START)
+    match_started()
+    assert node.set_parameters([Parameter('matcher.confidence_threshold',
+                                          value=0.5)])[0].successful
+    changed = node.matcher.config.config_id
+    assert changed != matched_with
+    assert harness.wait_matches(1)[0].config_id == matched_with

@@ -78,3 +78,26 @@ def test_signals_at_any_moment_end_the_node_cleanly(node_process, harness, photo
     assert code == 0, log
     assert 'Traceback' not in log and 'KeyboardInterrupt' not in log, log
     assert 'FATAL' not in log, log
+
+
+def test_shutdown_does_not_wait_for_a_long_match(photo_views, start_node, harness,
+                                                 slow_backend):
+    """ros2 launch sends SIGINT, then SIGTERM 5 s later and SIGKILL 5 s after that; a pair that
+    takes a minute to match must not hold the node's shutdown (what SIGINT runs: destroy_node)
+    until then. The matching process is ended (SIGTERM after STOP_GRACE_S), not waited for."""
+    from loftr_ros.core.matching_process import STOP_GRACE_S
+    match_started = slow_backend(60.0)
+    started = start_node(mode='stereo', qos_reliability='reliable', qos_depth=10, **{
+        'matcher.backend': 'opencv', 'matcher.warmup': False})
+    harness.wait_for_subscribers(['/left/image', '/right/image'])
+    harness.publish_pair(['/left/image', '/right/image'], [
+        image_msg_from_array(photo_views[index], 'mono8', make_header(0, side))
+        for index, side in ((0, 'left'), (1, 'right'))], START)
+    match_started()
+    process = started.node.matcher.process
+    began = time.monotonic()
+    started.close()
+    print(f'shutdown under a long match took {time.monotonic() - began:.2f} s '
+          f'(STOP_GRACE_S {STOP_GRACE_S} s)')
+    # Ended by the signal, in the middle of its minute-long match.
+    assert process.returncode == -signal.SIGTERM

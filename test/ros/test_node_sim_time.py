@@ -95,3 +95,13 @@ def test_latency_of_replayed_stamps_is_measured_on_the_ros_clock_or_reported_off
         assert off_clock, messages
         assert 'behind the node clock (system_time)' in off_clock[-1], off_clock
         assert 'use_sim_time' in off_clock[-1], off_clock
+
+
+def test_diagnostics_keep_coming_with_use_sim_time_before_any_clock(node_process, harness):
+    """A node waiting for a bag to be played: /clock not published yet, so its ROS clock stands
+    at zero; its diagnostics (on the steady clock) still come, saying there is no input."""
+    node = node_process(use_sim_time=True, **FAST)
+    node.wait_ready()
+    diagnostics = harness.diagnostics_after(time.monotonic(), timeout=10)
+    assert diagnostics['latency_clock'] == 'sim_time', diagnostics
+    assert diagnostics['frames_received'] == '0'

@@ -1,6 +1,11 @@
 """What the two launch files do, written once: their arguments, the node parameters and topics
 those set, and the launch description.
 
+``lifecycle:=true`` starts the lifecycle node (loftr_ros.ros.lifecycle_node), unconfigured, for a
+lifecycle manager (Nav2's) to drive; with ``autostart:=true`` launch itself configures it and,
+once configured, activates it (launch_ros's LifecycleNode action and ChangeState events, as in
+Humble to Kilted; Nav2's manager does the same through the node's ~/change_state service).
+
 Precedence: the node's parameters come from ``params_file``; a parameter argument given on the
 command line (``backend:=xfeat``) overrides its parameter, and one not given (empty) leaves the
 file's value. ``mode`` belongs to the launch file. Everything that can fail (an argument of the
@@ -22,6 +27,10 @@ PACKAGE = 'loftr_ros'
 PARAMS_FILES = {'consecutive': 'matcher.yaml', 'stereo': 'stereo_matcher.yaml'}
 RVIZ_CONFIG = 'loftr_ros.rviz'
 TRUE_WORDS, FALSE_WORDS = ('true', '1'), ('false', '0')  # as launch's IfCondition reads them
+LIFECYCLE_HELP = ('true: a managed (lifecycle) node, unconfigured until configured through '
+                  "~/change_state (ros2 lifecycle set, Nav2's lifecycle_manager, or autostart)")
+AUTOSTART_HELP = ('With lifecycle:=true: configure the node (load the model), then activate it. '
+                  'The plain node is active from the start whatever this says')
 USE_SIM_TIME_HELP = ('true: the node takes its clock (and so its latency figures) from /clock, '
                      'as when replaying a bag with `ros2 bag play --clock`.')
 
@@ -146,6 +155,10 @@ def generate_launch_description(mode: str):
     arguments.append(DeclareLaunchArgument(
         'rviz', default_value='false',
         description=f'Also start RViz with config/{RVIZ_CONFIG} (the overlay); needs rviz2'))
+    arguments.append(DeclareLaunchArgument('lifecycle', default_value='false',
+                                           description=LIFECYCLE_HELP))
+    arguments.append(DeclareLaunchArgument('autostart', default_value='false',
+                                           description=AUTOSTART_HELP))
     return LaunchDescription([*arguments, OpaqueFunction(function=_launch_nodes, args=[mode])])
 
 
@@ -161,6 +174,8 @@ def _launch_nodes(context, mode: str):
         raise ConfigError(f'params_file:={params_file}: no such file')
     overrides = parameter_overrides(mode, values)
     rviz = _parse_bool('rviz', values['rviz'])
+    lifecycle = _parse_bool('lifecycle', values['lifecycle'])
+    autostart = _parse_bool('autostart', values['autostart'])
     if rviz:
         try:
             get_package_prefix('rviz2')
@@ -168,13 +183,45 @@ def _launch_nodes(context, mode: str):
             raise ConfigError('rviz:=true, but the rviz2 package is not installed (apt install '
                               'ros-$ROS_DISTRO-rviz2, or leave rviz out): nothing started'
                               ) from None
-    nodes = [Node(
+    node_arguments = dict(
         package=PACKAGE, executable='matcher_node', name='matcher_node', output='screen',
         # Typed values: launch_ros passes a str on as a str (weights:=2014 stays '2014').
         parameters=[params_file, overrides],
-        remappings=remappings(mode, values))]
+        remappings=remappings(mode, values))
+    if lifecycle:
+        nodes = _lifecycle_node(node_arguments, autostart)
+    else:
+        nodes = [Node(**node_arguments)]
     if rviz:
         config = os.path.join(get_package_share_directory(PACKAGE), 'config', RVIZ_CONFIG)
         nodes.append(Node(package='rviz2', executable='rviz2', name='rviz2',
                           arguments=['-d', config]))
     return nodes
+
+
+def _lifecycle_node(node_arguments, autostart: bool) -> list:
+    """The lifecycle node's action and, with `autostart`, the configure event and the activate
+    that follows its success (once: a node deactivated, or cleaned up and configured again by
+    hand later, stays as it is put)."""
+    from launch.actions import EmitEvent, RegisterEventHandler
+    from launch.events import matches_action
+    from launch_ros.actions import LifecycleNode
+    from launch_ros.event_handlers import OnStateTransition
+    from launch_ros.events.lifecycle import ChangeState
+    from lifecycle_msgs.msg import Transition
+
+    from loftr_ros.ros.node import LIFECYCLE_FLAG
+
+    node = LifecycleNode(namespace='', arguments=[LIFECYCLE_FLAG], **node_arguments)
+    if not autostart:
+        return [node]
+
+    def change_state(transition_id):
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                           transition_id=transition_id))
+    return [node,
+            RegisterEventHandler(OnStateTransition(
+                target_lifecycle_node=node, start_state='configuring', goal_state='inactive',
+                entities=[change_state(Transition.TRANSITION_ACTIVATE)], handle_once=True)),
+            # Launch waits for the node's ~/change_state service before calling it.
+            change_state(Transition.TRANSITION_CONFIGURE)]

@@ -191,3 +191,29 @@ def test_ctrl_c_twice_ends_launch_and_node_cleanly(moment, launched, tmp_path):
     log = launch.log
     assert 'process has finished cleanly' in log, log
     assert 'Traceback' not in log and 'process has died' not in log, log
+
+
+@pytest.mark.parametrize('launch_file, autostart', [('matcher.launch.py', 'true'),
+                                                    ('stereo_matcher.launch.py', 'true'),
+                                                    ('matcher.launch.py', 'false')])
+def test_lifecycle_node_is_launched_and_autostart_configures_and_activates_it(
+        launch_file, autostart, launched, harness, tmp_path):
+    params_file = tmp_path / 'matcher.yaml'
+    params_file.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
+        'matcher': {'backend': 'opencv', 'device': 'cpu', 'warmup': False}}}}))
+    launch = launched(launch_file, f'params_file:={params_file}', 'lifecycle:=true',
+                      f'autostart:={autostart}')
+    if autostart == 'true':
+        launch.wait_for(READY_LINE)
+        assert harness.lifecycle_state() == 'active'
+        assert "Failed to make transition" not in launch.log, launch.log
+    else:
+        launch.wait_for('unconfigured: waiting for the configure transition')
+        time.sleep(2)  # what an autostart would have done by now
+        assert harness.lifecycle_state() == 'unconfigured'
+        assert READY_LINE not in launch.log
+        assert harness.change_state('configure') and harness.change_state('activate')
+        launch.wait_for(READY_LINE)
+    assert launch.interrupt() == 0, launch.log
+    assert 'process has finished cleanly' in launch.log, launch.log
+    assert 'Traceback' not in launch.log, launch.log

@@ -72,6 +72,21 @@ def wait_until(condition, what, timeout=30.0):
         time.sleep(0.05)
 
 
+def transition(harness, name, state):
+    """Trigger transition `name` and check that it succeeded and led to `state`."""
+    assert harness.change_state(name), name
+    assert harness.lifecycle_state() == state
+
+
+def assert_nothing_taken_or_published(outputs, frames):
+    """Frames published now are not subscribed to, and nothing comes out meanwhile."""
+    before = outputs.counts()
+    frames.publish(3)
+    time.sleep(QUIET_S)
+    assert frames.harness.publisher('/image').get_subscription_count() == 0
+    assert outputs.counts() == before
+
+
 def match_request(views):
     return MatchImages.Request(
         image0=image_msg_from_array(views[0], 'mono8', make_header(START, 'camera')),
@@ -87,21 +102,16 @@ def test_every_transition_from_another_process(node_process, harness, photo_view
     assert node.children() == []
     time.sleep(1.0)  # the node process settled (imports, DDS discovery)
     unconfigured_mib = node.rss_mib()
-    image = harness.publisher('/image')
 
     # configure: the matching process runs, nothing is subscribed or published.
-    assert harness.change_state('configure')
-    assert harness.lifecycle_state() == 'inactive'
+    transition(harness, 'configure', 'inactive')
     assert len(node.children()) == 1
     configured_mib = node.rss_mib()
-    frames.publish(3)
-    time.sleep(QUIET_S)
-    assert image.get_subscription_count() == 0
+    assert_nothing_taken_or_published(outputs, frames)
     assert outputs.counts() == (0, 0, 0)
 
     # activate: subscribed, Matches, overlays and diagnostics published.
-    assert harness.change_state('activate')
-    assert harness.lifecycle_state() == 'active'
+    transition(harness, 'activate', 'active')
     node.wait_for_line('ready: mode consecutive')
     # Also until ~/matches and ~/overlay (created by configure) are seen from here.
     harness.wait_for_subscribers(['/image'], process=node)
@@ -111,14 +121,9 @@ def test_every_transition_from_another_process(node_process, harness, photo_view
     assert response.success and len(response.matches.scores) > 20, response.message
 
     # deactivate: the model stays loaded; nothing is published, the service refuses.
-    assert harness.change_state('deactivate')
-    assert harness.lifecycle_state() == 'inactive'
+    transition(harness, 'deactivate', 'inactive')
     assert len(node.children()) == 1
-    inactive = outputs.counts()
-    frames.publish(3)
-    time.sleep(QUIET_S)
-    assert outputs.counts() == inactive
-    assert image.get_subscription_count() == 0
+    assert_nothing_taken_or_published(outputs, frames)
     response = harness.call(MatchImages, 'match_images', match_request(photo_views))
     assert not response.success and response.message.startswith('inactive: '), response
 
@@ -132,25 +137,20 @@ def test_every_transition_from_another_process(node_process, harness, photo_view
 
     # deactivate and cleanup: the matching process ends, the memory goes back.
     assert harness.change_state('deactivate')
-    assert harness.change_state('cleanup')
-    assert harness.lifecycle_state() == 'unconfigured'
+    transition(harness, 'cleanup', 'unconfigured')
     assert node.children() == []
     cleaned_mib = node.rss_mib()
     assert abs(cleaned_mib - unconfigured_mib) <= 0.1 * unconfigured_mib, (
         unconfigured_mib, configured_mib, cleaned_mib)
     assert configured_mib > 1.5 * unconfigured_mib  # the model's process was measured
-    ended = outputs.counts()
-    frames.publish(2)
-    time.sleep(QUIET_S)
-    assert outputs.counts() == ended
+    assert_nothing_taken_or_published(outputs, frames)
 
     # configure again after cleanup, activate, match; then shutdown from active.
     assert harness.change_state('configure')
     assert harness.change_state('activate')
     harness.wait_for_subscribers(['/image'], process=node)
     frames.match(2)
-    assert harness.change_state('shutdown')
-    assert harness.lifecycle_state() == 'finalized'
+    transition(harness, 'shutdown', 'finalized')
     assert node.children() == []
     wait_until(lambda: ('active', 'shuttingdown') in outputs.transitions,
                lambda: outputs.transitions)

@@ -328,7 +328,7 @@ def test_rclpy_api_check_reports_what_an_older_rclpy_lacks(tmp_path):
     node_py = older / 'node.py'
     source = node_py.read_text()
     source = source.replace('def get_parameters_by_prefix(', 'def _gone_get_parameters_by_prefix(')
-    source = re.sub(r'(def create_timer\(.*?)callback_group', r'\1group', source, count=1,
+    source = re.sub(r'(def create_timer\(.*?)clock:', r'\1timer_clock:', source, count=1,
                     flags=re.S)
     node_py.write_text(source)
     executors_py = older / 'executors.py'
@@ -336,7 +336,7 @@ def test_rclpy_api_check_reports_what_an_older_rclpy_lacks(tmp_path):
         'class ExternalShutdownException(', 'class _GoneExternalShutdownException('))
     missing = missing_rclpy_api(reference, RclpyTree(older), package_sources())
     assert set(missing) == {'Node.get_parameters_by_prefix',
-                            'Node.create_timer(callback_group=)',
+                            'Node.create_timer(clock=)',
                             'rclpy.executors.ExternalShutdownException'}, missing
     assert all(where.startswith('loftr_ros/ros/') for places in missing.values()
                for where in places), missing

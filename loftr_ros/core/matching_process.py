@@ -233,7 +233,7 @@ class MatchingProcess:
 
     def _exit_code(self, timeout: float = STOP_TIMEOUT_S) -> Optional[int]:
         try:
-            return self.process.wait(timeout=timeout)
+            return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
 

@@ -23,10 +23,10 @@ from loftr_ros.testing.client import NodeProcess  # noqa: E402
 class InProcessNode:
     """The matcher node in this process, spun by its own executor thread."""
 
-    def __init__(self, context, parameters):
+    def __init__(self, context, parameters, node_class=None):
         from loftr_ros.ros.node import MatcherNode
         overrides = [Parameter(name, value=value) for name, value in parameters.items()]
-        self.node = MatcherNode(context=context, parameter_overrides=overrides)
+        self.node = (node_class or MatcherNode)(context=context, parameter_overrides=overrides)
         self.executor = SingleThreadedExecutor(context=context)  # as main() spins it
         self.executor.add_node(self.node)
         threading.Thread(target=self.executor.spin, daemon=True).start()
@@ -41,11 +41,12 @@ class InProcessNode:
 
 @pytest.fixture
 def start_node(ros_context):
-    """start_node(**parameters) -> InProcessNode, closed after the test."""
+    """start_node(node_class=None, **parameters) -> InProcessNode (a MatcherNode unless
+    `node_class` says otherwise), closed after the test."""
     started = []
 
-    def start(**parameters):
-        started.append(InProcessNode(ros_context, parameters))
+    def start(node_class=None, **parameters):
+        started.append(InProcessNode(ros_context, parameters, node_class))
         return started[-1]
 
     yield start

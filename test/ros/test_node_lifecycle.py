@@ -191,3 +191,26 @@ def test_shutdown_from_inactive_ends_the_matching_process(node_process, harness)
     assert node.children() == []
     assert not harness.change_state('configure')  # finalized is final
     assert node.stop() == 0
+
+
+def test_a_match_under_way_at_deactivate_is_dropped_not_published(photo_views, start_node,
+                                                                   harness, slow_backend):
+    """Deactivate while a pair is being matched: the transition does not wait for the match,
+    and its result is not published once the node is inactive (counted as deactivated)."""
+    from loftr_ros.ros.lifecycle_node import LifecycleMatcherNode
+    match_started = slow_backend(2.0)
+    start_node(LifecycleMatcherNode, **{**FAST, 'mode': 'stereo'})
+    transition(harness, 'configure', 'inactive')
+    transition(harness, 'activate', 'active')
+    harness.wait_for_subscribers(['/left/image', '/right/image'])
+    harness.publish_pair(['/left/image', '/right/image'], [
+        image_msg_from_array(photo_views[index], 'mono8', make_header(0, side))
+        for index, side in ((0, 'left'), (1, 'right'))], START)
+    match_started()
+    transition(harness, 'deactivate', 'inactive')
+    time.sleep(3.0)  # the match ends meanwhile
+    assert harness.matches == []
+    transition(harness, 'activate', 'active')
+    diagnostics = harness.diagnostics_after(time.monotonic())
+    assert diagnostics['drops.deactivated'] == '2', diagnostics  # both frames of the pair
+    assert diagnostics['frames_received'] == '2' and diagnostics['frames_pending'] == '0'

@@ -82,6 +82,14 @@ class MatcherConfig:
         True, 'Match a warm-up pair at load (640x480, through every stage) so that the first '
         'real pair is not slow; a new image size costs its first pair only the creation of '
         'its kernels (benchmarks/results/bench_warm_start_cpu.md).', identifies=False)
+    # On a CPU shared with other work (a robot's VIO, other nodes) every OpenMP region waits for
+    # its slowest thread: an XFeat pair took 38 s with two threads and 3 s with one on the loaded
+    # 2-core machine (benchmarks/results/choose_defaults_cpu.md).
+    threads: int = setting(
+        0, "CPU threads of the model: torch's intra-op threads, which ONNX Runtime follows; 0 "
+        "leaves the libraries' default (one per core). Set for the whole process that builds "
+        "the matcher (the node's matching process is its own).", value_range=(0, 1024),
+        identifies=False)
     # The limits bound the node's memory (README: peak memory per image size and backend,
     # measured by benchmarks/bench_memory.py): 4096x4096 takes every common robot camera (4K
     # UHD, 12 MP 4000x3000) and peaked below 4.5 GiB with eloftr, xfeat and SIFT; 24 MP passed

@@ -91,6 +91,8 @@ class Matcher:
 
     def __init__(self, config: MatcherConfig):
         self._config = config
+        if config.threads:  # before the backend: ONNX Runtime sessions take torch's count
+            torch.set_num_threads(config.threads)
         self.backend = _build_backend(config)
         resize = config.resize if config.resize >= 0 else self.backend.default_resize
         self.long_side = resize

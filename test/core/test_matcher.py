@@ -333,3 +333,14 @@ def test_only_runtime_settings_change_on_a_running_matcher(matcher):
                                           'matcher runs .*build a new Matcher'):
         matcher.config = changed.replace(geometry='homography', ransac_threshold=2.0)
     assert matcher.config.max_matches == 0
+
+
+def test_threads_sets_the_models_threads_and_0_leaves_them():
+    before = torch.get_num_threads()
+    try:
+        Matcher(MatcherConfig(backend='opencv', warmup=False, threads=before + 3))
+        assert torch.get_num_threads() == before + 3
+        Matcher(MatcherConfig(backend='opencv', warmup=False))
+        assert torch.get_num_threads() == before + 3
+    finally:
+        torch.set_num_threads(before)

@@ -24,7 +24,8 @@ Per backend (``--backend``, repeatable) it reports:
   its memory growth.
 
     scripts/ros_env.sh python benchmarks/bench_node.py [--backend xfeat]
-        [--params-file config/stereo_matcher.yaml] [--set matcher.resize:=512]
+        [--params-file config/stereo_matcher.yaml [--params-file config/cpu_realtime.yaml]]
+        [--set matcher.resize:=512]
         [--rates 2,5,20,30] [--rounds 2] [--seconds 40] [--no-search] [--soak-minutes 10]
         [--profile DIR]
 
@@ -67,8 +68,9 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--backend', action='append',
                         help='matcher.backend; repeat for several (default xfeat)')
-    parser.add_argument('--params-file', default=str(REPO / 'config' / 'stereo_matcher.yaml'),
-                        help='the node\'s parameters file (default: the stereo defaults)')
+    parser.add_argument('--params-file', action='append',
+                        help='the node\'s parameters file; repeat for several, later ones win '
+                             '(default: config/stereo_matcher.yaml)')
     parser.add_argument('--set', action='append', default=[], metavar='NAME:=VALUE',
                         help='a node parameter over the file, e.g. matcher.device:=cpu')
     parser.add_argument('--label', help='name of the configuration in the tables')
@@ -195,7 +197,9 @@ class NodeRun:
         for item in args.set:
             name, _, value = item.partition(':=')
             parameters[name] = value
-        self.node = NodeProcess(parameters, ros_args=['--params-file', args.params_file])
+        files = args.params_file or [str(REPO / 'config' / 'stereo_matcher.yaml')]
+        self.node = NodeProcess(parameters, ros_args=[
+            argument for path in files for argument in ('--params-file', path)])
         # A camera driver's QoS: best effort, the newest sample only.
         self.client = MatcherClient(name='bench_node_client', qos=qos_profile_sensor_data)
         self.player = Player(self.client, pairs)
@@ -398,6 +402,13 @@ def accounted_text(frames: int, accounted: Optional[int]) -> str:
     return 'exact' if accounted == frames else f'{accounted} != {frames}'
 
 
+def model_busy(phase: Phase) -> float:
+    """Processed pairs/s times the matcher's median time per pair: the share of the time the
+    model was working, about 1 when it never waited for input, whatever the machine's load
+    made its time per pair (rates are compared within one run; this compares across loads)."""
+    return phase.processed_per_s * float(phase.diagnostics.get('matcher_p50_ms', 'nan')) / 1e3
+
+
 def fixed_table(label, phases: List[Phase]) -> List[str]:
     firsts = {}
     for phase in phases:
@@ -405,10 +416,10 @@ def fixed_table(label, phases: List[Phase]) -> List[str]:
     lines = [f'Fixed input rates ({label}); latency = image stamp -> Matches received, ms; '
              'matcher = the model\'s own time in the node, overhead = the rest of image '
              'arrival -> Matches published (both from its /diagnostics), ms.', '',
-             '| round | input Hz | pairs sent (/s) | processed pairs/s | vs first | latency p50 '
-             '/ p95 / max | matcher p50 / p95 | p95 / matcher p95 | node overhead p50 / p95 | '
-             'node frames (of sent) | accounted | drops | load |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+             '| round | input Hz | pairs sent (/s) | processed pairs/s | vs first | model busy | '
+             'latency p50 / p95 / max | matcher p50 / p95 | p95 / matcher p95 | node overhead '
+             'p50 / p95 | node frames (of sent) | accounted | drops | load |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for phase in phases:
         d = phase.diagnostics
         frames, accounted = accounting(d)
@@ -417,7 +428,7 @@ def fixed_table(label, phases: List[Phase]) -> List[str]:
         lines.append(
             f'| {phase.round} | {phase.rate:g} | {phase.sent} ({phase.achieved_rate:.2f}) | '
             f'{phase.processed_per_s:.2f} | {phase.processed_per_s / firsts[phase.round]:.0%} | '
-            f'{ms(phase.latencies, 50)} / {ms(phase.latencies, 95)} / '
+            f'{model_busy(phase):.2f} | {ms(phase.latencies, 50)} / {ms(phase.latencies, 95)} / '
             f'{ms(phase.latencies, 100)} | {d.get("matcher_p50_ms")} / '
             f'{d.get("matcher_p95_ms")} | {p95 / matcher_p95:.2f} | {d.get("overhead_p50_ms")} / '
             f'{d.get("overhead_p95_ms")} | {frames} ({phase.frames_sent})'

@@ -134,3 +134,28 @@ def test_every_matcher_setting_is_a_match_flag_with_its_help_and_values(capsys):
             value = getattr(parse(flag, str(default)), name)
             assert value == default and type(value) is type(default), name
         assert getattr(parse(), name) is None  # not given: the --config file's value holds
+
+
+def test_cpu_realtime_sets_declared_parameters_that_differ_from_the_stereo_files():
+    """config/cpu_realtime.yaml is given after config/stereo_matcher.yaml (README): every value
+    it sets is a declared parameter's, valid, and not the stereo file's (an equal value would
+    be a copy that can go stale); eval and the other tools read the same matcher settings."""
+    from loftr_ros.core.config import load_matcher_config
+    from loftr_ros.ros.parameters import SPECS
+    path = REPO_ROOT / 'config' / 'cpu_realtime.yaml'
+    own = yaml.safe_load(path.read_text())['/**']['ros__parameters']
+    stereo = yaml.safe_load((REPO_ROOT / 'config' / 'stereo_matcher.yaml').read_text())[
+        '/**']['ros__parameters']
+    pending = [('', own, stereo)]
+    while pending:
+        prefix, values, base = pending.pop()
+        for key, value in values.items():
+            name = prefix + key
+            if isinstance(value, dict) and name != 'matcher.options':
+                pending.append((f'{name}.', value, base.get(key, {})))
+                continue
+            assert name in SPECS, name
+            assert SPECS[name].check(value) is None, (name, SPECS[name].check(value))
+            assert value != base.get(key), name
+    config = load_matcher_config(str(path))
+    assert sorted(config.differences(load_matcher_config(None))) == sorted(own['matcher'])

@@ -6,6 +6,7 @@ traceback."""
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,19 @@ START = 1_700_000_000 * 10**9
 # xfeat: real weights to load and a warm-up, so that there is a model load to interrupt.
 XFEAT = {'mode': 'consecutive', 'matcher.backend': 'xfeat', 'matcher.device': 'cpu',
          'qos_reliability': 'reliable', 'qos_depth': 10}
+
+
+def wait_until_caught(process, signum, timeout=30.0):
+    """Wait until `process` has a handler for `signum` (Linux: SigCgt in /proc/PID/status)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = Path(f'/proc/{process.pid}/status').read_text()
+        caught = int(next(line for line in status.splitlines()
+                          if line.startswith('SigCgt:')).split()[1], 16)
+        if caught >> (signum - 1) & 1:
+            return
+        assert time.monotonic() < deadline and process.poll() is None, status
+        time.sleep(0.002)
 
 
 class Frames:
@@ -53,9 +67,10 @@ def test_signals_at_any_moment_end_the_node_cleanly(node_process, harness, photo
     node = node_process(**XFEAT)
     frames = None
     if moment == 'importing':
-        # Python and rclpy still importing (~0.4 s here; torch is imported by the matching
-        # process only): the node logs nothing before 'loading'.
-        time.sleep(0.1)
+        # The entry point's first step installs the handlers (SIGTERM caught from then on);
+        # then the node imports rclpy (~0.4 s; torch is the matching process's) and logs
+        # nothing before 'loading'.
+        wait_until_caught(node.process, signal.SIGTERM)
         assert 'loading' not in node.log, node.log
     elif moment == 'loading':
         node.wait_for_line('loading xfeat matcher', timeout=90.0, poll=0.005)

@@ -53,6 +53,9 @@ GRID = {
     'R4': {'resize': 512, 'options': {'top_k': 512}},
     'R5': {'resize': 320, 'options': {'matcher': 'mnn', 'top_k': 512}},
     'R6': {'resize': 256, 'options': {'matcher': 'mnn', 'top_k': 256}},
+    'O1': {'runtime': 'onnxruntime', 'options': {'matcher': 'mnn', 'top_k': 1024}},
+    'O2': {'runtime': 'onnxruntime', 'options': {'matcher': 'mnn', 'top_k': 512}},
+    'O4': {'runtime': 'onnxruntime', 'options': {'top_k': 512}},
 }
 
 

@@ -36,6 +36,10 @@ class ImageTooLargeError(ImageError):
     cause = 'image_too_large'
 
 
+class MaskError(ImageError):
+    """A mask does not fit its image (another size): the image cannot be used with it."""
+
+
 class BagError(LoftrRosError):
     """A bag cannot be read or written (missing topic, corrupt file)."""
 

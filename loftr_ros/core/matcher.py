@@ -7,6 +7,12 @@
 
 See :mod:`loftr_ros.core.backends.base` for what a backend does and what the Matcher does
 around it (conversion, resize, padding, mapping back, thresholds, verification).
+
+Masks (:mod:`loftr_ros.core.masks`, nonzero = usable): a static one given to the Matcher applies
+to every image, a dynamic one to the image it is prepared with. No keypoint or match lies in a
+masked pixel: a detector's keypoints there are dropped before matching (so that they cannot take
+a partner from a usable keypoint), and the matches of every backend are filtered once they are
+in original pixels, after the sub-pixel refinement has moved them.
 """
 import contextlib
 import dataclasses
@@ -23,8 +29,9 @@ from loftr_ros.core.backends.base import PreparedImage
 from loftr_ros.core.camera import CameraModel
 from loftr_ros.core.config import RUNTIME_FIELDS, MatcherConfig
 from loftr_ros.core.devices import resolve_device, resolve_dtype
-from loftr_ros.core.errors import ConfigError
+from loftr_ros.core.errors import ConfigError, ImageError
 from loftr_ros.core.geometry import verify_matches
+from loftr_ros.core.masks import as_usable, combine, usable_points
 from loftr_ros.core.onnx_runtime import CPU, choose_providers
 from loftr_ros.core.preprocessing import (ImageTransform, image_size, normalize_image,
                                           resize_and_pad)
@@ -78,19 +85,26 @@ def _build_backend(config: MatcherConfig):
 class _ModelInput(NamedTuple):
     tensor: torch.Tensor
     transform: ImageTransform
-    gray: Optional[np.ndarray]
+    gray: np.ndarray
+    usable: Optional[np.ndarray]
     seconds: float
 
 
 class Matcher:
     """Builds the backend of a MatcherConfig and matches image pairs.
 
-    Raises ConfigError (invalid device/precision/options), BackendError (missing package) or
-    WeightsError (weights not found or not loadable) when built.
+    mask: static mask (HxW uint8 or bool, nonzero = usable) applied to every image, which must
+        then all have its size (see :func:`loftr_ros.core.masks.load_mask` for a file).
+    Raises ConfigError (invalid device/precision/options or mask), BackendError (missing
+    package) or WeightsError (weights not found or not loadable) when built.
     """
 
-    def __init__(self, config: MatcherConfig):
+    def __init__(self, config: MatcherConfig, mask: Optional[np.ndarray] = None):
         self._config = config
+        try:
+            self.mask = None if mask is None else as_usable(mask, 'static mask')
+        except ImageError as error:
+            raise ConfigError(str(error)) from None
         if config.threads:  # before the backend: ONNX Runtime sessions take torch's count
             torch.set_num_threads(config.threads)
         self.backend = _build_backend(config)
@@ -108,9 +122,14 @@ class Matcher:
         kernels per input shape, ONNX Runtime its sessions and TensorRT its engines, CUDA
         loads its kernels). Done at load when config.warmup is set (640x480, or the sizes of
         the cached ONNX graphs); call it again with a camera's size when it is known before
-        its first frame."""
-        for size in sizes:
-            self.match(*warmup_images(size))
+        its first frame. The static mask, made for the camera's size, does not apply to these
+        pairs."""
+        static_mask, self.mask = self.mask, None
+        try:
+            for size in sizes:
+                self.match(*warmup_images(size))
+        finally:
+            self.mask = static_mask
 
     @property
     def config(self) -> MatcherConfig:
@@ -159,23 +178,32 @@ class Matcher:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    def prepare(self, image: np.ndarray) -> PreparedImage:
+    def prepare(self, image: np.ndarray, mask: Optional[np.ndarray] = None) -> PreparedImage:
         """Validate and preprocess one image and compute its per-image features.
 
         image: HxW mono or HxWx3 BGR, uint8/uint16/float32/float64 (floats in [0, 1]).
+        mask: this image's dynamic mask (HxW uint8 or bool, nonzero = usable), combined with
+            the static one.
         Raises ImageError for an empty image, a wrong shape or channel count, NaN/inf values or
-        an unsupported dtype; ImageTooLargeError above config.max_image_pixels. Its `timings`
-        hold the seconds spent ('preprocess', 'model').
+        an unsupported dtype; ImageTooLargeError above config.max_image_pixels; MaskError (an
+        ImageError) for a mask of another size than the image. Its `timings` hold the seconds
+        spent ('preprocess', 'model').
         """
-        return self.prepare_batch([image])[0]
+        return self.prepare_batch([image], [mask])[0]
 
-    def prepare_batch(self, images: Sequence[np.ndarray]) -> List[PreparedImage]:
+    def prepare_batch(self, images: Sequence[np.ndarray],
+                      masks: Optional[Sequence[Optional[np.ndarray]]] = None
+                      ) -> List[PreparedImage]:
         """`prepare` for several images, whose per-image stage runs as one batch for the images
         of one model input size where the backend can batch (the left and right images of a
         stereo pair): each PreparedImage holds what `prepare` gives for its image, within float
         rounding (a detector's keypoints may come in another order). Each one's timings hold
-        its own preprocessing and an equal share of its batch's model time."""
-        inputs = [self._model_input(image) for image in images]
+        its own preprocessing and an equal share of its batch's model time. masks: each image's
+        dynamic mask or None (see `prepare`)."""
+        masks = [None] * len(images) if masks is None else list(masks)
+        if len(masks) != len(images):
+            raise ValueError(f'{len(masks)} masks for {len(images)} images')
+        inputs = [self._model_input(image, mask) for image, mask in zip(images, masks)]
         batches: Dict[Tuple[int, ...], List[int]] = {}
         for index, model_input in enumerate(inputs):
             batches.setdefault(tuple(model_input.tensor.shape), []).append(index)
@@ -188,16 +216,20 @@ class Matcher:
                             else [self.backend.extract(batch)])
             share = (time.perf_counter() - start) / len(indices)
             for index, feature in zip(indices, features):
-                tensor, transform, gray, seconds = inputs[index]
+                tensor, transform, gray, usable, seconds = inputs[index]
+                if usable is not None:
+                    feature = self._drop_masked_keypoints(feature, transform, usable)
                 prepared[index] = PreparedImage(tensor, transform, feature, id(self), gray,
-                                                {'preprocess': seconds, 'model': share})
+                                                {'preprocess': seconds, 'model': share}, usable)
         return prepared
 
-    def _model_input(self, image: np.ndarray) -> '_ModelInput':
-        """An image validated, converted, resized and padded as the backend's input tensor."""
+    def _model_input(self, image: np.ndarray, mask: Optional[np.ndarray]) -> '_ModelInput':
+        """An image validated, converted, resized and padded as the backend's input tensor,
+        with its usable pixels (the static and dynamic masks combined; None: all)."""
         start = time.perf_counter()
         normalized = normalize_image(image, self.backend.grayscale,
                                      self.config.max_image_pixels)
+        usable = combine(image_size(image), self.mask, mask)
         transform = ImageTransform.create(image_size(image), self.long_side, self.backend.stride)
         model_input = resize_and_pad(normalized, transform)
         if model_input.ndim == 2:
@@ -206,11 +238,31 @@ class Matcher:
             model_input = model_input.transpose(2, 0, 1)
         tensor = torch.from_numpy(np.ascontiguousarray(model_input))[None]
         tensor = tensor.to(self.backend.input_device)
-        gray = None
-        if self.refinement is not None:
-            gray = (normalized if normalized.ndim == 2
-                    else cv2.cvtColor(normalized, cv2.COLOR_RGB2GRAY))
-        return _ModelInput(tensor, transform, gray, time.perf_counter() - start)
+        gray = (normalized if normalized.ndim == 2
+                else cv2.cvtColor(normalized, cv2.COLOR_RGB2GRAY))
+        return _ModelInput(tensor, transform, gray, usable, time.perf_counter() - start)
+
+    def _drop_masked_keypoints(self, features, transform: ImageTransform, usable: np.ndarray):
+        """A detector's features without the keypoints on masked pixels (unchanged for
+        detector-free backends, whose matches are filtered after mapping instead)."""
+        keypoints = self.backend.keypoints(features)
+        if keypoints is None:
+            return features
+        points = transform.to_original(_as_numpy(keypoints, 2) - self.backend.frame_offset)
+        keep = usable_points(usable, points)
+        return features if keep.all() else self.backend.select_keypoints(features, keep)
+
+    def keypoints(self, image: PreparedImage) -> Optional[np.ndarray]:
+        """[N x 2] float32 positions, in original pixels, of the keypoints the backend detected
+        in a prepared image (after the masks), best first where the detector ranks them; None
+        for detector-free backends (eloftr, loftr, hf), which have no per-image keypoints."""
+        prepared = self._own(image)
+        keypoints = self.backend.keypoints(prepared.features)
+        if keypoints is None:
+            return None
+        points = _as_numpy(keypoints, 2) - self.backend.frame_offset
+        inside = prepared.transform.inside(points)
+        return prepared.transform.to_original(points[inside]).astype(np.float32)
 
     def _own(self, image: PreparedImage) -> PreparedImage:
         """`image`, which must have been prepared by this matcher."""
@@ -246,6 +298,10 @@ class Matcher:
         refine_start = time.perf_counter()
         if self.refinement is not None:
             points1 = self.refinement.refine(prepared0.gray, prepared1.gray, points0, points1)[0]
+        if prepared0.mask is not None or prepared1.mask is not None:
+            usable = (usable_points(prepared0.mask, points0) &
+                      usable_points(prepared1.mask, points1))
+            points0, points1, scores = points0[usable], points1[usable], scores[usable]
         verify_start = time.perf_counter()
         inliers, geometry_model = verify_matches(
             points0, points1, config.geometry, config.ransac_threshold,

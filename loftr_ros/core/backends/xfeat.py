@@ -89,6 +89,13 @@ class XFeatBackend(Backend):
         # XFeat detects, keeps the top_k and samples descriptors per image of a batch.
         return self.xfeat.detectAndCompute(images)
 
+    def keypoints(self, features):
+        return features['keypoints']
+
+    def select_keypoints(self, features, keep):
+        keep = torch.from_numpy(keep).to(features['keypoints'].device)
+        return {key: value[keep] for key, value in features.items()}
+
     @staticmethod
     def _valid_features(image):
         """The image's features without keypoints in the padding: LighterGlue normalizes

@@ -1,0 +1,105 @@
+"""Neighbour queries between point sets, vectorized: pairs within a radius (a uniform grid of
+cells one radius wide, joined by sorted cell keys), the k nearest within it, and the spread-out
+subset that greedy non-maximum suppression keeps (VINS's ``setMask``), without a Python loop
+over the points."""
+from typing import Optional, Tuple
+
+import numpy as np
+
+_EMPTY = np.zeros(0, np.intp)
+
+
+def pairs_within(queries: np.ndarray, points: np.ndarray, radius: float,
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (query, point) pair closer than `radius`: (query indices, point indices, squared
+    distances), grouped by cell, not sorted."""
+    queries = np.asarray(queries, np.float64).reshape(-1, 2)
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    if len(queries) == 0 or len(points) == 0 or radius <= 0:
+        return _EMPTY, _EMPTY, np.zeros(0)
+    origin = np.minimum(queries.min(axis=0), points.min(axis=0))
+    # One spare cell on each side, so that the neighbouring cells of any query have keys.
+    point_cells = np.floor((points - origin) / radius).astype(np.int64) + 1
+    query_cells = np.floor((queries - origin) / radius).astype(np.int64) + 1
+    columns = max(point_cells[:, 0].max(), query_cells[:, 0].max()) + 2
+    point_keys = point_cells[:, 1] * columns + point_cells[:, 0]
+    order = np.argsort(point_keys, kind='stable')
+    sorted_keys = point_keys[order]
+    query_index, point_index = [], []
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            keys = (query_cells[:, 1] + dy) * columns + query_cells[:, 0] + dx
+            start = np.searchsorted(sorted_keys, keys, 'left')
+            counts = np.searchsorted(sorted_keys, keys, 'right') - start
+            total = int(counts.sum())
+            if total == 0:
+                continue
+            # Ragged ranges [start, start + count) of every query, flattened.
+            within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+            query_index.append(np.repeat(np.arange(len(queries)), counts))
+            point_index.append(order[np.repeat(start, counts) + within])
+    if not query_index:
+        return _EMPTY, _EMPTY, np.zeros(0)
+    query_index = np.concatenate(query_index)
+    point_index = np.concatenate(point_index)
+    squared = np.square(queries[query_index] - points[point_index]).sum(axis=1)
+    close = squared < radius * radius
+    return query_index[close], point_index[close], squared[close]
+
+
+def nearest_within(queries: np.ndarray, points: np.ndarray, radius: float, count: int,
+                   ) -> np.ndarray:
+    """[Q x count] indices of each query's `count` nearest points closer than `radius`,
+    nearest first, padded with -1."""
+    query_index, point_index, squared = pairs_within(queries, points, radius)
+    table = np.full((len(np.asarray(queries).reshape(-1, 2)), count), -1, np.intp)
+    if len(query_index) == 0:
+        return table
+    order = np.lexsort((squared, query_index))
+    query_index, point_index = query_index[order], point_index[order]
+    first = np.searchsorted(query_index, query_index, 'left')
+    rank = np.arange(len(query_index)) - first
+    kept = rank < count
+    table[query_index[kept], rank[kept]] = point_index[kept]
+    return table
+
+
+def spread_out(points: np.ndarray, priority: np.ndarray, radius: float,
+               occupied: Optional[np.ndarray] = None, limit: Optional[int] = None,
+               ) -> np.ndarray:
+    """Indices of the points greedy suppression keeps, best priority first: taking the points
+    by ascending `priority` (0 = best; distinct values), each one farther than `radius` from
+    every point kept before it and from every `occupied` point, at most `limit` of them.
+
+    Computed in rounds: a point no better-ranked remaining point is near is kept (greedy would
+    keep it too), its neighbours are dropped, and so on until no point remains undecided.
+    """
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    priority = np.asarray(priority)
+    undecided = np.ones(len(points), bool)
+    if occupied is not None and len(occupied) and len(points):
+        blocked = pairs_within(points, occupied, radius)[0]
+        undecided[blocked] = False
+    first, second, _ = pairs_within(points, points, radius)
+    distinct = first != second
+    first, second = first[distinct], second[distinct]
+    # Orient each pair as (better, worse).
+    better = np.where(priority[first] < priority[second], first, second)
+    worse = np.where(priority[first] < priority[second], second, first)
+    kept = np.zeros(len(points), bool)
+    limit = len(points) if limit is None else limit
+    while undecided.any():
+        live = undecided[better] & undecided[worse]
+        dominated = np.zeros(len(points), bool)
+        dominated[worse[live]] = True
+        chosen = undecided & ~dominated
+        kept |= chosen
+        undecided &= ~chosen
+        undecided[worse[chosen[better]]] = False
+        if undecided.any():
+            # The kept points ranked before every undecided one are final: stop at the limit.
+            best_open = priority[undecided].min()
+            if np.count_nonzero(kept & (priority < best_open)) >= limit:
+                break
+    indices = np.flatnonzero(kept)
+    return indices[np.argsort(priority[indices], kind='stable')][:limit]

@@ -273,12 +273,15 @@ class Matcher:
 
     def match(self, image0: ImageInput, image1: ImageInput,
               camera0: Optional[CameraModel] = None,
-              camera1: Optional[CameraModel] = None) -> MatchResult:
+              camera1: Optional[CameraModel] = None, refine: bool = True) -> MatchResult:
         """Match a reference image (0) with a current image (1).
 
         image0, image1: numpy arrays (see `prepare`; two arrays are prepared as one batch, see
             `prepare_batch`) or PreparedImage objects of this matcher.
         camera0, camera1: camera models for essential-matrix verification (optional).
+        refine: False leaves the image-1 keypoints where the backend put them, without the
+            sub-pixel refinement (the tracker follows detector keypoints by their exact
+            positions and refines against its own reference patches).
         Returns a MatchResult in original pixel coordinates, best scores first; timings are
         seconds spent in this call ('model' includes the per-image stage of images prepared
         here, not of PreparedImage inputs).
@@ -296,7 +299,7 @@ class Matcher:
         points0, points1, scores = self._select(prepared0, prepared1, raw, threshold,
                                                 config.max_matches)
         refine_start = time.perf_counter()
-        if self.refinement is not None:
+        if self.refinement is not None and refine:
             points1 = self.refinement.refine(prepared0.gray, prepared1.gray, points0, points1)[0]
         if prepared0.mask is not None or prepared1.mask is not None:
             usable = (usable_points(prepared0.mask, points0) &

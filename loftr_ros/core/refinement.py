@@ -20,7 +20,7 @@ All matches are refined at once: patches are sampled with a few ``cv2.remap`` ca
 and the correlations of all matches are one grouped convolution.
 """
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -60,17 +60,28 @@ class NCCRefinement:
         keypoints1 = np.asarray(keypoints1, np.float32)
         if len(keypoints0) == 0:
             return keypoints1.copy(), np.zeros(0, bool)
-        # The reference patch is sampled as it should appear in image 1: through the inverse
-        # of the linear part of the pair's affine motion (rotation, zoom, shear), so that
-        # rotated or zoomed views still correlate.
-        inverse = np.linalg.inv(_linear_motion(keypoints0, keypoints1))
+        templates, inside0 = self.templates(image0, keypoints0, keypoints1)
+        refined, moved, _ = self.locate(image1, templates, keypoints1, inside0)
+        return refined, moved
+
+    def templates(self, image0: np.ndarray, keypoints0: np.ndarray, keypoints1: np.ndarray,
+                  motion: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+        """The patches of image 0 around keypoints0 [N x 2] as they should appear in image 1,
+        where their partners lie near keypoints1 [N x 2]: [N x S x S] float32, and [N] bool,
+        whether each lies wholly inside image 0 (the others must not be used). motion: the
+        correspondences (points of image 0, points of image 1) that give the pair's affine
+        motion; default: the keypoints themselves."""
+        # The reference patch is sampled through the inverse of the linear part of the pair's
+        # affine motion (rotation, zoom, shear), so that rotated or zoomed views still
+        # correlate.
+        inverse = np.linalg.inv(_linear_motion(*(motion or (keypoints0, keypoints1))))
         # Patches must lie inside their image, the warped one included, with the bicubic
         # kernel's reach: no replicated border pixels in a correlation.
         reach0 = int(np.ceil(self.half * np.linalg.norm(inverse, 2))) + _BICUBIC_REACH
-        inside0 = _inside(keypoints0, reach0, image0.shape)
-        templates = _patches(image0, keypoints0, 2 * self.half + 1, inverse)
-        refined, moved, _ = self.locate(image1, templates, keypoints1, inside0)
-        return refined, moved
+        inside0 = _inside(np.asarray(keypoints0, np.float64).reshape(-1, 2), reach0,
+                          image0.shape)
+        return _patches(image0, keypoints0, 2 * self.half + 1, inverse), inside0
 
     def locate(self, image: np.ndarray, templates: np.ndarray, keypoints: np.ndarray,
                usable: np.ndarray = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,6 +142,20 @@ class NCCRefinement:
             located[valid] = _lucas_kanade(image, templates.numpy()[valid],
                                            centres[valid] + shift[valid])
         return located, valid, best.numpy()
+
+
+def sample_patches(image: np.ndarray, centres: np.ndarray, half: int) -> np.ndarray:
+    """[N x S x S] float32 bicubic samples of `image` (S = 2 half + 1) centred on sub-pixel
+    positions [N x 2] (x, y)."""
+    return _patches(image, np.asarray(centres, np.float32).reshape(-1, 2), 2 * half + 1)
+
+
+def patch_ncc(patches0: np.ndarray, patches1: np.ndarray) -> np.ndarray:
+    """[N] zero-mean normalized cross-correlation of two stacks of patches [N x S x S]."""
+    a = patches0 - patches0.mean(axis=(1, 2), keepdims=True)
+    b = patches1 - patches1.mean(axis=(1, 2), keepdims=True)
+    norms = np.sqrt(np.square(a).sum(axis=(1, 2)) * np.square(b).sum(axis=(1, 2)))
+    return ((a * b).sum(axis=(1, 2)) / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def _padded(patches: np.ndarray, count: int) -> torch.Tensor:

@@ -1,44 +1,42 @@
-"""Settings of the feature tracker (``tracks`` in the node's parameters)."""
+"""Settings of the feature tracker (the node's ``tracks.*`` parameters), each declared once with
+its help text and valid values (see :mod:`loftr_ros.core.settings`)."""
 from dataclasses import dataclass
 
 from loftr_ros.core.errors import ConfigError
+from loftr_ros.core.settings import settings_of, setting
 
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    # Most features per frame, tracked and new together: new ones only fill the frame up to it
-    # (VINS-Fusion's max_cnt; its EuRoC configurations use 150 at 752x480).
-    max_features: int = 200
-    # Minimum distance in pixels between two features; of two tracked ones too close, the
-    # longer track is kept (VINS-Fusion's min_dist; 30 in its EuRoC configurations).
-    min_distance: float = 20.0
-    # Temporal outlier rejection: a track whose step from the previous frame is farther than
-    # this (pixels) from the epipolar geometry of all tracks' steps (RANSAC: essential matrix
-    # with a camera model, else fundamental) ends there (VINS-Mono's F_threshold).
-    ransac_threshold: float = 1.0
-    # A right observation is kept when it lies within this many pixels (Sampson distance) of
-    # the stereo epipolar geometry: the calibrated one when a StereoCalibration is known, else
-    # the essential (camera models) or fundamental matrix RANSAC finds for the frame's tracks.
-    stereo_threshold: float = 1.0
-    # A track goes on only while its patch, warped by the local motion, correlates at least
-    # this well (normalized cross-correlation) with the patch of its FIRST observation; also
-    # the minimum for a right observation against its left patch.
-    min_ncc: float = 0.8
-    # New features need a patch whose smaller structure-tensor eigenvalue is at least this
-    # fraction of the frame's largest (goodFeaturesToTrack's qualityLevel; 0.01 in VINS):
-    # flat and edge-only patches cannot be located along every direction.
-    min_corner_quality: float = 0.01
+    """Every setting of the Tracker; defaults follow VINS-Fusion's EuRoC configuration
+    (max_cnt 150, min_dist 30, F_threshold 1) scaled to what a learned matcher finds."""
+
+    max_features: int = setting(
+        150, 'Most features per frame, tracked and new together: new ones only fill the frame '
+        "up to it (VINS-Fusion's max_cnt).", value_range=(1, 100_000))
+    min_distance: float = setting(
+        20.0, 'Minimum distance in pixels between two features; of two tracked ones too close, '
+        "the longer track is kept (VINS-Fusion's min_dist).", value_range=(0.0, 1000.0))
+    ransac_threshold: float = setting(
+        1.0, "Temporal outlier rejection: a track whose step from the previous frame is farther "
+        "than this (pixels) from the epipolar geometry RANSAC finds for all tracks' steps "
+        "(essential with camera models, else fundamental) ends there (VINS's F_threshold).",
+        value_range=(1e-3, 100.0))
+    stereo_threshold: float = setting(
+        1.0, 'A right observation is kept within this many pixels (Sampson distance) of the '
+        'stereo epipolar geometry: the calibrated one when known, else the essential or '
+        'fundamental matrix RANSAC finds for the frame.', value_range=(1e-3, 100.0))
+    min_ncc: float = setting(
+        0.8, "A track goes on only while its patch correlates at least this well (normalized "
+        "cross-correlation) with its first observation's patch; also the minimum for a right "
+        'observation against its left patch.', value_range=(0.01, 0.99))
+    min_corner_quality: float = setting(
+        0.01, "New features need a patch whose smaller structure-tensor eigenvalue is at least "
+        "this fraction of the frame's largest (goodFeaturesToTrack's qualityLevel).",
+        value_range=(0.0, 0.99))
 
     def __post_init__(self):
-        if int(self.max_features) != self.max_features or self.max_features < 1:
-            raise ConfigError(f'max_features must be an integer >= 1, got {self.max_features}')
-        if not self.min_distance >= 0:
-            raise ConfigError(f'min_distance must be >= 0 pixels, got {self.min_distance}')
-        for name in ('ransac_threshold', 'stereo_threshold'):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f'{name} must be > 0 pixels, got {getattr(self, name)}')
-        if not 0 < self.min_ncc < 1:
-            raise ConfigError(f'min_ncc must be in (0, 1), got {self.min_ncc}')
-        if not 0 <= self.min_corner_quality < 1:
-            raise ConfigError(
-                f'min_corner_quality must be in [0, 1), got {self.min_corner_quality}')
+        for name, spec in settings_of(TrackerConfig).items():
+            reason = spec.check(name, getattr(self, name))
+            if reason:
+                raise ConfigError(reason)

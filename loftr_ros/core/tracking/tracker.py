@@ -5,66 +5,65 @@
     frame = tracker.track(stamp_ns, left_image, right_image)   # right_image=None: mono
     frame.ids, frame.keypoints, frame.right_keypoints, frame.normalized, frame.velocities, ...
 
-Per frame, each image is prepared once (`Matcher.prepare`: extraction, per-image features) and
-the current left image is matched to the previous left image (temporal) and, in stereo, to the
-right image of the same stamp; the previous frame's features are reused as they are.
+Per frame, each image is prepared once (`Matcher.prepare_batch`: the left and right images of
+a stereo pair in one batch where the backend can), and the current left image is matched to the
+previous left image (temporal) and, in stereo, to the right image of the same stamp; the
+previous frame's per-image features are reused as they are.
 
-**Where a track goes (every backend).** A track is a physical point, defined by the patch of its
-FIRST observation (its anchor): a (2 * 14 + 1)^2 pixel region kept with the track. Each frame:
+**A track is a physical point**, defined by the patch around its FIRST observation (its
+anchor). Each frame, for every live track:
 
-1. *Prediction*: the temporal matches are a motion field sampled where the matcher found
-   correspondences; the 8 matches nearest to the track's previous position (within 40 px) give a
-   local affine map, fitted robustly (median, then residual trimming), which predicts the new
-   position and the local linear deformation. For a detector's sparse matches the track's own
-   keypoint is among them; for a detector-free matcher (eloftr, loftr, hf), whose image-0
-   keypoints lie on a coarse grid and cannot carry ids, the field interpolates between cells.
-2. *Refinement against the anchor*: the anchor region is warped by the track's accumulated
-   linear map (first observation -> now; the product of the per-frame local linear parts) and
-   located in the current image around the prediction by the NCC search and Lucas-Kanade polish
-   of :mod:`loftr_ros.core.refinement` (+-4 px, 15x15 template). The track goes on where the
-   best correlation is at least ``min_ncc``.
+1. *Prediction.* With a detector (xfeat, lightglue, opencv) the track rides on a keypoint: the
+   temporal match of that keypoint (found by its exact position among the matches' image-0
+   keypoints) gives the keypoint that carries the track on. Detector-free matchers (eloftr,
+   loftr, hf) have no per-image keypoints (their image-0 keypoints lie on a coarse grid), and
+   neither has a track whose keypoint found no match: there the pair's matches are a motion
+   field, and the affine map fitted robustly to the 8 matches nearest to the track's previous
+   position (:func:`loftr_ros.core.tracking.motion.local_motion`) predicts its new position.
+2. *Location against the anchor.* The anchor patch (15x15 pixels of the frame the track was
+   born in, warped by the affine motion between the anchor's frame and this one) is searched
+   for within +-4 px of the prediction, and its position polished to the sub-pixel, by the NCC
+   search and Lucas-Kanade steps of :mod:`loftr_ros.core.refinement`. The track goes on where
+   the best correlation is at least ``min_ncc``.
 
-Refining against the previous frame's patch would add each frame's localization error to the
-next (a random walk: KLT's drift); against the anchor, errors do not accumulate: an error of the
-linear map only deforms the template a little, symmetrically, and does not move its centre. The
-purity test on rendered ground truth (test/core/test_tracking.py) checks that the error after
-30 frames is no larger than after 2. A track ends when it cannot be predicted (no consistent
-matches around it), when the anchor no longer correlates (occlusion, strong perspective change,
-the image border: the template and search window must fit), when its linear map has shrunk the
-anchor by more than 1.5x, when it enters a masked pixel, when its step breaks the epipolar
-geometry of the frame's tracks (RANSAC: essential matrix with a camera model, else fundamental;
+Locating the first observation's patch, not the previous frame's, keeps errors from adding up
+frame after frame (KLT's drift, and a keypoint's re-detection noise): the prediction only has
+to land within the search window, and the position always refers to the same patch. The purity
+tests on rendered ground truth (test/core/test_tracking.py) check this.
+
+A track ends when it cannot be predicted (no keypoint match and no consistent matches around
+it), when its anchor no longer correlates (occlusion, a strong change of view, the image
+border), when it enters a masked pixel, when its step breaks the epipolar geometry of the
+frame's tracks (RANSAC: essential matrix with a camera model, else fundamental;
 ``ransac_threshold``), or when it is thinned out. Ended tracks are never revived.
 
 **New features** (VINS's ``setMask`` and ``addPoints``): tracked features are thinned to
 ``min_distance`` px, longer tracks first; then new ones fill the frame up to ``max_features``,
-at least ``min_distance`` px from every kept feature and from each other. Candidates are the
-current frame's own keypoints for detector backends (xfeat, lightglue, opencv), and the current
-frame's matched positions for detector-free ones (the temporal matches' current side, the
-stereo matches' left side; so a mono detector-free tracker starts on its second frame); they
-need a patch with structure in every direction (smaller structure-tensor eigenvalue at least
-``min_corner_quality`` of the frame's largest) and are taken strongest first. Ids count up
-from 0 and are never reused, not even after a reset.
+at least ``min_distance`` px from every kept feature and from each other, strongest corners
+first. Candidates are the current frame's keypoints with a detector and Shi-Tomasi corners
+without one; they need structure in every direction (smaller structure-tensor eigenvalue at
+least ``min_corner_quality`` of the frame's largest). Ids count up from 0 and are never reused,
+not even after a reset.
 
 **Stereo**: every left feature is looked for in the right image of the same stamp the same way
-(the stereo matches' local motion predicts, the left patch is located in the right image) and
-kept when it obeys the stereo epipolar geometry (``stereo_threshold``: the calibrated constraint
-with a StereoCalibration, else RANSAC's essential or fundamental matrix). The right observation
+(predicted by the stereo matches, its left patch located in the right image) and kept when it
+obeys the stereo epipolar geometry (``stereo_threshold``: the calibrated constraint with a
+StereoCalibration, else RANSAC's essential or fundamental matrix). The right observation
 carries its left feature's id.
 
-**Undistorted coordinates** (with camera models, :meth:`Tracker.set_cameras`): each observation's
-undistorted normalized coordinates (x, y on the z = 1 plane) and its velocity there, per second,
-from the same feature's coordinates in the previous frame (0 for new features), as VINS-Fusion's
-feature tracker computes them (``ptsVelocity``).
+**Undistorted coordinates** (with camera models, :meth:`Tracker.set_cameras`): each
+observation's undistorted normalized coordinates (x, y on the z = 1 plane) and its velocity
+there, per second, from the same feature's coordinates in the previous frame (0 for new
+features), as VINS-Fusion's feature tracker computes them (``ptsVelocity``).
 
 **Stamps going backwards** (a bag restarted) reset the tracker: every track ends and new ones
 start with new ids. An image the Matcher refuses (ImageError) changes nothing: the next good
 frame continues the tracks.
 """
 import dataclasses
-import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, NamedTuple, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -73,47 +72,36 @@ from loftr_ros.core.backends.base import PreparedImage
 from loftr_ros.core.camera import CameraModel, StereoCalibration, sampson_distances
 from loftr_ros.core.geometry import verify_matches
 from loftr_ros.core.masks import usable_points
-from loftr_ros.core.refinement import NCCRefinement
+from loftr_ros.core.refinement import NCCRefinement, patch_ncc, sample_patches
 from loftr_ros.core.stamps import NS_PER_S
-from loftr_ros.core.tracking.alignment import align_affine
 from loftr_ros.core.tracking.config import TrackerConfig
 from loftr_ros.core.tracking.motion import local_motion
-from loftr_ros.core.tracking.neighbours import spread_out
-from loftr_ros.core.tracking.patches import cut_regions, inside, warped_templates
-from loftr_ros.core.types import MatchResult
+from loftr_ros.core.tracking.neighbours import nearest_within, spread_out
 
 ImageInput = Union[np.ndarray, PreparedImage]
 
 # Template half-size (15x15 patches, as the matcher's refinement) and search radius around the
-# predicted position: the local motion predicts to well under a pixel on smooth surfaces, the
-# margin covers depth edges and detector noise.
+# prediction: a detector's keypoint lies within a pixel or two of its true position, and the
+# local motion predicts to well under a pixel on smooth surfaces.
 PATCH_HALF = 7
 SEARCH = 4
-# Correlation the NCC search needs to hand its peak to the affine alignment: the template,
-# deformed by the predicted motion, fits less well than after the alignment.
+# Correlation the whole-pixel search needs before the sub-pixel steps.
 _SEARCH_MIN_NCC = 0.5
-# Pixels a bicubic sample reads beyond its position.
-_BICUBIC_REACH = 2
-# The affine alignment may move a track this far (pixels) from the NCC peak, and change its
-# deformation this much (Frobenius norm), in one frame.
-_MAX_ALIGNMENT_STEP = float(__import__('os').environ.get('MAS', 0.5))
-_MAX_DEFORMATION_STEP = float(__import__('os').environ.get('MDS', 0.1))
-_AGREEMENT = float(os.environ.get('AGR', 0.25))
-_MAX_UNSEARCHED_STEP = float(__import__('os').environ.get('MUS', 2.0))
-_MOTION_DEFORMATION_NOISE = float(__import__('os').environ.get('MDN', 0.05))
-# The accumulated linear map may shrink the anchor by at most this much (its region must hold
-# the template's grid), and grow it by at most _MAX_GROWTH (details finer than a pixel of the
-# anchor do not exist).
-_MAX_SHRINK = 1.5
-_MAX_GROWTH = 4.0
-# Radius of the anchor region: the shrunk template grid, the sub-pixel offset and the bicubic
-# kernel's reach.
-REGION_RADIUS = int(np.ceil(PATCH_HALF * _MAX_SHRINK)) + 3
-# New features are chosen, tried and, for those that cannot be followed back a frame,
-# chosen again this many times.
+# A track whose prediction came from the motion field is carried on by a detector keypoint
+# lying this close (pixels) to where it was located.
+_KEYPOINT_SNAP = 1.0
+# A track may move this far (pixels per frame, averaged exponentially with this weight for the
+# latest frame) off the motion of the matches around it: the matches' noise averages out, a
+# track that keeps moving off them slides (along an edge, or with an occlusion's corner).
+_MAX_SLIDE = float(__import__('os').environ.get('DEV', 0.3))
+_SLIDE_WEIGHT = float(__import__('os').environ.get('SW', 0.4))
+# New features are chosen, checked and, where some fail, chosen again this many times.
 _BIRTH_ROUNDS = 2
 # Block of the structure tensor that ranks new features: the template's size.
 _CORNER_BLOCK = 2 * PATCH_HALF + 1
+# New features keep this far (pixels) from the border: their patch and the search window of the
+# next frame must fit.
+_BIRTH_MARGIN = PATCH_HALF + SEARCH + 2
 
 
 @dataclass(frozen=True)
@@ -135,11 +123,11 @@ class TrackedFrame:
         None without a left camera model. right_normalized, right_velocities: the same for the
         right observations (NaN where not found); None in mono or without a right camera model.
     num_new: features started in this frame.
-    lost: how many tracks of the previous frame ended, per cause: 'motion' (no consistent
-        matches around it, or no previous frame to match), 'border' (too close to the image
-        border), 'appearance' (its patch no longer correlates with its first observation's),
-        'mask', 'epipolar' (outlier of the epipolar geometry), 'thinned' (too close to a longer
-        track), 'reset' (stamps went backwards); causes with no track are left out.
+    lost: how many tracks of the previous frame ended, per cause: 'motion' (no keypoint match
+        and no consistent matches around it, or no previous frame), 'appearance' (its anchor
+        patch not found: weak correlation, the image border), 'mask', 'epipolar' (outlier of
+        the epipolar geometry), 'thinned' (too close to a longer track), 'reset' (stamps went
+        backwards); causes with no track are left out.
     reset: the tracker was reset before this frame (its stamp did not follow the previous one).
     timings: seconds: 'prepare' (images prepared in this call), 'match' (temporal and stereo
         matching), 'track' (the tracker's own work), 'total'.
@@ -180,22 +168,22 @@ class TrackedFrame:
 class _Tracks:
     """The live tracks, one row each (struct of arrays)."""
 
-    ids: np.ndarray          # [N] int64
-    positions: np.ndarray    # [N x 2] float64, current (left) position
-    lengths: np.ndarray      # [N] int64
-    scores: np.ndarray       # [N] float32
-    regions: np.ndarray      # [N x R x R] float32, the anchor's pixels
-    offsets: np.ndarray      # [N x 2] float64, the anchor position's offset from its pixel
-    linear: np.ndarray       # [N x 2 x 2] float64, anchor -> current linear deformation
-    normalized: np.ndarray   # [N x 2] float64, current undistorted coordinates (NaN: unknown)
+    ids: np.ndarray               # [N] int64
+    positions: np.ndarray         # [N x 2] float64, current (left) position
+    keys: np.ndarray              # [N x 2] float32, the detector keypoint carrying it (NaN: none)
+    lengths: np.ndarray           # [N] int64
+    scores: np.ndarray            # [N] float32
+    anchor_frames: np.ndarray     # [N] int64, serial number of the frame it was born in
+    anchor_positions: np.ndarray  # [N x 2] float64, its position there
+    slide: np.ndarray             # [N x 2] float64, its motion off the matches', averaged
+    normalized: np.ndarray        # [N x 2] float64, current undistorted coordinates (NaN: unknown)
     right_normalized: np.ndarray  # [N x 2] float64, the right observation's (NaN: none)
 
     @classmethod
     def empty(cls) -> '_Tracks':
-        size = 2 * REGION_RADIUS + 1
-        return cls(np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0, np.int64),
-                   np.zeros(0, np.float32), np.zeros((0, size, size), np.float32),
-                   np.zeros((0, 2)), np.zeros((0, 2, 2)), np.zeros((0, 2)), np.zeros((0, 2)))
+        return cls(np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros((0, 2), np.float32),
+                   np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64),
+                   np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)))
 
     def __len__(self):
         return len(self.ids)
@@ -211,8 +199,17 @@ class _Tracks:
                          for f in dataclasses.fields(self)))
 
 
+class _Pair(NamedTuple):
+    """A pair's matches: image-0 keypoints, image-1 keypoints as the backend placed them, and
+    the latter refined to the sub-pixel ([N x 2] float32 each, original pixels)."""
+
+    keypoints0: np.ndarray
+    keypoints1: np.ndarray
+    refined1: np.ndarray
+
+
 class Tracker:
-    """Feature tracks over a Matcher (or any object with its `prepare`, `match` and `keypoints`).
+    """Feature tracks over a Matcher (see the module's docstring for the method).
 
     Not thread-safe: one caller feeds it frames in stamp order.
     """
@@ -220,14 +217,15 @@ class Tracker:
     def __init__(self, matcher, config: TrackerConfig = TrackerConfig()):
         self.matcher = matcher
         self.config = config
-        # The search only finds the peak for the alignment, which has the last word on NCC.
+        # The search's peak is on whole pixels, where the correlation of a sharp texture is
+        # lower than at the sub-pixel position the Lucas-Kanade steps find: min_ncc applies
+        # there (_located).
         self._search = NCCRefinement(half=PATCH_HALF, search=SEARCH, min_ncc=_SEARCH_MIN_NCC)
-        self._stereo_search = NCCRefinement(half=PATCH_HALF, search=SEARCH,
-                                            min_ncc=config.min_ncc)
         self._left_camera: Optional[CameraModel] = None
         self._right_camera: Optional[CameraModel] = None
         self._calibration: Optional[StereoCalibration] = None
         self._next_id = 0
+        self._serial = 0
         self.reset()
 
     @property
@@ -250,6 +248,9 @@ class Tracker:
     def reset(self):
         """End every track; the next frame starts new ones (with new ids)."""
         self._tracks = _Tracks.empty()
+        # Frame serial -> (gray image, ids and positions of the tracks there) of the frames
+        # that live tracks were born in.
+        self._anchors: Dict[int, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._previous: Optional[PreparedImage] = None
         self._previous_stamp: Optional[int] = None
 
@@ -257,12 +258,15 @@ class Tracker:
                        left_mask: Optional[np.ndarray] = None,
                        right_mask: Optional[np.ndarray] = None,
                        ) -> Tuple[PreparedImage, Optional[PreparedImage]]:
-        """The frame's images as PreparedImages (arrays are prepared here with their dynamic
-        masks; PreparedImages pass as they are). One call for both images, so that a batched
-        preparation can take its place. Raises the Matcher's ImageError."""
-        prepared = [image if isinstance(image, PreparedImage) or image is None
-                    else self.matcher.prepare(image, mask)
-                    for image, mask in ((left, left_mask), (right, right_mask))]
+        """The frame's images as PreparedImages: arrays are prepared here with their dynamic
+        masks, both in one batch where the backend can; PreparedImages pass as they are.
+        Raises the Matcher's ImageError (MaskError for a mask of the wrong size)."""
+        pairs = [(image, mask) for image, mask in ((left, left_mask), (right, right_mask))
+                 if image is not None and not isinstance(image, PreparedImage)]
+        fresh = iter(self.matcher.prepare_batch([image for image, _ in pairs],
+                                                [mask for _, mask in pairs]) if pairs else ())
+        prepared = [image if image is None or isinstance(image, PreparedImage) else next(fresh)
+                    for image in (left, right)]
         return prepared[0], prepared[1]
 
     def track(self, stamp_ns: int, left: ImageInput, right: Optional[ImageInput] = None,
@@ -276,7 +280,7 @@ class Tracker:
         current, current_right = self.prepare_images(left, right, left_mask, right_mask)
         prepared_here = [image for image, given in ((current, left), (current_right, right))
                          if image is not None and image is not given]
-        prepare_seconds = sum(image.timings.get('preprocess', 0.0) + image.timings.get('model', 0.0)
+        prepare_seconds = sum(image.timings['preprocess'] + image.timings['model']
                               for image in prepared_here)
         stamp_ns = int(stamp_ns)
         reset = self._previous_stamp is not None and stamp_ns <= self._previous_stamp
@@ -287,21 +291,26 @@ class Tracker:
               else 0.0)
 
         match_start = time.perf_counter()
-        temporal = (_trusted(self.matcher.match(self._previous, current))
-                    if self._previous is not None else None)
-        stereo = (_trusted(self.matcher.match(current, current_right))
-                  if current_right is not None else None)
+        temporal = (self._pair(self._previous, current) if self._previous is not None
+                    else None)
+        stereo = self._pair(current, current_right) if current_right is not None else None
         track_start = time.perf_counter()
 
-        tracks, lost = self._follow(self._tracks, current, temporal)
+        self._serial += 1
+        keypoints = self.matcher.keypoints(current)
+        tracks, lost = self._follow(self._tracks, current, temporal, keypoints)
         followed = len(tracks)
         tracks = self._thin(tracks)
         lost['thinned'] = followed - len(tracks)
         if reset:
             lost['reset'] = lost_in_reset
         lost = {cause: count for cause, count in lost.items() if count}
-        births = self._births(tracks, current, temporal, stereo)
+        births = self._births(tracks, current, keypoints, temporal)
         tracks = tracks.extend(births)
+        self._anchors[self._serial] = (current.gray, tracks.ids, tracks.positions)
+        born_in = set(tracks.anchor_frames.tolist())
+        self._anchors = {serial: anchor for serial, anchor in self._anchors.items()
+                         if serial in born_in}
 
         right_positions = right_valid = None
         if current_right is not None:
@@ -331,80 +340,79 @@ class Tracker:
 
     # Steps of a frame.
 
-    def _follow(self, tracks: _Tracks, current: PreparedImage,
-                temporal: Optional[MatchResult]) -> Tuple[_Tracks, Dict[str, int]]:
+    def _pair(self, image0: PreparedImage, image1: PreparedImage) -> '_Pair':
+        """The matches of two prepared images, with the image-1 keypoints both as the backend
+        placed them (detector keypoints carry tracks by their exact positions) and after the
+        Matcher's sub-pixel refinement (what predicts the tracks' motion)."""
+        result = self.matcher.match(image0, image1, refine=False)
+        refined = result.keypoints1
+        if self.matcher.refinement is not None:
+            refined = self.matcher.refinement.refine(image0.gray, image1.gray,
+                                                     result.keypoints0, result.keypoints1)[0]
+        return _Pair(result.keypoints0, result.keypoints1, refined)
+
+    def _follow(self, tracks: _Tracks, current: PreparedImage, temporal: Optional[_Pair],
+                keypoints: Optional[np.ndarray]) -> Tuple[_Tracks, Dict[str, int]]:
         """The tracks that go on into the current frame, at their new positions, and how many
         ended for each cause (see TrackedFrame.lost)."""
         if len(tracks) == 0 or temporal is None:
             return tracks.take(slice(0, 0)), {'motion': len(tracks)}
-        positions, linear, ncc, lost = self._relocate(
-            tracks.regions, tracks.offsets, tracks.positions, tracks.linear, current,
-            temporal.keypoints0, temporal.keypoints1)
-        alive = lost.alive
-        inliers = alive.copy()
-        inliers[alive] = self._epipolar_inliers(tracks.positions[alive], positions[alive],
-                                                self._left_camera, self._left_camera)
+        lost = _LostCounter(len(tracks))
+        predicted, found, keys, field = _predict(tracks.positions, tracks.keys, temporal)
+        lost.keep('motion', found)
+        # Each anchor frame's patches are warped by the affine motion from that frame to this
+        # one, which the tracks seen in both give.
+        templates = np.zeros((len(tracks), 2 * PATCH_HALF + 1, 2 * PATCH_HALF + 1), np.float32)
+        inside = np.zeros(len(tracks), bool)
+        for serial in np.unique(tracks.anchor_frames):
+            group = (tracks.anchor_frames == serial) & found
+            if not group.any():
+                continue
+            gray, ids, then = self._anchors[serial]
+            common, rows_then, rows_now = np.intersect1d(ids, tracks.ids[found],
+                                                         return_indices=True)
+            now = predicted[found][rows_now]
+            templates[group], inside[group] = self._search.templates(
+                gray, tracks.anchor_positions[group], predicted[group],
+                motion=(then[rows_then], now))
+        lost.keep('border', inside & _inside(predicted, _BIRTH_MARGIN, current.gray.shape))
+        positions, located, ncc = self._located(current.gray, templates, predicted,
+                                                lost.alive)
+        lost.keep('appearance', located)
+        # The surface around a track moves as the matches around it do: a track that leaves
+        # that motion slides (along an edge, or with an occlusion's corner).
+        slide = ((1 - _SLIDE_WEIGHT) * tracks.slide +
+                 _SLIDE_WEIGHT * np.nan_to_num(positions - field))
+        lost.keep('motion', np.linalg.norm(slide, axis=1) <= _MAX_SLIDE)
+        lost.keep('mask', usable_points(current.mask, positions))
+        inliers = lost.alive.copy()
+        inliers[lost.alive] = self._epipolar_inliers(
+            tracks.positions[lost.alive], positions[lost.alive], self._left_camera,
+            self._left_camera, self.config.ransac_threshold)
         lost.keep('epipolar', inliers)
-        followed = tracks.replace(positions=positions, linear=linear,
-                                  lengths=tracks.lengths + 1, scores=ncc.astype(np.float32))
+        keys = _snap_keys(keys, positions, keypoints)
+        followed = tracks.replace(positions=positions.astype(np.float64), keys=keys,
+                                  lengths=tracks.lengths + 1, scores=ncc.astype(np.float32),
+                                  slide=slide)
         return followed.take(lost.alive), lost.counts
 
-    def _relocate(self, regions: np.ndarray, offsets: np.ndarray, positions: np.ndarray,
-                  linear: np.ndarray, image: PreparedImage, source: np.ndarray,
-                  target: np.ndarray):
-        """Where anchor patches (regions, offsets; at `positions` with deformation `linear`
-        in the image the matches `source` -> `target` start from) lie in `image`: the local
-        motion of the matches predicts, the NCC search and the affine alignment locate.
-        Returns (positions, linear, ncc, _LostCounter of the ones not found)."""
-        gray = image.gray
-        lost = _LostCounter(len(positions))
-        predicted, motion, found = local_motion(positions, source, target)
-        lost.keep('motion', found)
-        # The alignment needs the template's footprint in the image, the NCC search its
-        # window too: nearer the border the alignment starts from the prediction.
-        lost.keep('border', inside(predicted, PATCH_HALF + _BICUBIC_REACH + 1, gray.shape))
-        searchable = inside(predicted, PATCH_HALF + SEARCH + _BICUBIC_REACH, gray.shape)
-        # The local motion's linear part is noisy (a few percent per frame from detector
-        # keypoints): below that it only adds noise to the deformation, which the alignment
-        # then corrects.
-        noisy = np.linalg.norm(motion - np.eye(2), axis=(1, 2)) < _MOTION_DEFORMATION_NOISE
-        motion[noisy] = np.eye(2)
-        predicted_linear = motion @ linear
-        lost.keep('appearance', _deformation_fits(predicted_linear))
-        predicted_linear[~lost.alive] = np.eye(2)
-        templates = warped_templates(regions, offsets, np.linalg.inv(predicted_linear),
-                                     PATCH_HALF)
-        peaks, located, _ = self._search.locate(gray, templates, predicted,
-                                                lost.alive & searchable)
-        located |= ~searchable
-        anchors = _anchor_patches(regions)
-        aligned, aligned_linear, ncc = align_affine(gray, anchors, offsets, peaks,
-                                                    predicted_linear)
-        # A unique optimum: the alignment started from the motion's prediction ends where the
-        # one started from the NCC peak does. Two ends mean an edge (a valley of solutions)
-        # or repeated texture, where the position is a guess.
-        if os.environ.get('TWO', '1') == '1':
-            second = align_affine(gray, anchors, offsets, predicted, predicted_linear)[0]
-            unique = np.linalg.norm(aligned - second, axis=1) <= _AGREEMENT
-        else:
-            unique = (np.linalg.norm(aligned - peaks, axis=1) <=
-                   np.where(searchable, _MAX_ALIGNMENT_STEP, _MAX_UNSEARCHED_STEP))
-        deformation_step = np.minimum(
-            np.linalg.norm(aligned_linear - predicted_linear, axis=(1, 2)),
-            np.linalg.norm(aligned_linear - linear, axis=(1, 2)))
-        lost.keep('appearance', located & (ncc >= self.config.min_ncc) & unique &
-                  (deformation_step <= _MAX_DEFORMATION_STEP) &
-                  _deformation_fits(aligned_linear))
-        lost.keep('border', inside(aligned, PATCH_HALF + _BICUBIC_REACH, gray.shape))
-        lost.keep('mask', usable_points(image.mask, aligned))
-        return aligned, aligned_linear, ncc, lost
+    def _located(self, image: np.ndarray, templates: np.ndarray, predicted: np.ndarray,
+                 usable: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where templates [N x S x S] lie in `image` near their predicted positions [N x 2]:
+        (positions [N x 2], found [N] bool: located with a sub-pixel correlation of at least
+        min_ncc, that correlation [N])."""
+        positions, found, _ = self._search.locate(image, templates, predicted, usable)
+        ncc = np.zeros(len(positions), np.float32)
+        if found.any():
+            ncc[found] = patch_ncc(templates[found],
+                                   sample_patches(image, positions[found], PATCH_HALF))
+        return positions, found & (ncc >= self.config.min_ncc), ncc
 
-    def _epipolar_inliers(self, points0, points1, camera0, camera1) -> np.ndarray:
+    def _epipolar_inliers(self, points0, points1, camera0, camera1, threshold) -> np.ndarray:
         """Which correspondences fit the epipolar geometry RANSAC finds among them (essential
         with both cameras, else fundamental); all of them when too few to tell."""
         model = 'essential' if camera0 is not None and camera1 is not None else 'fundamental'
-        inliers, _ = verify_matches(points0, points1, model, self.config.ransac_threshold,
-                                    0.999, camera0, camera1)
+        inliers, _ = verify_matches(points0, points1, model, threshold, 0.999, camera0, camera1)
         return np.ones(len(points0), bool) if inliers is None else inliers.astype(bool)
 
     def _thin(self, tracks: _Tracks) -> _Tracks:
@@ -416,64 +424,74 @@ class Tracker:
         return tracks.take(np.sort(kept))
 
     def _births(self, tracks: _Tracks, current: PreparedImage,
-                temporal: Optional[MatchResult], stereo: Optional[MatchResult]) -> _Tracks:
-        """New features filling the frame up to max_features."""
+                keypoints: Optional[np.ndarray], temporal: Optional[_Pair]) -> _Tracks:
+        """New features filling the frame up to max_features: candidates spread out, strongest
+        first, and (from the second frame on) followed back into the previous frame as a track
+        would be followed forward; a candidate that fails there (on an occlusion's corner, an
+        edge, too little texture) would end a frame or two later and is not started."""
         need = self.config.max_features - len(tracks)
-        candidates = self.matcher.keypoints(current)
-        if candidates is None:
-            sides = [result.keypoints1 for result in (temporal,) if result is not None]
-            sides += [result.keypoints0 for result in (stereo,) if result is not None]
-            candidates = np.concatenate(sides) if sides else np.zeros((0, 2))
-        candidates = np.asarray(candidates, np.float64).reshape(-1, 2)
-        gray = current.gray
-        candidates = candidates[inside(candidates, REGION_RADIUS, gray.shape) &
-                                usable_points(current.mask, candidates)]
-        if need <= 0 or len(candidates) == 0:
+        if need <= 0:
             return tracks.take(slice(0, 0))
-        pixels = np.floor(candidates + 0.5).astype(np.intp)
+        gray = current.gray
         corners = cv2.cornerMinEigenVal(gray, _CORNER_BLOCK, 3)
+        if keypoints is None:
+            usable = None if current.mask is None else current.mask.astype(np.uint8)
+            found = cv2.goodFeaturesToTrack(
+                gray, 4 * need, max(self.config.min_corner_quality, 1e-6),
+                max(self.config.min_distance, 1.0), mask=usable, blockSize=_CORNER_BLOCK)
+            candidates = np.zeros((0, 2)) if found is None else found.reshape(-1, 2)
+        else:
+            candidates = keypoints
+        candidates = np.asarray(candidates, np.float64).reshape(-1, 2)
+        candidates = candidates[_inside(candidates, _BIRTH_MARGIN, gray.shape) &
+                                usable_points(current.mask, candidates)]
+        pixels = np.floor(candidates + 0.5).astype(np.intp)
         strength = corners[pixels[:, 1], pixels[:, 0]]
         strong = strength >= self.config.min_corner_quality * corners.max()
         candidates, strength = candidates[strong], strength[strong]
         priority = np.empty(len(candidates), np.intp)
         priority[np.argsort(-strength, kind='stable')] = np.arange(len(candidates))
         rejected = np.zeros(len(candidates), bool)
+        checked = np.zeros(len(candidates), bool)
         for _ in range(_BIRTH_ROUNDS):
-            chosen = spread_out(candidates[~rejected], priority[~rejected],
-                                self.config.min_distance, occupied=tracks.positions,
-                                limit=need)
-            chosen = np.flatnonzero(~rejected)[chosen]
-            trackable = self._trackable_back(candidates[chosen], current, temporal)
-            if trackable.all():
+            open_ = np.flatnonzero(~rejected)
+            chosen = open_[spread_out(candidates[open_], priority[open_],
+                                      self.config.min_distance, occupied=tracks.positions,
+                                      limit=need)]
+            unchecked = chosen[~checked[chosen]]
+            checked[unchecked] = True
+            rejected[unchecked] = ~self._trackable_back(candidates[unchecked], current,
+                                                        temporal)
+            if not rejected[chosen].any():
                 break
-            rejected[chosen[~trackable]] = True
-        chosen = chosen[trackable]
-        positions = candidates[chosen]
+        positions = candidates[chosen[~rejected[chosen]]]
         count = len(positions)
-        regions, offsets = cut_regions(gray, positions, REGION_RADIUS)
         ids = np.arange(self._next_id, self._next_id + count, dtype=np.int64)
         self._next_id += count
+        keys = (positions.astype(np.float32) if keypoints is not None
+                else np.full((count, 2), np.nan, np.float32))
         unknown = np.full((count, 2), np.nan)
-        return _Tracks(ids, positions, np.ones(count, np.int64), np.ones(count, np.float32),
-                       regions, offsets, np.tile(np.eye(2), (count, 1, 1)), unknown,
-                       unknown.copy())
+        return _Tracks(ids, positions, keys, np.ones(count, np.int64),
+                       np.ones(count, np.float32), np.full(count, self._serial, np.int64),
+                       positions.copy(), np.zeros((count, 2)), unknown, unknown.copy())
 
     def _trackable_back(self, positions: np.ndarray, current: PreparedImage,
-                        temporal: Optional[MatchResult]) -> np.ndarray:
-        """Whether each candidate for a new feature can be followed back into the previous
-        frame as a track would be followed forward: a candidate that would fail a track's
-        checks (on an occlusion boundary, on an edge, on too little texture) is not started,
-        where it would only end a frame or two later. All True without a previous frame."""
-        if temporal is None or self._previous is None or len(positions) == 0:
+                        temporal: Optional[_Pair]) -> np.ndarray:
+        """[N] bool: candidates whose patch is found in the previous frame where the matches
+        around them say (within _MAX_SLIDE px); all True without a previous frame."""
+        if temporal is None or len(positions) == 0:
             return np.ones(len(positions), bool)
-        regions, offsets = cut_regions(current.gray, positions, REGION_RADIUS)
-        identity = np.tile(np.eye(2), (len(positions), 1, 1))
-        lost = self._relocate(regions, offsets, positions, identity, self._previous,
-                              temporal.keypoints1, temporal.keypoints0)[3]
-        return lost.alive
+        back = _Pair(temporal.refined1, temporal.keypoints0, temporal.keypoints0)
+        predicted, found, _, field = _predict(
+            positions, np.full((len(positions), 2), np.nan, np.float32), back)
+        templates, inside = self._search.templates(current.gray, positions, predicted,
+                                                   motion=(back.keypoints0, back.keypoints1))
+        located, valid, _ = self._located(self._previous.gray, templates, predicted,
+                                          found & inside)
+        return valid & (np.linalg.norm(located - field, axis=1) <= _MAX_SLIDE)
 
     def _right_observations(self, tracks: _Tracks, current: PreparedImage,
-                            right: PreparedImage, stereo: MatchResult,
+                            right: PreparedImage, stereo: _Pair,
                             ) -> Tuple[np.ndarray, np.ndarray]:
         """Each feature's position in the right image ([N x 2], NaN where not found) and
         whether it was found."""
@@ -481,26 +499,20 @@ class Tracker:
         positions = np.full((count, 2), np.nan)
         if count == 0:
             return positions, np.zeros(0, bool)
-        predicted, motion, found = local_motion(tracks.positions, stereo.keypoints0,
-                                                stereo.keypoints1)
-        usable = found & _deformation_fits(motion) & inside(tracks.positions, REGION_RADIUS,
-                                                             current.gray.shape)
-        regions, offsets = cut_regions(current.gray, tracks.positions[usable], REGION_RADIUS)
-        inverse = np.linalg.inv(motion[usable])
-        templates = warped_templates(regions, offsets, inverse, PATCH_HALF)
-        located, valid, _ = self._stereo_search.locate(right.gray, templates, predicted[usable])
-        found = np.zeros(count, bool)
-        found[usable] = valid
-        positions[found] = located[valid]
-        found[found] = usable_points(right.mask, positions[found])
-        found[found] = self._stereo_inliers(tracks.positions[found], positions[found])
-        positions[~found] = np.nan
-        return positions, found
-
-    def _stereo_inliers(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        if self._calibration is None:
-            return self._epipolar_inliers(left, right, self._left_camera, self._right_camera)
-        return sampson_distances(left, right, self._calibration) <= self.config.stereo_threshold
+        predicted, found, _, _ = _predict(tracks.positions, tracks.keys, stereo)
+        templates, inside = self._search.templates(current.gray, tracks.positions, predicted)
+        located, valid, _ = self._located(right.gray, templates, predicted, found & inside)
+        valid &= usable_points(right.mask, located)
+        if self._calibration is not None:
+            valid[valid] = (sampson_distances(tracks.positions[valid], located[valid],
+                                              self._calibration)
+                            <= self.config.stereo_threshold)
+        else:
+            valid[valid] = self._epipolar_inliers(
+                tracks.positions[valid], located[valid], self._left_camera,
+                self._right_camera, self.config.stereo_threshold)
+        positions[valid] = located[valid]
+        return positions, valid
 
     def _left_coordinates(self, tracks: _Tracks, dt: float):
         """(normalized, velocities) of the left observations (None without a camera model),
@@ -535,28 +547,45 @@ class _LostCounter:
         self.alive &= passed
 
 
-def _trusted(result: MatchResult) -> MatchResult:
-    """The matches the Matcher's own verification kept (all when it did not run)."""
-    if result.inliers is None:
-        return result
-    keep = result.inliers.astype(bool)
-    return dataclasses.replace(result, keypoints0=result.keypoints0[keep],
-                               keypoints1=result.keypoints1[keep], scores=result.scores[keep],
-                               inliers=result.inliers[keep])
+def _predict(positions: np.ndarray, keys: np.ndarray, matches: _Pair,
+             ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where points of image 0 lie in image 1 of a pair: a point carried by a detector keypoint
+    (keys [N x 2] float32, NaN for none) that has a match goes to its partner, which carries it
+    on; the others go where the local motion of the matches around them takes them.
+    Returns (predicted [N x 2], found [N] bool, the keypoints of image 1 carrying them [N x 2]
+    float32, NaN for none, and the local motion's prediction [N x 2], NaN where it has none)."""
+    predicted, _, found = local_motion(positions, matches.keypoints0, matches.refined1)
+    field = np.where(found[:, None], predicted, np.nan)
+    carried = np.full((len(positions), 2), np.nan, np.float32)
+    index = {point: row for row, point in enumerate(map(tuple, matches.keypoints0.tolist()))}
+    for row, key in enumerate(map(tuple, np.asarray(keys, np.float32).tolist())):
+        partner = index.get(key)
+        if partner is not None:
+            carried[row] = matches.keypoints1[partner]
+            predicted[row] = matches.refined1[partner]
+    matched = np.isfinite(carried).all(axis=1)
+    return predicted, found | matched, carried, field
 
 
-def _anchor_patches(regions: np.ndarray) -> np.ndarray:
-    """The (2 PATCH_HALF + 1)^2 pixels at the centre of anchor regions."""
-    cut = slice(REGION_RADIUS - PATCH_HALF, REGION_RADIUS + PATCH_HALF + 1)
-    return regions[:, cut, cut]
+def _snap_keys(keys: np.ndarray, positions: np.ndarray,
+               keypoints: Optional[np.ndarray]) -> np.ndarray:
+    """The keypoints carrying each track on: its match's partner, or for a track the motion
+    field predicted, the detector keypoint nearest to where it was located (within
+    _KEYPOINT_SNAP px), so that the next frame follows a keypoint again."""
+    if keypoints is None or len(keypoints) == 0:
+        return keys
+    missing = np.flatnonzero(~np.isfinite(keys).all(axis=1))
+    nearest = nearest_within(positions[missing], keypoints, _KEYPOINT_SNAP, 1)[:, 0]
+    keys = keys.copy()
+    keys[missing[nearest >= 0]] = keypoints[nearest[nearest >= 0]]
+    return keys
 
 
-def _deformation_fits(linear: np.ndarray) -> np.ndarray:
-    """[N] bool: linear maps [N x 2 x 2] whose template grid the anchor region holds."""
-    if len(linear) == 0:
-        return np.zeros(0, bool)
-    singular = np.linalg.svd(linear, compute_uv=False)
-    return (singular[:, -1] >= 1 / _MAX_SHRINK) & (singular[:, 0] <= _MAX_GROWTH)
+def _inside(points: np.ndarray, margin: float, shape) -> np.ndarray:
+    """[N] bool: points [N x 2] at least `margin` px inside an image of `shape` (H, W)."""
+    height, width = shape[:2]
+    return ((points >= margin).all(axis=1) & (points[:, 0] <= width - 1 - margin) &
+            (points[:, 1] <= height - 1 - margin))
 
 
 def _velocities(current: np.ndarray, previous: np.ndarray, dt: float) -> np.ndarray:

@@ -1,19 +1,24 @@
-"""MatchResult <-> loftr_ros/msg/Matches and NumPy <-> sensor_msgs/Image for rclpy messages.
+"""MatchResult <-> loftr_ros/msg/Matches, NumPy <-> sensor_msgs/Image, and a tracked frame ->
+loftr_ros/msg/FeatureTracks and VINS-Fusion's sensor_msgs/PointCloud, for rclpy messages.
 
 Array fields are filled from the NumPy buffers in one copy and read back with
 ``np.frombuffer``: no Python object per element, so 10,000 matches cost microseconds.
 """
 import array
+from typing import Optional
 
 import numpy as np
 from builtin_interfaces.msg import Duration
-from sensor_msgs.msg import Image
+from geometry_msgs.msg import Point32
+from sensor_msgs.msg import ChannelFloat32, Image, PointCloud
 from std_msgs.msg import Header
 
 from loftr_ros.core.image_conversion import image_to_msg_fields
 from loftr_ros.core.stamps import duration_sec_nanosec, sec_nanosec
+from loftr_ros.core.tracking.output import VINS_CHANNELS, feature_tracks_arrays, vins_features
+from loftr_ros.core.tracking.tracker import TrackedFrame
 from loftr_ros.core.types import MatchResult
-from loftr_ros.msg import Matches
+from loftr_ros.msg import FeatureTracks, Matches
 
 
 def byte_array(data) -> array.array:
@@ -73,6 +78,39 @@ def result_from_matches_msg(msg) -> MatchResult:
         geometry_model=msg.geometry_model,
         timings={'total': msg.processing_time.sec + msg.processing_time.nanosec * 1e-9},
     )
+
+
+def feature_tracks_msg(frame: TrackedFrame, header, right_header, model: str, config_id: str,
+                       processing_seconds: float) -> FeatureTracks:
+    """A FeatureTracks message for a tracked frame; right_header is None in mono."""
+    msg = FeatureTracks()
+    msg.header = header
+    msg.stereo = frame.stereo
+    if right_header is not None:
+        msg.right_header = right_header
+    msg.width, msg.height = (int(v) for v in frame.image_size)
+    if frame.right_image_size is not None:
+        msg.right_width, msg.right_height = (int(v) for v in frame.right_image_size)
+    for name, values in feature_tracks_arrays(frame)._asdict().items():
+        setattr(msg, name, values)
+    msg.num_new, msg.num_lost, msg.reset = frame.num_new, frame.num_lost, frame.reset
+    msg.model = model
+    msg.config_id = config_id
+    msg.processing_time = duration_from_seconds(processing_seconds)
+    return msg
+
+
+def vins_feature_msg(frame: TrackedFrame, header) -> Optional[PointCloud]:
+    """VINS-Fusion's feature cloud of a tracked frame (see loftr_ros.core.tracking.output), or
+    None without camera calibration."""
+    features = vins_features(frame)
+    if features is None:
+        return None
+    msg = PointCloud(header=header)
+    msg.points = [Point32(x=float(x), y=float(y), z=float(z)) for x, y, z in features.points]
+    msg.channels = [ChannelFloat32(name=name, values=values)
+                    for name, values in zip(VINS_CHANNELS, features.channels)]
+    return msg
 
 
 def image_msg_from_array(image: np.ndarray, encoding: str, header=None) -> Image:

@@ -11,8 +11,9 @@ import pytest
 
 from loftr_ros.core import synthetic
 from loftr_ros.core.backends.base import PreparedImage
+from loftr_ros.core.camera import sampson_distances
 from loftr_ros.core.config import MatcherConfig
-from loftr_ros.core.errors import MaskError
+from loftr_ros.core.errors import ConfigError, MaskError
 from loftr_ros.core.masks import combine
 from loftr_ros.core.matcher import Matcher
 from loftr_ros.core.preprocessing import ImageTransform, image_size, normalize_image
@@ -142,3 +143,111 @@ def test_stamps_going_backwards_reset_with_new_ids(views):
     following = tracker.track(views[1].stamp_ns, views[1].image)
     assert not following.reset and (following.track_lengths[:len(restarted)] <= 2).all()
     assert not seen & set(following.ids.tolist())
+
+
+@pytest.mark.parametrize('backend', ['xfeat', 'opencv'])
+def test_euroc_stereo_tracks_obey_the_calibration_and_persist(euroc_stereo_frames,
+                                                              euroc_calibration, backend):
+    options = {'matcher': 'mnn'} if backend == 'xfeat' else {}
+    matcher = Matcher(MatcherConfig(backend=backend, options=options, warmup=False))
+    tracker = Tracker(matcher)
+    # Camera models only: the stereo check is then RANSAC's essential matrix per frame, and
+    # the calibrated epipolar geometry judges the result (with the calibration the tracker
+    # itself keeps only observations within 1 px of it).
+    tracker.set_cameras(euroc_calibration.camera0, euroc_calibration.camera1)
+    frames = [tracker.track(stamp, left, right) for stamp, left, right in euroc_stereo_frames]
+    left = np.concatenate([frame.keypoints[frame.right_valid] for frame in frames])
+    right = np.concatenate([frame.right_keypoints[frame.right_valid] for frame in frames])
+    distances = sampson_distances(left, right, euroc_calibration)
+    within = float(np.mean(distances <= 1.0))
+    lengths = track_lengths(frames)
+    found = np.mean([frame.right_valid.mean() for frame in frames])
+    print(f'{backend}: {len(distances)} stereo observations ({found:.0%} of the features), '
+          f'{within:.2%} within 1 px Sampson, median track length {np.median(lengths)} of '
+          f'{len(frames)} frames, {len(lengths)} tracks')
+    assert within >= 0.95
+    assert np.median(lengths) >= 40
+    assert found >= 0.5
+    # Normalized coordinates are the undistortion of the observations.
+    last = frames[-1]
+    np.testing.assert_allclose(last.normalized,
+                               euroc_calibration.camera0.normalize(last.keypoints), atol=1e-9)
+
+
+def left_half_masked():
+    mask = np.full((HEIGHT, WIDTH), 255, np.uint8)
+    mask[:, :WIDTH // 2] = 0
+    return mask
+
+
+def in_masked_half(points):
+    """Points on a pixel of the masked left half (pixel i covers [i - 0.5, i + 0.5))."""
+    return np.floor(np.asarray(points)[:, 0] + 0.5) < WIDTH // 2
+
+
+@pytest.fixture(scope='module')
+def mask_matchers(eloftr_hf_dir):
+    return {'xfeat': MatcherConfig(backend='xfeat', warmup=False),
+            'opencv': MatcherConfig(backend='opencv', warmup=False),
+            'eloftr': MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), warmup=False,
+                                    confidence_threshold=0.0)}
+
+
+@pytest.mark.parametrize('backend', ['xfeat', 'opencv', 'eloftr'])
+@pytest.mark.parametrize('where', ['static', 'dynamic'])
+def test_no_keypoint_or_match_in_a_masked_pixel(views, mask_matchers, backend, where):
+    config = mask_matchers[backend]
+    image0, image1 = views[0].image, views[4].image
+    unmasked = Matcher(config).match(image0, image1)
+    assert in_masked_half(unmasked.keypoints0).sum() > 10  # the half has matches to lose
+    mask = left_half_masked()
+    matcher = Matcher(config, mask=mask if where == 'static' else None)
+    dynamic = None if where == 'static' else mask
+    # Two arrays (one batch, as stereo), and prepared frames reused (consecutive).
+    batched = matcher.match(image0, image1) if where == 'static' else None
+    prepared0 = matcher.prepare(image0, dynamic)
+    prepared1 = matcher.prepare(image1, dynamic)
+    both = matcher.prepare_batch([image0, image1], [dynamic, dynamic])
+    results = [matcher.match(prepared0, prepared1), matcher.match(*both)]
+    results += [batched] if batched is not None else []
+    for result in results:
+        assert len(result.keypoints0) > 10
+        assert not in_masked_half(result.keypoints0).any()
+        assert not in_masked_half(result.keypoints1).any()
+    for prepared in (prepared0, *both):
+        keypoints = matcher.keypoints(prepared)
+        if keypoints is not None:  # a detector's own keypoints
+            assert len(keypoints) and not in_masked_half(keypoints).any()
+
+
+def test_no_track_in_a_masked_pixel(views):
+    tracker = Tracker(GridMatcher(views), TRACKER)
+    mask = left_half_masked()
+    frames = [tracker.track(view.stamp_ns, view.image, left_mask=mask) for view in views[:8]]
+    assert all(len(frame) > 10 for frame in frames)
+    assert not any(in_masked_half(frame.keypoints).any() for frame in frames)
+    matcher = Matcher(MatcherConfig(backend='xfeat', warmup=False))
+    tracker = Tracker(matcher, TRACKER)
+    frames = [tracker.track(view.stamp_ns, view.image, views[1].image, mask, mask)
+              for view in views[:3]]
+    assert all(frame.right_valid.sum() > 10 for frame in frames)
+    for frame in frames:
+        assert not in_masked_half(frame.keypoints).any()
+        assert not in_masked_half(frame.right_keypoints[frame.right_valid]).any()
+
+
+def test_a_mask_of_the_wrong_size_is_a_mask_error(views):
+    wrong = np.ones((HEIGHT, WIDTH + 1), np.uint8)
+    with pytest.raises(MaskError, match='321x240 but the image is 320x240'):
+        Matcher(MatcherConfig(backend='opencv', warmup=False)).prepare(views[0].image, wrong)
+    with pytest.raises(MaskError):
+        Matcher(MatcherConfig(backend='opencv', warmup=False), mask=wrong).prepare(views[0].image)
+    tracker = Tracker(GridMatcher(views), TRACKER)
+    tracker.track(views[0].stamp_ns, views[0].image)
+    with pytest.raises(MaskError):
+        tracker.track(views[1].stamp_ns, views[1].image, left_mask=wrong)
+    # The refused frame changed nothing: the next good one continues the tracks.
+    following = tracker.track(views[1].stamp_ns, views[1].image)
+    assert not following.reset and (following.track_lengths == 2).any()
+    with pytest.raises(ConfigError):
+        Matcher(MatcherConfig(backend='opencv', warmup=False), mask=np.ones((4, 4), np.float32))

@@ -93,8 +93,8 @@ _KEYPOINT_SNAP = 1.0
 # A track may move this far (pixels per frame, averaged exponentially with this weight for the
 # latest frame) off the motion of the matches around it: the matches' noise averages out, a
 # track that keeps moving off them slides (along an edge, or with an occlusion's corner).
-_MAX_SLIDE = float(__import__('os').environ.get('DEV', 0.3))
-_SLIDE_WEIGHT = float(__import__('os').environ.get('SW', 0.4))
+_MAX_SLIDE = 0.2
+_SLIDE_WEIGHT = 0.4
 # New features are chosen, checked and, where some fail, chosen again this many times.
 _BIRTH_ROUNDS = 2
 # Block of the structure tensor that ranks new features: the template's size.
@@ -381,8 +381,7 @@ class Tracker:
         lost.keep('appearance', located)
         # The surface around a track moves as the matches around it do: a track that leaves
         # that motion slides (along an edge, or with an occlusion's corner).
-        slide = ((1 - _SLIDE_WEIGHT) * tracks.slide +
-                 _SLIDE_WEIGHT * np.nan_to_num(positions - field))
+        slide = (1 - _SLIDE_WEIGHT) * tracks.slide + _SLIDE_WEIGHT * (positions - field)
         lost.keep('motion', np.linalg.norm(slide, axis=1) <= _MAX_SLIDE)
         lost.keep('mask', usable_points(current.mask, positions))
         inliers = lost.alive.copy()

@@ -1,8 +1,8 @@
 """Write the node's parameter documentation from their declarations (loftr_ros.ros.parameters:
 GROUPS, each a dataclass declared with setting(); the matcher's is MatcherConfig).
 
-What it writes: two tables of README.md (each between its two marker lines: the node's own
-parameters, then the matcher settings) and the ``ros__parameters`` of every
+What it writes: three tables of README.md (each between its two marker lines: the node's own
+parameters, the matcher settings, the tracker settings of TrackerConfig) and the ``ros__parameters`` of every
 ``config/*matcher.yaml``: one comment per parameter from its help text, the groups and
 parameters in declared order (the ``matcher`` section last), and the file's own value where it
 sets one (the declared default for a new parameter). The lines above ``ros__parameters`` are the
@@ -21,6 +21,7 @@ import yaml
 
 from loftr_ros.core.config import OPTIONS, MatcherConfig
 from loftr_ros.core.settings import defaults_of, settings_of
+from loftr_ros.core.tracking.config import TrackerConfig
 from loftr_ros.ros.parameters import GROUPS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,8 @@ TABLES = (
      '<!-- end of node parameters -->', NODE_GROUPS),
     ('<!-- matcher settings: generated from loftr_ros.core.config.MatcherConfig by '
      '`make docs` -->', '<!-- end of matcher settings -->', MATCHER_GROUPS),
+    ('<!-- tracker settings: generated from loftr_ros.core.tracking.config.TrackerConfig by '
+     '`make docs` -->', '<!-- end of tracker settings -->', (('tracks.', TrackerConfig),)),
 )
 PARAMETERS_LINE = '  ros__parameters:'
 INDENT = ' ' * 4

@@ -187,10 +187,10 @@ def in_masked_half(points):
 
 @pytest.fixture(scope='module')
 def mask_matchers(eloftr_hf_dir):
-    return {'xfeat': MatcherConfig(backend='xfeat', warmup=False),
+    return {'xfeat': MatcherConfig(backend='xfeat', options={'matcher': 'mnn'}, warmup=False),
             'opencv': MatcherConfig(backend='opencv', warmup=False),
             'eloftr': MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), warmup=False,
-                                    confidence_threshold=0.0)}
+                                    resize=0, confidence_threshold=0.0)}
 
 
 @pytest.mark.parametrize('backend', ['xfeat', 'opencv', 'eloftr'])
@@ -226,7 +226,7 @@ def test_no_track_in_a_masked_pixel(views):
     frames = [tracker.track(view.stamp_ns, view.image, left_mask=mask) for view in views[:8]]
     assert all(len(frame) > 10 for frame in frames)
     assert not any(in_masked_half(frame.keypoints).any() for frame in frames)
-    matcher = Matcher(MatcherConfig(backend='xfeat', warmup=False))
+    matcher = Matcher(MatcherConfig(backend='xfeat', options={'matcher': 'mnn'}, warmup=False))
     tracker = Tracker(matcher, TRACKER)
     frames = [tracker.track(view.stamp_ns, view.image, views[1].image, mask, mask)
               for view in views[:3]]

@@ -22,6 +22,9 @@ _MIN_SUPPORT = 3
 # image's dominant affine motion (RANSAC threshold in pixels): the NCC search and the
 # alignment take it from there.
 _WIDER = 3.0
+# The farthest a match can be from a point and still count in its motion (before the global
+# fallback).
+REACH = _WIDER * RADIUS
 _GLOBAL_TOLERANCE = 3.0
 # Ridge on the affine map's linear part (pixels^2): keeps collinear or clustered neighbours from
 # giving a wild linear part, and is negligible against K neighbours spread over ~10-40 px.
@@ -29,12 +32,14 @@ _RIDGE = 10.0
 
 
 def local_motion(points: np.ndarray, source: np.ndarray, target: np.ndarray,
-                 radius: float = RADIUS, neighbours: int = NEIGHBOURS,
+                 radius: float = RADIUS, neighbours: int = NEIGHBOURS, exclude: float = 0.0,
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where each point [N x 2] of the source image moves in the target image, by the matches
     (source [M x 2] -> target [M x 2]) around it: the `neighbours` nearest within `radius`,
     for points without enough of them within three times the radius, and for points without
-    enough there either the affine map most of all matches agree with (RANSAC).
+    enough there either the affine map most of all matches agree with (RANSAC). Matches
+    closer than `exclude` to a point do not count for it (the point's own feature, when the
+    motion is to judge where that feature went).
 
     Returns (predicted positions, float64 [N x 2]; linear part of the affine map, float64
     [N x 2 x 2]; found, bool [N]: the prediction rests on at least three consistent matches).
@@ -52,7 +57,7 @@ def local_motion(points: np.ndarray, source: np.ndarray, target: np.ndarray,
         if len(missing) == 0:
             break
         predicted[missing], linear[missing], found[missing] = _fitted(
-            points[missing], source, target, reach, neighbours)
+            points[missing], source, target, reach, neighbours, exclude)
     missing = ~found
     if missing.any() and len(source) >= _MIN_SUPPORT:
         affine, inliers = cv2.estimateAffine2D(source, target, method=cv2.RANSAC,
@@ -65,7 +70,7 @@ def local_motion(points: np.ndarray, source: np.ndarray, target: np.ndarray,
 
 
 def _fitted(points: np.ndarray, source: np.ndarray, target: np.ndarray, radius: float,
-            neighbours: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+            neighbours: int, exclude: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """local_motion from the nearest matches within `radius` only."""
     index = nearest_within(points, source, radius, neighbours)
     valid = index >= 0
@@ -73,6 +78,7 @@ def _fitted(points: np.ndarray, source: np.ndarray, target: np.ndarray, radius: 
     offsets = source[safe] - points[:, None]           # [N x K x 2] from the point
     displacements = target[safe] - source[safe]       # [N x K x 2]
     distance = np.linalg.norm(offsets, axis=2)
+    valid &= distance >= exclude
 
     median = _median(displacements, valid)
     support = valid & (np.linalg.norm(displacements - median[:, None], axis=2) <

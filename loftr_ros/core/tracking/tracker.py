@@ -63,7 +63,7 @@ frame continues the tracks.
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Dict, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -75,7 +75,7 @@ from loftr_ros.core.masks import usable_points
 from loftr_ros.core.refinement import NCCRefinement, patch_ncc, sample_patches
 from loftr_ros.core.stamps import NS_PER_S
 from loftr_ros.core.tracking.config import TrackerConfig
-from loftr_ros.core.tracking.motion import local_motion
+from loftr_ros.core.tracking.motion import NEIGHBOURS, REACH, local_motion
 from loftr_ros.core.tracking.neighbours import nearest_within, spread_out
 
 ImageInput = Union[np.ndarray, PreparedImage]
@@ -95,6 +95,12 @@ _KEYPOINT_SNAP = 1.0
 # track that keeps moving off them slides (along an edge, or with an occlusion's corner).
 _MAX_SLIDE = 0.2
 _SLIDE_WEIGHT = 0.4
+# Matches closer than this (pixels) to a track are its own feature: they do not count in the
+# motion around it.
+_OWN_FEATURE = 2.0
+# ... and this far (pixels) summed over its life: a slow slide (the noise of the matches' motion
+# adds up far more slowly, as a random walk).
+_MAX_DRIFT = 1.5
 # New features are chosen, checked and, where some fail, chosen again this many times.
 _BIRTH_ROUNDS = 2
 # Block of the structure tensor that ranks new features: the template's size.
@@ -176,6 +182,7 @@ class _Tracks:
     anchor_frames: np.ndarray     # [N] int64, serial number of the frame it was born in
     anchor_positions: np.ndarray  # [N x 2] float64, its position there
     slide: np.ndarray             # [N x 2] float64, its motion off the matches', averaged
+    drift: np.ndarray             # [N x 2] float64, its motion off the matches', summed
     normalized: np.ndarray        # [N x 2] float64, current undistorted coordinates (NaN: unknown)
     right_normalized: np.ndarray  # [N x 2] float64, the right observation's (NaN: none)
 
@@ -183,7 +190,8 @@ class _Tracks:
     def empty(cls) -> '_Tracks':
         return cls(np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros((0, 2), np.float32),
                    np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64),
-                   np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)))
+                   np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)),
+                   np.zeros((0, 2)))
 
     def __len__(self):
         return len(self.ids)
@@ -199,13 +207,35 @@ class _Tracks:
                          for f in dataclasses.fields(self)))
 
 
-class _Pair(NamedTuple):
-    """A pair's matches: image-0 keypoints, image-1 keypoints as the backend placed them, and
-    the latter refined to the sub-pixel ([N x 2] float32 each, original pixels)."""
+class _Pair:
+    """A pair's matches: image-0 keypoints, image-1 keypoints as the backend placed them
+    ([N x 2] float32, original pixels), and the latter refined to the sub-pixel where a point
+    of interest needs them: the sub-pixel refinement costs as much as the rest of a frame's
+    tracking when it runs on every match (thousands with a detector), and a point's motion
+    rests on its few nearest matches only."""
 
-    keypoints0: np.ndarray
-    keypoints1: np.ndarray
-    refined1: np.ndarray
+    def __init__(self, keypoints0: np.ndarray, keypoints1: np.ndarray,
+                 refine: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None):
+        self.keypoints0, self.keypoints1 = keypoints0, keypoints1
+        self._refine = refine
+        self.refined1 = keypoints1.copy()
+        self._done = np.full(len(keypoints0), refine is None)
+
+    def near(self, points: np.ndarray, side: int = 0) -> np.ndarray:
+        """Indices of the matches a point [N x 2] of image `side` moves by (the nearest ones,
+        see loftr_ros.core.tracking.motion), refined."""
+        sides = (self.keypoints0, self.keypoints1)
+        index = nearest_within(points, sides[side], REACH, NEIGHBOURS).reshape(-1)
+        index = np.unique(index[index >= 0])
+        self.refine(index)
+        return index
+
+    def refine(self, index: np.ndarray):
+        """Refine the matches at `index` (once)."""
+        todo = index[~self._done[index]]
+        if len(todo):
+            self.refined1[todo] = self._refine(self.keypoints0[todo], self.keypoints1[todo])
+            self._done[todo] = True
 
 
 class Tracker:
@@ -345,11 +375,11 @@ class Tracker:
         placed them (detector keypoints carry tracks by their exact positions) and after the
         Matcher's sub-pixel refinement (what predicts the tracks' motion)."""
         result = self.matcher.match(image0, image1, refine=False)
-        refined = result.keypoints1
-        if self.matcher.refinement is not None:
-            refined = self.matcher.refinement.refine(image0.gray, image1.gray,
-                                                     result.keypoints0, result.keypoints1)[0]
-        return _Pair(result.keypoints0, result.keypoints1, refined)
+        refinement = self.matcher.refinement
+        if refinement is None:
+            return _Pair(result.keypoints0, result.keypoints1)
+        return _Pair(result.keypoints0, result.keypoints1, lambda keypoints0, keypoints1:
+                     refinement.refine(image0.gray, image1.gray, keypoints0, keypoints1)[0])
 
     def _follow(self, tracks: _Tracks, current: PreparedImage, temporal: Optional[_Pair],
                 keypoints: Optional[np.ndarray]) -> Tuple[_Tracks, Dict[str, int]]:
@@ -381,8 +411,11 @@ class Tracker:
         lost.keep('appearance', located)
         # The surface around a track moves as the matches around it do: a track that leaves
         # that motion slides (along an edge, or with an occlusion's corner).
-        slide = (1 - _SLIDE_WEIGHT) * tracks.slide + _SLIDE_WEIGHT * (positions - field)
-        lost.keep('motion', np.linalg.norm(slide, axis=1) <= _MAX_SLIDE)
+        off = positions - field
+        slide = (1 - _SLIDE_WEIGHT) * tracks.slide + _SLIDE_WEIGHT * off
+        drift = tracks.drift + off
+        lost.keep('motion', (np.linalg.norm(slide, axis=1) <= _MAX_SLIDE) &
+                  (np.linalg.norm(drift, axis=1) <= _MAX_DRIFT))
         lost.keep('mask', usable_points(current.mask, positions))
         inliers = lost.alive.copy()
         inliers[lost.alive] = self._epipolar_inliers(
@@ -392,7 +425,7 @@ class Tracker:
         keys = _snap_keys(keys, positions, keypoints)
         followed = tracks.replace(positions=positions.astype(np.float64), keys=keys,
                                   lengths=tracks.lengths + 1, scores=ncc.astype(np.float32),
-                                  slide=slide)
+                                  slide=slide, drift=drift)
         return followed.take(lost.alive), lost.counts
 
     def _located(self, image: np.ndarray, templates: np.ndarray, predicted: np.ndarray,
@@ -472,7 +505,8 @@ class Tracker:
         unknown = np.full((count, 2), np.nan)
         return _Tracks(ids, positions, keys, np.ones(count, np.int64),
                        np.ones(count, np.float32), np.full(count, self._serial, np.int64),
-                       positions.copy(), np.zeros((count, 2)), unknown, unknown.copy())
+                       positions.copy(), np.zeros((count, 2)), np.zeros((count, 2)), unknown,
+                       unknown.copy())
 
     def _trackable_back(self, positions: np.ndarray, current: PreparedImage,
                         temporal: Optional[_Pair]) -> np.ndarray:
@@ -480,7 +514,8 @@ class Tracker:
         around them say (within _MAX_SLIDE px); all True without a previous frame."""
         if temporal is None or len(positions) == 0:
             return np.ones(len(positions), bool)
-        back = _Pair(temporal.refined1, temporal.keypoints0, temporal.keypoints0)
+        near = temporal.near(positions, side=1)
+        back = _Pair(temporal.refined1[near], temporal.keypoints0[near])
         predicted, found, _, field = _predict(
             positions, np.full((len(positions), 2), np.nan, np.float32), back)
         templates, inside = self._search.templates(current.gray, positions, predicted,
@@ -553,16 +588,21 @@ def _predict(positions: np.ndarray, keys: np.ndarray, matches: _Pair,
     on; the others go where the local motion of the matches around them takes them.
     Returns (predicted [N x 2], found [N] bool, the keypoints of image 1 carrying them [N x 2]
     float32, NaN for none, and the local motion's prediction [N x 2], NaN where it has none)."""
-    predicted, _, found = local_motion(positions, matches.keypoints0, matches.refined1)
+    near = matches.near(positions)
+    # Without the matches on the point itself: a detector may put several keypoints there
+    # (SIFT's scales), and the motion around a point must not follow the point.
+    predicted, _, found = local_motion(positions, matches.keypoints0[near],
+                                       matches.refined1[near], exclude=_OWN_FEATURE)
     field = np.where(found[:, None], predicted, np.nan)
-    carried = np.full((len(positions), 2), np.nan, np.float32)
     index = {point: row for row, point in enumerate(map(tuple, matches.keypoints0.tolist()))}
-    for row, key in enumerate(map(tuple, np.asarray(keys, np.float32).tolist())):
-        partner = index.get(key)
-        if partner is not None:
-            carried[row] = matches.keypoints1[partner]
-            predicted[row] = matches.refined1[partner]
-    matched = np.isfinite(carried).all(axis=1)
+    partners = np.array([index.get(key, -1) for key in
+                         map(tuple, np.asarray(keys, np.float32).reshape(-1, 2).tolist())],
+                        np.intp)
+    matched = partners >= 0
+    matches.refine(partners[matched])
+    carried = np.full((len(positions), 2), np.nan, np.float32)
+    carried[matched] = matches.keypoints1[partners[matched]]
+    predicted[matched] = matches.refined1[partners[matched]]
     return predicted, found | matched, carried, field
 
 

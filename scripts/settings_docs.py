@@ -2,8 +2,8 @@
 GROUPS, each a dataclass declared with setting(); the matcher's is MatcherConfig).
 
 What it writes: three tables of README.md (each between its two marker lines: the node's own
-parameters, the matcher settings, the tracker settings of TrackerConfig) and the ``ros__parameters`` of every
-``config/*matcher.yaml``: one comment per parameter from its help text, the groups and
+parameters, the matcher settings, the tracker's TrackerConfig) and the ``ros__parameters`` of
+every ``config/*matcher.yaml``: one comment per parameter from its help text, the groups and
 parameters in declared order (the ``matcher`` section last), and the file's own value where it
 sets one (the declared default for a new parameter). The lines above ``ros__parameters`` are the
 file's own. After adding or changing a parameter:

@@ -2,8 +2,7 @@
 its help text and valid values (see :mod:`loftr_ros.core.settings`)."""
 from dataclasses import dataclass
 
-from loftr_ros.core.errors import ConfigError
-from loftr_ros.core.settings import settings_of, setting
+from loftr_ros.core.settings import check_fields, setting
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,4 @@ class TrackerConfig:
         value_range=(0.0, 0.99))
 
     def __post_init__(self):
-        for name, spec in settings_of(TrackerConfig).items():
-            reason = spec.check(name, getattr(self, name))
-            if reason:
-                raise ConfigError(reason)
+        check_fields(self)

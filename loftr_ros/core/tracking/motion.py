@@ -32,14 +32,12 @@ _RIDGE = 10.0
 
 
 def local_motion(points: np.ndarray, source: np.ndarray, target: np.ndarray,
-                 radius: float = RADIUS, neighbours: int = NEIGHBOURS, exclude: float = 0.0,
+                 radius: float = RADIUS, neighbours: int = NEIGHBOURS,
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where each point [N x 2] of the source image moves in the target image, by the matches
     (source [M x 2] -> target [M x 2]) around it: the `neighbours` nearest within `radius`,
     for points without enough of them within three times the radius, and for points without
-    enough there either the affine map most of all matches agree with (RANSAC). Matches
-    closer than `exclude` to a point do not count for it (the point's own feature, when the
-    motion is to judge where that feature went).
+    enough there either the affine map most of all matches agree with (RANSAC).
 
     Returns (predicted positions, float64 [N x 2]; linear part of the affine map, float64
     [N x 2 x 2]; found, bool [N]: the prediction rests on at least three consistent matches).
@@ -57,7 +55,7 @@ def local_motion(points: np.ndarray, source: np.ndarray, target: np.ndarray,
         if len(missing) == 0:
             break
         predicted[missing], linear[missing], found[missing] = _fitted(
-            points[missing], source, target, reach, neighbours, exclude)
+            points[missing], source, target, reach, neighbours)
     missing = ~found
     if missing.any() and len(source) >= _MIN_SUPPORT:
         affine, inliers = cv2.estimateAffine2D(source, target, method=cv2.RANSAC,
@@ -70,7 +68,7 @@ def local_motion(points: np.ndarray, source: np.ndarray, target: np.ndarray,
 
 
 def _fitted(points: np.ndarray, source: np.ndarray, target: np.ndarray, radius: float,
-            neighbours: int, exclude: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+            neighbours: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """local_motion from the nearest matches within `radius` only."""
     index = nearest_within(points, source, radius, neighbours)
     valid = index >= 0
@@ -78,7 +76,6 @@ def _fitted(points: np.ndarray, source: np.ndarray, target: np.ndarray, radius: 
     offsets = source[safe] - points[:, None]           # [N x K x 2] from the point
     displacements = target[safe] - source[safe]       # [N x K x 2]
     distance = np.linalg.norm(offsets, axis=2)
-    valid &= distance >= exclude
 
     median = _median(displacements, valid)
     support = valid & (np.linalg.norm(displacements - median[:, None], axis=2) <

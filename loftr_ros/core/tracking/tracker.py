@@ -95,12 +95,6 @@ _KEYPOINT_SNAP = 1.0
 # track that keeps moving off them slides (along an edge, or with an occlusion's corner).
 _MAX_SLIDE = 0.2
 _SLIDE_WEIGHT = 0.4
-# Matches closer than this (pixels) to a track are its own feature: they do not count in the
-# motion around it.
-_OWN_FEATURE = 2.0
-# ... and this far (pixels) summed over its life: a slow slide (the noise of the matches' motion
-# adds up far more slowly, as a random walk).
-_MAX_DRIFT = 1.5
 # New features are chosen, checked and, where some fail, chosen again this many times.
 _BIRTH_ROUNDS = 2
 # Block of the structure tensor that ranks new features: the template's size.
@@ -182,7 +176,6 @@ class _Tracks:
     anchor_frames: np.ndarray     # [N] int64, serial number of the frame it was born in
     anchor_positions: np.ndarray  # [N x 2] float64, its position there
     slide: np.ndarray             # [N x 2] float64, its motion off the matches', averaged
-    drift: np.ndarray             # [N x 2] float64, its motion off the matches', summed
     normalized: np.ndarray        # [N x 2] float64, current undistorted coordinates (NaN: unknown)
     right_normalized: np.ndarray  # [N x 2] float64, the right observation's (NaN: none)
 
@@ -190,8 +183,7 @@ class _Tracks:
     def empty(cls) -> '_Tracks':
         return cls(np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros((0, 2), np.float32),
                    np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64),
-                   np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)),
-                   np.zeros((0, 2)))
+                   np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)))
 
     def __len__(self):
         return len(self.ids)
@@ -411,11 +403,8 @@ class Tracker:
         lost.keep('appearance', located)
         # The surface around a track moves as the matches around it do: a track that leaves
         # that motion slides (along an edge, or with an occlusion's corner).
-        off = positions - field
-        slide = (1 - _SLIDE_WEIGHT) * tracks.slide + _SLIDE_WEIGHT * off
-        drift = tracks.drift + off
-        lost.keep('motion', (np.linalg.norm(slide, axis=1) <= _MAX_SLIDE) &
-                  (np.linalg.norm(drift, axis=1) <= _MAX_DRIFT))
+        slide = (1 - _SLIDE_WEIGHT) * tracks.slide + _SLIDE_WEIGHT * (positions - field)
+        lost.keep('motion', np.linalg.norm(slide, axis=1) <= _MAX_SLIDE)
         lost.keep('mask', usable_points(current.mask, positions))
         inliers = lost.alive.copy()
         inliers[lost.alive] = self._epipolar_inliers(
@@ -425,7 +414,7 @@ class Tracker:
         keys = _snap_keys(keys, positions, keypoints)
         followed = tracks.replace(positions=positions.astype(np.float64), keys=keys,
                                   lengths=tracks.lengths + 1, scores=ncc.astype(np.float32),
-                                  slide=slide, drift=drift)
+                                  slide=slide)
         return followed.take(lost.alive), lost.counts
 
     def _located(self, image: np.ndarray, templates: np.ndarray, predicted: np.ndarray,
@@ -505,8 +494,7 @@ class Tracker:
         unknown = np.full((count, 2), np.nan)
         return _Tracks(ids, positions, keys, np.ones(count, np.int64),
                        np.ones(count, np.float32), np.full(count, self._serial, np.int64),
-                       positions.copy(), np.zeros((count, 2)), np.zeros((count, 2)), unknown,
-                       unknown.copy())
+                       positions.copy(), np.zeros((count, 2)), unknown, unknown.copy())
 
     def _trackable_back(self, positions: np.ndarray, current: PreparedImage,
                         temporal: Optional[_Pair]) -> np.ndarray:
@@ -589,10 +577,8 @@ def _predict(positions: np.ndarray, keys: np.ndarray, matches: _Pair,
     Returns (predicted [N x 2], found [N] bool, the keypoints of image 1 carrying them [N x 2]
     float32, NaN for none, and the local motion's prediction [N x 2], NaN where it has none)."""
     near = matches.near(positions)
-    # Without the matches on the point itself: a detector may put several keypoints there
-    # (SIFT's scales), and the motion around a point must not follow the point.
     predicted, _, found = local_motion(positions, matches.keypoints0[near],
-                                       matches.refined1[near], exclude=_OWN_FEATURE)
+                                       matches.refined1[near])
     field = np.where(found[:, None], predicted, np.nan)
     index = {point: row for row, point in enumerate(map(tuple, matches.keypoints0.tolist()))}
     partners = np.array([index.get(key, -1) for key in

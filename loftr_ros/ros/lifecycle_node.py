@@ -29,9 +29,26 @@ class LifecycleMatcherNode(MatcherNodeMixin, LifecycleNode):
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        service = self._service_change_state
+        service.callback = self._refusing_impossible_transitions(service.callback)
         self._setup()
         self.get_logger().info('unconfigured: waiting for the configure transition '
                                '(~/change_state)')
+
+    def _refusing_impossible_transitions(self, change_state):
+        """~/change_state's callback, answering success false to a transition the current state
+        does not have (configure when active): Humble's and Jazzy's rclpy raise it out of the
+        service callback, which ended the node (Kilted's answers false itself)."""
+        def guarded(request, response):
+            try:
+                return change_state(request, response)
+            except Exception as error:  # noqa: BLE001 -- rclpy's RCLError, not exported
+                transition = request.transition.label or request.transition.id
+                self.get_logger().warning(f'~/change_state: transition {transition} refused: '
+                                          f'{error}')
+                response.success = False
+                return response
+        return guarded
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:

@@ -113,6 +113,9 @@ def test_every_transition_from_another_process(node_process, harness, photo_view
     # activate: subscribed, Matches, overlays and diagnostics published.
     transition(harness, 'activate', 'active')
     node.wait_for_line('ready: mode consecutive')
+    # A transition the state does not have is refused; the node goes on.
+    assert not harness.change_state('configure')
+    assert harness.lifecycle_state() == 'active'
     # Also until ~/matches and ~/overlay (created by configure) are seen from here.
     harness.wait_for_subscribers(['/image'], process=node)
     frames.match(3)

@@ -56,6 +56,11 @@ GRID = {
     'O1': {'runtime': 'onnxruntime', 'options': {'matcher': 'mnn', 'top_k': 1024}},
     'O2': {'runtime': 'onnxruntime', 'options': {'matcher': 'mnn', 'top_k': 512}},
     'O4': {'runtime': 'onnxruntime', 'options': {'top_k': 512}},
+    # OpenCV's detectors (no network): SIFT and ORB with fewer keypoints than their defaults.
+    'S1': {'backend': 'opencv', 'options': {'detector': 'sift', 'max_keypoints': 1024}},
+    'S2': {'backend': 'opencv', 'options': {'detector': 'sift', 'max_keypoints': 512}},
+    'B1': {'backend': 'opencv', 'options': {'detector': 'orb', 'max_keypoints': 1024}},
+    'B2': {'backend': 'opencv', 'options': {'detector': 'orb', 'max_keypoints': 512}},
 }
 
 
@@ -68,7 +73,8 @@ def parse_args():
 
 
 def matcher_settings(changes: dict) -> dict:
-    """The default stereo file's matcher section, backend xfeat, with `changes`."""
+    """The default stereo file's matcher section, backend xfeat (or the row's), with
+    `changes`."""
     parameters = yaml.safe_load(STEREO_PARAMETERS.read_text())['/**']['ros__parameters']
     settings = {**parameters['matcher'], 'backend': 'xfeat', **changes}
     return {name: value for name, value in settings.items() if value != []}  # unset list

@@ -33,17 +33,21 @@ tests on rendered ground truth (test/core/test_tracking.py) check this.
 
 A track ends when it cannot be predicted (no keypoint match and no consistent matches around
 it), when its anchor no longer correlates (occlusion, a strong change of view, the image
-border), when it enters a masked pixel, when its step breaks the epipolar geometry of the
-frame's tracks (RANSAC: essential matrix with a camera model, else fundamental;
-``ransac_threshold``), or when it is thinned out. Ended tracks are never revived.
+border), when it keeps moving off the motion of the matches around it (it slides along an edge
+or with an occlusion's corner), when the matches under its patch show two motions (an occluding
+edge runs through it), when it enters a masked pixel, when its step breaks the epipolar
+geometry of the frame's tracks (RANSAC: essential matrix with a camera model, else
+fundamental; ``ransac_threshold``), or when it is thinned out. Ended tracks are never revived.
 
 **New features** (VINS's ``setMask`` and ``addPoints``): tracked features are thinned to
 ``min_distance`` px, longer tracks first; then new ones fill the frame up to ``max_features``,
 at least ``min_distance`` px from every kept feature and from each other, strongest corners
 first. Candidates are the current frame's keypoints with a detector and Shi-Tomasi corners
 without one; they need structure in every direction (smaller structure-tensor eigenvalue at
-least ``min_corner_quality`` of the frame's largest). Ids count up from 0 and are never reused,
-not even after a reset.
+least ``min_corner_quality`` of the frame's largest), and from the second frame on they are
+followed back into the previous frame as a track would be followed forward: a candidate that
+fails there, or whose patch shows two motions, is not started. Ids count up from 0 and are
+never reused, not even after a reset.
 
 **Stereo**: every left feature is looked for in the right image of the same stamp the same way
 (predicted by the stereo matches, its left patch located in the right image) and kept when it
@@ -95,6 +99,14 @@ _KEYPOINT_SNAP = 1.0
 # track that keeps moving off them slides (along an edge, or with an occlusion's corner).
 _MAX_SLIDE = 0.2
 _SLIDE_WEIGHT = 0.4
+# A patch (matches this far around its point, pixels) where at least 2 matches, and a share of
+# them, move more than a few tenths of a pixel otherwise than its point straddles two motions:
+# an occluding edge runs through it, and the point would follow the occluding surface. (pixels,
+# share) for a new feature, and, looser (the matches' own noise must not end good tracks), for
+# a track.
+_PATCH_REACH = 12.0
+_BIRTH_TWO_MOTIONS = (0.4, 0.3)
+_TRACK_TWO_MOTIONS = (0.6, 0.5)
 # New features are chosen, checked and, where some fail, chosen again this many times.
 _BIRTH_ROUNDS = 2
 # Block of the structure tensor that ranks new features: the template's size.
@@ -405,6 +417,9 @@ class Tracker:
         # that motion slides (along an edge, or with an occlusion's corner).
         slide = (1 - _SLIDE_WEIGHT) * tracks.slide + _SLIDE_WEIGHT * (positions - field)
         lost.keep('motion', np.linalg.norm(slide, axis=1) <= _MAX_SLIDE)
+        near = temporal.near(tracks.positions)
+        lost.keep('motion', ~_two_motions(tracks.positions, positions, temporal.keypoints0[near],
+                                          temporal.refined1[near], _TRACK_TWO_MOTIONS))
         lost.keep('mask', usable_points(current.mask, positions))
         inliers = lost.alive.copy()
         inliers[lost.alive] = self._epipolar_inliers(
@@ -510,7 +525,9 @@ class Tracker:
                                                    motion=(back.keypoints0, back.keypoints1))
         located, valid, _ = self._located(self._previous.gray, templates, predicted,
                                           found & inside)
-        return valid & (np.linalg.norm(located - field, axis=1) <= _MAX_SLIDE)
+        valid &= np.linalg.norm(located - field, axis=1) <= _MAX_SLIDE
+        return valid & ~_two_motions(positions, located, back.keypoints0, back.keypoints1,
+                                     _BIRTH_TWO_MOTIONS)
 
     def _right_observations(self, tracks: _Tracks, current: PreparedImage,
                             right: PreparedImage, stereo: _Pair,
@@ -590,6 +607,21 @@ def _predict(positions: np.ndarray, keys: np.ndarray, matches: _Pair,
     carried[matched] = matches.keypoints1[partners[matched]]
     predicted[matched] = matches.refined1[partners[matched]]
     return predicted, found | matched, carried, field
+
+
+def _two_motions(points0: np.ndarray, points1: np.ndarray, keypoints0: np.ndarray,
+                 keypoints1: np.ndarray, limits: Tuple[float, float]) -> np.ndarray:
+    """[N] bool: points that moved from points0 to points1 [N x 2] where the matches under
+    their patch (keypoints0 -> keypoints1) show two motions: at least 2 of them, and a share
+    of them, move more than some pixels otherwise (limits: pixels, share)."""
+    other_motion, share = limits
+    index = nearest_within(points0, keypoints0, _PATCH_REACH, NEIGHBOURS)
+    has = index >= 0
+    safe = np.where(has, index, 0)
+    steps = keypoints1[safe] - keypoints0[safe]
+    other = has & (np.linalg.norm(steps - (points1 - points0)[:, None], axis=2) > other_motion)
+    count = other.sum(axis=1)
+    return (count >= 2) & (count >= share * has.sum(axis=1))
 
 
 def _snap_keys(keys: np.ndarray, positions: np.ndarray,

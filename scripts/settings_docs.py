@@ -26,7 +26,9 @@ from loftr_ros.ros.parameters import GROUPS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / 'README.md'
-PARAMETER_FILES = sorted((ROOT / 'config').glob('*matcher.yaml'))
+# The node's parameter files: one per mode (tracker.yaml: tracks mode).
+PARAMETER_FILES = sorted([*(ROOT / 'config').glob('*matcher.yaml'),
+                          ROOT / 'config' / 'tracker.yaml'])
 NODE_GROUPS = tuple(group for group in GROUPS if group[1] is not MatcherConfig)
 MATCHER_GROUPS = (('matcher.', MatcherConfig),)
 # README tables: (first marker, last marker, groups).

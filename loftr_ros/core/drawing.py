@@ -1,9 +1,11 @@
-"""Pictures of match results for people: side-by-side matches and a flow view.
+"""Pictures of match results for people: side-by-side matches, a flow view, feature tracks.
 
 Only tools, the node's debug image and reports use this module; no model code imports it.
 Coordinates are drawn with 4 fractional bits (cv2 ``shift``), so sub-pixel keypoints land where
 they are.
 """
+from typing import Mapping
+
 import cv2
 import numpy as np
 
@@ -81,4 +83,26 @@ def draw_flow(image1: np.ndarray, result: MatchResult, max_lines: int = 500) -> 
         end = _fixed(result.keypoints1[index])
         cv2.line(canvas, start, end, colour, 1, cv2.LINE_AA, _SHIFT)
         cv2.circle(canvas, end, 2 * _ONE, colour, -1, cv2.LINE_AA, _SHIFT)
+    return canvas
+
+
+def id_colour(track_id: int):
+    """A bright BGR colour of its own for a track id (hues 47 degrees apart, so that
+    neighbouring ids differ)."""
+    hue = np.uint8([[[(int(track_id) * 47) % 180, 255, 255]]])
+    return tuple(int(value) for value in cv2.cvtColor(hue, cv2.COLOR_HSV2BGR)[0, 0])
+
+
+def draw_tracks(image: np.ndarray, trails: Mapping[int, np.ndarray]) -> np.ndarray:
+    """The image (HxWx3 uint8 BGR) with each track's trail, coloured by its id: trails maps an
+    id to its positions [K x 2], oldest first; a dot marks the last (current) one."""
+    canvas = to_display(image).copy()
+    for track_id, trail in trails.items():
+        colour = id_colour(track_id)
+        points = np.round(np.asarray(trail) * _ONE).astype(np.int32)
+        if len(points) > 1:
+            cv2.polylines(canvas, [points.reshape(-1, 1, 2)], False, colour, 1, cv2.LINE_AA,
+                          _SHIFT)
+        cv2.circle(canvas, tuple(int(v) for v in points[-1]), 2 * _ONE, colour, -1,
+                   cv2.LINE_AA, _SHIFT)
     return canvas

@@ -39,6 +39,8 @@ class ImageTooLargeError(ImageError):
 class MaskError(ImageError):
     """A mask does not fit its image (another size): the image cannot be used with it."""
 
+    cause = 'bad_mask'
+
 
 class BagError(LoftrRosError):
     """A bag cannot be read or written (missing topic, corrupt file)."""

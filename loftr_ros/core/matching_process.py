@@ -11,14 +11,17 @@ results come back as MatchResults. The caller's process never imports torch.
 
 `MatchingSession` is what the matching process keeps between requests: the Matcher and, for a
 stream of frames (consecutive mode), the reference frame's features, computed once and reused
-for every frame matched against it. The settings that change at runtime (`config`, the keyframe
+for every frame matched against it, or (tracks mode) the Tracker, which keeps the previous
+frame's features and the live tracks. The settings that change at runtime (`config`, the keyframe
 policy) come with every request from their one owner, the caller.
 
 What matching raises there comes back here: a LoftrRosError as itself (an ImageError keeps its
 cause), anything else (a bug, a backend's or OpenCV's error on odd input) as MatchFailedError
 naming its type and where it was raised; the process goes on. A process that ended (killed, out
 of memory, a crash in native code) is MatchingProcessError, and `restart` starts a new one with
-the same settings. Backends registered in the caller's process (`backends.BACKENDS`) are the
+the same settings (the static mask included). Masks (nonzero = usable): a static one for every
+image is given when the process starts, a dynamic one with each image it applies to; they travel
+like the images. Backends registered in the caller's process (`backends.BACKENDS`) are the
 ones the matching process builds.
 
 `close` ends the process, which returns all of the model's memory, CPU and GPU, to the system.
@@ -38,15 +41,18 @@ from typing import TYPE_CHECKING, Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
-from loftr_ros.core.camera import CameraModel
+from loftr_ros.core.camera import CameraModel, StereoCalibration
 from loftr_ros.core.config import MatcherConfig
 from loftr_ros.core.backends import BACKENDS, ONNX_BACKENDS
 from loftr_ros.core.errors import ImageError, LoftrRosError, MatchingProcessError
 from loftr_ros.core.keyframe import KeyframePolicy
+from loftr_ros.core.tracking.config import TrackerConfig
 from loftr_ros.core.types import MatchResult
 
 if TYPE_CHECKING:  # torch is imported in the matching process only
     from loftr_ros.core.matcher import Matcher
+    from loftr_ros.core.tracking.frame import TrackedFrame
+    from loftr_ros.core.tracking.tracker import Tracker
 
 # Each image starts at a multiple of this in the shared buffer.
 ALIGNMENT = 64
@@ -57,8 +63,8 @@ BUFFER_STEP = 1 << 20
 STOP_GRACE_S = 1.0
 STOP_TIMEOUT_S = 5.0
 
-# An image in the shared buffer: (offset, shape, dtype.str).
-Slot = Tuple[int, Tuple[int, ...], str]
+# An image in the shared buffer: (offset, shape, dtype.str); None for an absent mask.
+Slot = Optional[Tuple[int, Tuple[int, ...], str]]
 
 
 class MatchFailedError(LoftrRosError):
@@ -95,6 +101,7 @@ class MatchingSession:
     def __init__(self, matcher: 'Matcher'):
         self.matcher = matcher
         self.reference = None   # (PreparedImage, CameraModel or None) of the reference frame
+        self.tracker: Optional['Tracker'] = None  # tracks mode, made by the first frame
         self.prepared_images = 0
 
     def apply(self, config: MatcherConfig):
@@ -105,33 +112,40 @@ class MatchingSession:
     def match_pair(self, image0: np.ndarray, image1: np.ndarray,
                    camera0: Optional[CameraModel] = None,
                    camera1: Optional[CameraModel] = None,
-                   one_by_one: bool = False) -> MatchResult:
+                   one_by_one: bool = False,
+                   masks: Sequence[Optional[np.ndarray]] = (None, None)) -> MatchResult:
         """Match two images (stereo, the service); the stream's reference is untouched.
         `one_by_one`: prepare each image on its own, so that a refused one is named
-        (PairImageError), instead of as one batch (Matcher.match)."""
+        (PairImageError), instead of as one batch (Matcher.match). `masks`: each image's
+        dynamic mask or None."""
         self.prepared_images += 2
         if not one_by_one:
-            return self.matcher.match(image0, image1, camera0, camera1)
-        prepared = []
-        for index, image in enumerate((image0, image1)):
-            try:
-                prepared.append(self.matcher.prepare(image))
-            except ImageError as error:
-                raise PairImageError(index, error) from None
+            prepared = self.matcher.prepare_batch([image0, image1], masks)
+        else:
+            prepared = [self._prepare_named(index, image, mask)
+                        for index, (image, mask) in enumerate(zip((image0, image1), masks))]
         return self.matcher.add_preparation(
             self.matcher.match(*prepared, camera0, camera1), *prepared)
 
+    def _prepare_named(self, index: int, image: np.ndarray, mask: Optional[np.ndarray]):
+        """Image `index` of a pair prepared on its own; PairImageError naming it when refused."""
+        try:
+            return self.matcher.prepare(image, mask)
+        except ImageError as error:
+            raise PairImageError(index, error) from None
+
     def match_next(self, image: np.ndarray, camera: Optional[CameraModel],
                    policy: KeyframePolicy, every_frame: bool, reset: bool = False,
+                   mask: Optional[np.ndarray] = None,
                    ) -> Tuple[Optional[MatchResult], bool]:
         """The next frame of a stream: matched against the reference (None for the first frame,
         or the first after `reset`), then taken as the new reference when there was none, when
         `every_frame` (match each frame to the one before) or when `policy` says so. Its
-        features are computed once, here, and kept while it is the reference. Returns
-        (result, whether it became the reference)."""
+        features are computed once, here (with its dynamic `mask`), and kept while it is the
+        reference. Returns (result, whether it became the reference)."""
         if reset:
             self.reference = None
-        prepared = self.matcher.prepare(image)
+        prepared = self.matcher.prepare(image, mask)
         self.prepared_images += 1
         result = None
         if self.reference is not None:
@@ -144,6 +158,34 @@ class MatchingSession:
             self.reference = (prepared, camera)
         return result, replace
 
+    def track(self, stamp_ns: int, images: Sequence[np.ndarray],
+              cameras: Sequence[Optional[CameraModel]],
+              calibration: Optional[StereoCalibration], settings: TrackerConfig,
+              masks: Sequence[Optional[np.ndarray]], reset: bool = False,
+              first_id: int = 0) -> 'TrackedFrame':
+        """The next frame of the tracks: `images` (left, or left and right of one stamp,
+        prepared as one batch), their camera models (None where unknown; a `calibration`
+        stands in for missing ones and gives the stereo epipolar check) and dynamic masks.
+        The Tracker is made with `settings` on the first frame, its ids counting from
+        `first_id` (the caller's next id when an earlier matching process ended); `reset` ends
+        every track first (the node saw the stamps jump back). A refused image of a stereo
+        pair is named (PairImageError); nothing changes then."""
+        from loftr_ros.core.tracking.tracker import Tracker
+        if self.tracker is None:
+            self.tracker = Tracker(self.matcher, settings, first_id)
+        self.tracker.set_cameras(*cameras, calibration=calibration)
+        self.prepared_images += len(images)
+        try:
+            return self.tracker.track(stamp_ns, images[0], images[1] if len(images) > 1 else None,
+                                      masks[0], masks[1] if len(masks) > 1 else None, reset)
+        except ImageError:
+            if len(images) == 1:
+                raise
+            # Which one: each prepared on its own (the batch refused the pair as a whole).
+            for index, (image, mask) in enumerate(zip(images, masks)):
+                self._prepare_named(index, image, mask)
+            raise
+
 
 class MatchingProcess:
     """A Matcher in another process (see the module docstring), used by one thread at a time.
@@ -155,10 +197,12 @@ class MatchingProcess:
     (read it in the thread that made the request).
     """
 
-    def __init__(self, config: MatcherConfig):
+    def __init__(self, config: MatcherConfig, mask: Optional[np.ndarray] = None):
         self.config = config
         # The config the last request was sent with (its results' settings and config_id).
         self.used_config = config
+        # The static mask (HxW, nonzero = usable) applied to every image.
+        self.mask = mask
         self.restarts = 0   # times `restart` started a new process
         self._lock = threading.Lock()
         self._start()
@@ -176,7 +220,7 @@ class MatchingProcess:
         self._connection = Connection(ours.detach())
         try:
             self.model_name, self.device = self._request((), lambda slots, config: (
-                'start', config, dict(BACKENDS), dict(ONNX_BACKENDS)))
+                'start', config, self.mask, dict(BACKENDS), dict(ONNX_BACKENDS)))
         except BaseException:  # a bad configuration, or Ctrl-C while the model loads
             self.close()
             raise
@@ -192,17 +236,30 @@ class MatchingProcess:
 
     def match(self, image0: np.ndarray, image1: np.ndarray,
               camera0: Optional[CameraModel] = None,
-              camera1: Optional[CameraModel] = None, one_by_one: bool = False) -> MatchResult:
+              camera1: Optional[CameraModel] = None, one_by_one: bool = False,
+              masks: Sequence[Optional[np.ndarray]] = (None, None)) -> MatchResult:
         """MatchingSession.match_pair of two images in the matching process."""
-        return self._request([image0, image1], lambda slots, config: (
-            'pair', config, slots, camera0, camera1, one_by_one))
+        return self._request([image0, image1, *masks], lambda slots, config: (
+            'pair', config, slots[:2], camera0, camera1, one_by_one, slots[2:]))
 
     def match_next(self, image: np.ndarray, camera: Optional[CameraModel],
                    policy: KeyframePolicy, every_frame: bool, reset: bool = False,
+                   mask: Optional[np.ndarray] = None,
                    ) -> Tuple[Optional[MatchResult], bool]:
         """MatchingSession.match_next in the matching process."""
-        return self._request([image], lambda slots, config: (
-            'next', config, slots[0], camera, policy, every_frame, reset))
+        return self._request([image, mask], lambda slots, config: (
+            'next', config, slots[0], camera, policy, every_frame, reset, slots[1]))
+
+    def track(self, stamp_ns: int, images: Sequence[np.ndarray],
+              cameras: Sequence[Optional[CameraModel]],
+              calibration: Optional[StereoCalibration], settings: TrackerConfig,
+              masks: Sequence[Optional[np.ndarray]], reset: bool = False,
+              first_id: int = 0) -> 'TrackedFrame':
+        """MatchingSession.track in the matching process."""
+        count = len(images)
+        return self._request([*images, *masks], lambda slots, config: (
+            'track', config, stamp_ns, slots[:count], tuple(cameras), calibration,
+            settings, slots[count:], reset, first_id))
 
     def prepared_images(self) -> int:
         """How many images the matching process has prepared (extracted features of)."""
@@ -237,20 +294,25 @@ class MatchingProcess:
         except subprocess.TimeoutExpired:
             return None
 
-    def _share(self, images: Sequence[np.ndarray]) -> list:
+    def _share(self, images: Sequence[Optional[np.ndarray]]) -> list:
         """Copy `images` into the shared buffer (grown and handed over first when they do not
-        fit); returns their slots."""
+        fit); returns their slots (None for a None: no mask)."""
         slots, end = [], 0
-        if not images:
-            return slots
+        if all(image is None for image in images):
+            return [None] * len(images)
         for image in images:
+            if image is None:
+                slots.append(None)
+                continue
             offset = -(-end // ALIGNMENT) * ALIGNMENT
             slots.append((offset, image.shape, image.dtype.str))
             end = offset + image.nbytes
         if self._buffer is None or end > len(self._buffer):
             self._grow(-(-end // BUFFER_STEP) * BUFFER_STEP)
-        for image, (offset, shape, dtype) in zip(images, slots):
-            np.ndarray(shape, dtype, self._buffer, offset)[...] = image
+        for image, slot in zip(images, slots):
+            if slot is not None:
+                offset, shape, dtype = slot
+                np.ndarray(shape, dtype, self._buffer, offset)[...] = image
         return slots
 
     def _grow(self, size: int):
@@ -296,9 +358,11 @@ class MatchingProcess:
 
 # -- the matching process ------------------------------------------------------------------
 
-def _image(buffer: mmap.mmap, slot: Slot) -> np.ndarray:
+def _image(buffer: mmap.mmap, slot: Slot) -> Optional[np.ndarray]:
     """A copy of an image of the shared buffer (the caller overwrites the buffer with the next
-    request, and a reference frame is kept longer than that)."""
+    request, and a reference frame is kept longer than that); None for no slot."""
+    if slot is None:
+        return None
     offset, shape, dtype = slot
     return np.array(np.ndarray(shape, dtype, buffer, offset))
 
@@ -307,21 +371,27 @@ def _handle(session: MatchingSession, buffer: mmap.mmap, message):
     kind, config, *arguments = message
     session.apply(config)
     if kind == 'pair':
-        slots, camera0, camera1, one_by_one = arguments
-        return session.match_pair(_image(buffer, slots[0]), _image(buffer, slots[1]),
-                                  camera0, camera1, one_by_one)
-    slot, camera, policy, every_frame, reset = arguments
-    return session.match_next(_image(buffer, slot), camera, policy, every_frame, reset)
+        slots, camera0, camera1, one_by_one, masks = arguments
+        return session.match_pair(*(_image(buffer, slot) for slot in slots), camera0, camera1,
+                                  one_by_one, [_image(buffer, slot) for slot in masks])
+    if kind == 'track':
+        stamp_ns, slots, cameras, calibration, settings, masks, reset, first_id = arguments
+        return session.track(stamp_ns, [_image(buffer, slot) for slot in slots], cameras,
+                             calibration, settings, [_image(buffer, slot) for slot in masks],
+                             reset, first_id)
+    slot, camera, policy, every_frame, reset, mask = arguments
+    return session.match_next(_image(buffer, slot), camera, policy, every_frame, reset,
+                              _image(buffer, mask))
 
 
 def serve(connection: Connection):
     """Answer requests until the connection closes: the first one builds the Matcher."""
     from loftr_ros.core.matcher import Matcher  # torch: here, not in the caller's process
-    _, config, backends, onnx_backends = connection.recv()
+    _, config, mask, backends, onnx_backends = connection.recv()
     BACKENDS.update(backends)
     ONNX_BACKENDS.update(onnx_backends)
     try:
-        session = MatchingSession(Matcher(config))
+        session = MatchingSession(Matcher(config, mask))
     except LoftrRosError as error:
         connection.send(('error', error))
         return

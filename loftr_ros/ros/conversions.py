@@ -16,7 +16,7 @@ from std_msgs.msg import Header
 from loftr_ros.core.image_conversion import image_to_msg_fields
 from loftr_ros.core.stamps import duration_sec_nanosec, sec_nanosec
 from loftr_ros.core.tracking.output import VINS_CHANNELS, feature_tracks_arrays, vins_features
-from loftr_ros.core.tracking.tracker import TrackedFrame
+from loftr_ros.core.tracking.frame import TrackedFrame
 from loftr_ros.core.types import MatchResult
 from loftr_ros.msg import FeatureTracks, Matches
 

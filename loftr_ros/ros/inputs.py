@@ -20,6 +20,7 @@ from loftr_ros.core.image_conversion import image_from_compressed_msg, image_fro
 from loftr_ros.core.stamps import stamp_to_ns
 from loftr_ros.core.sync import LEFT, RIGHT, StereoSynchronizer
 from loftr_ros.ros.diagnostics import Statistics, ThrottledWarnings
+from loftr_ros.ros.masks import MaskTopics
 from loftr_ros.ros.worker import Frame, MatchingWorker
 
 # What each drop the stereo synchronizer counts means (loftr_ros.core.sync).
@@ -59,8 +60,9 @@ class ImageInputs:
         # side -> the camera model that did not fit its images (counted once) and why.
         self._misfit: Dict[int, Tuple[CameraModel, str]] = {}
         self._subscriptions: List = []
-        bases = {0: 'image'} if mode == 'consecutive' else {LEFT: 'left/image',
-                                                            RIGHT: 'right/image'}
+        # Stereo input: stereo mode, or tracks mode with tracks.stereo.
+        self.paired = mode == 'stereo' or (mode == 'tracks' and parameter('tracks.stereo'))
+        bases = {LEFT: 'left/image', RIGHT: 'right/image'} if self.paired else {0: 'image'}
         # Resolved first so that remapping the base name also moves '<base>/compressed'.
         self.topics = [node.resolve_topic_name(base) + ('/compressed' if self._compressed else '')
                        for base in bases.values()]
@@ -68,6 +70,9 @@ class ImageInputs:
         self.camera_info_topics = {
             side: node.resolve_topic_name(base[:-len('image')] + 'camera_info')
             for side, base in bases.items()} if self._use_camera_info else {}
+        self.masks = (MaskTopics(node, bases, self._qos, warnings,
+                                 lambda: self._limits().max_image_pixels)
+                      if parameter('use_mask_topic') else None)
 
     @property
     def subscribed(self) -> bool:
@@ -84,6 +89,8 @@ class ImageInputs:
                 CameraInfo, topic,
                 lambda msg, side=side, topic=topic: self._on_camera_info(msg, side, topic),
                 self._qos))
+        if self.masks is not None:
+            self.masks.subscribe()
 
     def unsubscribe(self):
         """Stop taking frames; stereo frames waiting for a partner are dropped (deactivated),
@@ -91,6 +98,8 @@ class ImageInputs:
         for subscription in self._subscriptions:
             self._node.destroy_subscription(subscription)
         self._subscriptions.clear()
+        if self.masks is not None:
+            self.masks.unsubscribe()
         self.sync.reset('deactivated')
         self._last_stamp.clear()
 
@@ -127,10 +136,11 @@ class ImageInputs:
             self._warnings.warn(topic, error.cause, f'{error}; frame skipped')
             return
         stamp_ns = stamp_to_ns(msg.header.stamp)
-        frame = Frame(topic, msg.header, stamp_ns, image, received, self._camera_for(side, image))
+        frame = Frame(topic, msg.header, stamp_ns, image, received, self._camera_for(side, image),
+                      self.masks.latest(side) if self.masks is not None else None)
         last = self._last_stamp.get(topic)
         self._last_stamp[topic] = stamp_ns
-        if self.mode == 'consecutive':
+        if not self.paired:
             if last is not None and stamp_ns == last:
                 self._stats.drop('duplicate')
                 self._warnings.warn(topic, 'duplicate',

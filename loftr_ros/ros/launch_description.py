@@ -1,4 +1,4 @@
-"""What the two launch files do, written once: their arguments, the node parameters and topics
+"""What the three launch files do, written once: their arguments, the node parameters and topics
 those set, and the launch description.
 
 ``lifecycle:=true`` starts the lifecycle node (loftr_ros.ros.lifecycle_node), unconfigured, for a
@@ -17,14 +17,15 @@ Only :func:`generate_launch_description` needs ``launch``/``launch_ros`` (import
 the rest imports and is tested without them.
 """
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Mapping, Tuple
 
 from loftr_ros.core.errors import ConfigError
 from loftr_ros.ros.parameters import SPECS
 
 PACKAGE = 'loftr_ros'
-PARAMS_FILES = {'consecutive': 'matcher.yaml', 'stereo': 'stereo_matcher.yaml'}
+PARAMS_FILES = {'consecutive': 'matcher.yaml', 'stereo': 'stereo_matcher.yaml',
+                'tracks': 'tracker.yaml'}
 RVIZ_CONFIG = 'loftr_ros.rviz'
 TRUE_WORDS, FALSE_WORDS = ('true', '1'), ('false', '0')  # as launch's IfCondition reads them
 LIFECYCLE_HELP = ('true: a managed (lifecycle) node, unconfigured until configured through '
@@ -69,24 +70,37 @@ _COMMON_PARAMETERS = (
 PARAMETER_ARGUMENTS = {
     'consecutive': _COMMON_PARAMETERS,
     'stereo': _COMMON_PARAMETERS + (ParameterArgument('slop', 'stereo.slop'),),
+    'tracks': _COMMON_PARAMETERS + (ParameterArgument('stereo', 'tracks.stereo'),
+                                    ParameterArgument('calibration', 'tracks.calibration'),
+                                    ParameterArgument('slop', 'stereo.slop')),
 }
+_MONO_TOPICS = (
+    # The node resolves `image` first and appends /compressed itself, so this one
+    # remapping serves both transports.
+    TopicArgument('image', 'image', '/camera/image_raw', 'Image topic matched frame to frame'),
+    TopicArgument('camera_info', 'camera_info', '/camera/camera_info',
+                  'CameraInfo topic (used with use_camera_info)'),
+)
+_STEREO_TOPICS = (
+    TopicArgument('left_image', 'left/image', '/stereo/left/image_raw', 'Left image topic'),
+    TopicArgument('right_image', 'right/image', '/stereo/right/image_raw',
+                  'Right image topic'),
+    TopicArgument('left_camera_info', 'left/camera_info', '/stereo/left/camera_info',
+                  'Left CameraInfo topic (used with use_camera_info)'),
+    TopicArgument('right_camera_info', 'right/camera_info', '/stereo/right/camera_info',
+                  'Right CameraInfo topic (used with use_camera_info)'),
+)
 TOPIC_ARGUMENTS = {
-    'consecutive': (
-        # The node resolves `image` first and appends /compressed itself, so this one
-        # remapping serves both transports.
-        TopicArgument('image', 'image', '/camera/image_raw', 'Image topic matched frame to frame'),
-        TopicArgument('camera_info', 'camera_info', '/camera/camera_info',
-                      'CameraInfo topic (used with use_camera_info)'),
-    ),
-    'stereo': (
-        TopicArgument('left_image', 'left/image', '/stereo/left/image_raw', 'Left image topic'),
-        TopicArgument('right_image', 'right/image', '/stereo/right/image_raw',
-                      'Right image topic'),
-        TopicArgument('left_camera_info', 'left/camera_info', '/stereo/left/camera_info',
-                      'Left CameraInfo topic (used with use_camera_info)'),
-        TopicArgument('right_camera_info', 'right/camera_info', '/stereo/right/camera_info',
-                      'Right CameraInfo topic (used with use_camera_info)'),
-    ),
+    'consecutive': _MONO_TOPICS,
+    'stereo': _STEREO_TOPICS,
+    # Mono or stereo by the stereo argument: the topics of both, and the VINS-Fusion cloud where
+    # VINS-Fusion's estimator reads it (its own feature tracker's topic).
+    'tracks': (replace(_MONO_TOPICS[0], description='Image topic tracked (stereo:=false)'),
+               _MONO_TOPICS[1], *_STEREO_TOPICS,
+               TopicArgument('feature', '~/feature', '/feature_tracker/feature',
+                             "Where VINS-Fusion's feature cloud (sensor_msgs/PointCloud) is "
+                             "published: VINS-Fusion's estimator subscribes to "
+                             '/feature_tracker/feature')),
 }
 
 
@@ -131,7 +145,7 @@ def remappings(mode: str, arguments: Mapping[str, str]) -> List[Tuple[str, str]]
 
 
 def generate_launch_description(mode: str):
-    """The LaunchDescription of the launch file for `mode` (consecutive, stereo)."""
+    """The LaunchDescription of the launch file for `mode` (consecutive, stereo, tracks)."""
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import PathJoinSubstitution

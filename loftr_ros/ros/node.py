@@ -231,6 +231,10 @@ class MatcherNodeMixin:
                     'geometry': pipeline.geometry_status or matching.config.geometry,
                     # The matching process started again after it ended (see worker.py).
                     'matcher_restarts': str(matching.restarts)}
+        if pipeline.tracks is not None:
+            identity.update(pipeline.tracks.diagnostics())
+        if pipeline.inputs.masks is not None:
+            identity.update(pipeline.inputs.masks.diagnostics())
         # The synchronizer counts its own drops and pending frames; this timer runs on the
         # image callbacks' thread, so reading them here races with nothing.
         sync = pipeline.inputs.sync

@@ -30,9 +30,10 @@ class OverlaySettings:
 
 
 class OverlayPublisher:
-    """Draws and publishes overlays of a node in `mode` ('consecutive' or 'stereo'); `style`
-    auto is flow in consecutive mode, side by side in stereo. `create_publisher`: the node's
-    (a lifecycle node's publishes only while active)."""
+    """Draws and publishes overlays of a node in `mode` ('consecutive', 'stereo' or 'tracks':
+    trails coloured by id on the left image); `style` auto is flow in consecutive mode, side
+    by side in stereo. `create_publisher`: the node's (a lifecycle node's publishes only while
+    active)."""
 
     def __init__(self, mode: str, settings: OverlaySettings, create_publisher):
         self.mode = mode
@@ -42,17 +43,18 @@ class OverlayPublisher:
             Image, TOPIC, QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
         self._last = 0.0
 
+    @property
+    def wanted(self) -> bool:
+        """Whether overlays are enabled and someone subscribes to them."""
+        return self.settings.max_rate > 0 and self.publisher.get_subscription_count() > 0
+
     def maybe_publish(self, result, reference_image, current_image, header) -> bool:
         """Draw and publish the overlay of `result` (stamped with `header`) unless nobody
         subscribes or the rate limit holds it back; True when it was published."""
-        settings = self.settings
-        if settings.max_rate <= 0 or self.publisher.get_subscription_count() == 0:
-            return False
-        now = time.monotonic()
-        if now - self._last < 1.0 / settings.max_rate:
-            return False
-        self._last = now
         from loftr_ros.core.drawing import draw_flow, draw_matches
+        settings = self.settings
+        if not self._due():
+            return False
         style = settings.style
         if style == 'auto':
             style = 'flow' if self.mode == 'consecutive' else 'side_by_side'
@@ -62,4 +64,24 @@ class OverlayPublisher:
             image = draw_matches(reference_image, current_image, result,
                                  max_lines=settings.max_lines)
         self.publisher.publish(image_msg_from_array(image, 'bgr8', header))
+        return True
+
+    def maybe_publish_tracks(self, image, trails, header) -> bool:
+        """Draw and publish the feature tracks' trails (id -> positions, see
+        loftr_ros.core.drawing.draw_tracks) on `image`, as maybe_publish does."""
+        if not self._due():
+            return False
+        from loftr_ros.core.drawing import draw_tracks
+        self.publisher.publish(image_msg_from_array(draw_tracks(image, trails), 'bgr8', header))
+        return True
+
+    def _due(self) -> bool:
+        """Whether an overlay is to be drawn now (wanted and not held back by max_rate); the
+        rate limit counts it as drawn."""
+        if not self.wanted:
+            return False
+        now = time.monotonic()
+        if now - self._last < 1.0 / self.settings.max_rate:
+            return False
+        self._last = now
         return True

@@ -20,6 +20,7 @@ from loftr_ros.core.keyframe import KeyframePolicy
 from loftr_ros.core.settings import Setting, defaults_of, setting, settings_of
 from loftr_ros.core.sync import StereoPairing
 from loftr_ros.ros.overlay import OverlaySettings
+from loftr_ros.ros.tracks_mode import TracksSettings
 
 OPTIONS_PREFIX = f'matcher.{OPTIONS}.'
 
@@ -64,8 +65,9 @@ class NodeSettings:
 
     mode: str = setting(
         'consecutive', 'consecutive: one image topic, each frame matched to the keyframe or the '
-        'previous frame; stereo: left and right topics paired by stamp.',
-        choices=('consecutive', 'stereo'))
+        'previous frame; stereo: left and right topics paired by stamp; tracks: feature tracks '
+        'with persistent ids (~/tracks, ~/feature) on one image topic or, with tracks.stereo, '
+        'a stereo pair.', choices=('consecutive', 'stereo', 'tracks'))
     transport: str = setting(
         'raw', "raw: sensor_msgs/Image on the image topics; compressed: "
         "sensor_msgs/CompressedImage on '<topic>/compressed'.", choices=('raw', 'compressed'))
@@ -76,7 +78,16 @@ class NodeSettings:
                              value_range=(1, 100))
     use_camera_info: bool = setting(
         False, 'Subscribe to camera_info per camera and use the intrinsics for essential '
-        'verification (matcher.geometry: essential).')
+        'verification (matcher.geometry: essential) and, in tracks mode, the undistorted '
+        'coordinates of ~/tracks and ~/feature.')
+    mask: str = setting(
+        '', 'Path of a mask image (PNG; nonzero = usable, e.g. black over the robot\'s own body) '
+        'applied to every image: no keypoint, match or track lies in a masked pixel. Every image '
+        'must have its size. Empty: none.')
+    use_mask_topic: bool = setting(
+        False, "Subscribe to a mask per camera (sensor_msgs/Image mono8 on 'mask' beside "
+        "'image', or 'left/mask' and 'right/mask'; nonzero = usable, as Isaac ROS VSLAM's "
+        'seg_mask): the latest one applies to each frame, with the mask parameter\'s.')
 
 
 @dataclass(frozen=True)
@@ -99,8 +110,9 @@ class DiagnosticsSettings:
 # The node's parameters by group: name prefix and the dataclass that declares them, each setting
 # once (default, help, range, runtime); the YAML files and the README follow in this order.
 GROUPS = (('', NodeSettings), ('stereo.', StereoPairing), ('consecutive.', ConsecutiveSettings),
-          ('keyframe.', KeyframePolicy), ('overlay.', OverlaySettings),
-          ('diagnostics.', DiagnosticsSettings), ('matcher.', MatcherConfig))
+          ('keyframe.', KeyframePolicy), ('tracks.', TracksSettings),
+          ('overlay.', OverlaySettings), ('diagnostics.', DiagnosticsSettings),
+          ('matcher.', MatcherConfig))
 
 PARAMETERS = tuple(
     ParameterSpec(prefix + name, default, settings_of(declaration)[name])

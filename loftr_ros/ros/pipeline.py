@@ -15,8 +15,10 @@ from loftr_ros.ros.conversions import matches_msg_from_result
 from loftr_ros.ros.diagnostics import (DiagnosticsReport, Statistics, ThrottledWarnings,
                                        diagnostics_status_name)
 from loftr_ros.ros.inputs import ImageInputs
+from loftr_ros.ros.masks import static_mask
 from loftr_ros.ros.overlay import OverlayPublisher, OverlaySettings
 from loftr_ros.ros.parameters import matcher_config_from_parameters
+from loftr_ros.ros.tracks_mode import TracksMode, tracks_settings
 from loftr_ros.ros.worker import Frame, MatchingWorker
 from loftr_ros.msg import Matches
 
@@ -36,13 +38,15 @@ class MatcherPipeline:
         self._node = node
         self._parameter = parameter
         config = matcher_config_from_parameters(node)
+        mask = static_mask(parameter('mask'))
         node.get_logger().info(f'loading {config.backend} matcher on {config.device}...')
-        self.matching = MatchingProcess(config)
+        self.matching = MatchingProcess(config, mask)
         self.stats = Statistics()
         self.warnings = ThrottledWarnings(node.get_logger())
         # What the last Matches' geometry was and, when it is not the configured one, why.
         self.geometry_status = ''
         self.worker = None
+        self.tracks = None  # tracks mode's outputs
         try:
             self._matches_pub = create_publisher(Matches, '~/matches', 10)
             self.overlay = OverlayPublisher(
@@ -58,6 +62,10 @@ class MatcherPipeline:
             self.worker.pause()
             self.inputs = ImageInputs(node, self.mode, parameter, self.stats, self.warnings,
                                       self.worker, lambda: self.matching.config)
+            if self.mode == 'tracks':
+                self.tracks = self.worker.tracks = TracksMode(
+                    node, self.matching, tracks_settings(parameter), self.stats, self.overlay,
+                    create_publisher, list(self.inputs.camera_info_topics.values()))
             self.report = DiagnosticsReport(
                 self.stats, diagnostics_status_name(node.get_fully_qualified_name()))
         except BaseException:
@@ -92,7 +100,8 @@ class MatcherPipeline:
         publishers: a lifecycle node's cleanup."""
         self.inputs.unsubscribe()
         self.close()
-        for publisher in (self._matches_pub, self.overlay.publisher):
+        tracks = self.tracks.publishers if self.tracks is not None else ()
+        for publisher in (self._matches_pub, self.overlay.publisher, *tracks):
             destroy_publisher(publisher)
 
     def apply(self, changes: Dict[str, Dict[str, Any]]):

@@ -48,6 +48,7 @@ class Frame:
     image: np.ndarray      # HxW or HxWx3 BGR; may be a view of the message buffer
     received: float        # time.monotonic() at arrival
     camera: Optional[CameraModel]
+    mask: Optional[np.ndarray] = None  # the camera's latest dynamic mask at arrival
 
 
 # A stereo pair (left, right) or, in consecutive mode, one frame.
@@ -104,6 +105,8 @@ class MatchingWorker:
         # Consecutive mode: the frame new frames are matched against (the matching process
         # holds its features).
         self.reference: Optional[Frame] = None
+        # Tracks mode: what tracks and publishes each job instead (loftr_ros.ros.tracks_mode).
+        self.tracks = None
         self._thread = threading.Thread(target=self._run, name='matcher_worker', daemon=True)
         self._thread.start()
 
@@ -226,10 +229,9 @@ class MatchingWorker:
         frames = job if isinstance(job, tuple) else (job,)
         ended = None
         try:
-            if isinstance(job, tuple):
-                cause = self._process_stereo(*job)
-            else:
-                cause = self._process_consecutive(job, reset)
+            cause = self._size_mismatch(*job) if isinstance(job, tuple) else None
+            if cause is None:
+                cause = self._match_and_publish(job, frames, reset)
             self._stats.finished(len(frames), cause)
         except PairImageError as error:
             topic = frames[error.index].topic
@@ -249,26 +251,44 @@ class MatchingWorker:
             self._stats.finished(len(frames), 'match_failed')
         return ended
 
+    def _size_mismatch(self, left: Frame, right: Frame) -> Optional[str]:
+        """The drop cause (said) when a pair's images differ in size, else None."""
+        if left.image.shape[:2] == right.image.shape[:2]:
+            return None
+        (lh, lw), (rh, rw) = left.image.shape[:2], right.image.shape[:2]
+        self._warnings.warn(right.topic, 'size_mismatch',
+                            f'stereo images of different sizes: {lw}x{lh} on {left.topic}, '
+                            f'{rw}x{rh} on {right.topic}; pair skipped')
+        return 'size_mismatch'
+
+    def _match_and_publish(self, job: Job, frames: Tuple[Frame, ...], reset: bool,
+                           ) -> Optional[str]:
+        """The drop cause when the job is not published."""
+        if self.tracks is not None:
+            return self._if_active(self.tracks.publish, self.tracks.track(frames, reset), frames)
+        if isinstance(job, tuple):
+            return self._process_stereo(*job)
+        return self._process_consecutive(job, reset)
+
     def _process_stereo(self, left: Frame, right: Frame) -> Optional[str]:
-        """Match and publish a pair; the drop cause when it cannot be matched."""
-        if left.image.shape[:2] != right.image.shape[:2]:
-            (lh, lw), (rh, rw) = left.image.shape[:2], right.image.shape[:2]
-            self._warnings.warn(right.topic, 'size_mismatch',
-                                f'stereo images of different sizes: {lw}x{lh} on {left.topic}, '
-                                f'{rw}x{rh} on {right.topic}; pair skipped')
-            return 'size_mismatch'
+        """Match and publish a pair; the drop cause when it is not published."""
         result = self.matching.match(left.image, right.image, left.camera, right.camera,
-                                     one_by_one=True)
+                                     one_by_one=True, masks=(left.mask, right.mask))
         return self._publish_if_active(result, left, right)
 
     def _publish_if_active(self, result: MatchResult, reference: Frame, current: Frame,
                            ) -> Optional[str]:
         """Publish unless paused; 'deactivated' (the drop cause) when paused."""
+        # The config this result was matched with (the node may have changed it since).
+        return self._if_active(self._publish, result, self.matching.used_config, reference,
+                               current)
+
+    def _if_active(self, publish: Callable, *arguments) -> Optional[str]:
+        """publish(*arguments) unless paused; 'deactivated' (the drop cause) when paused."""
         with self._publish_lock:
             if not self.publishing:
                 return 'deactivated'
-            # The config this result was matched with (the node may have changed it since).
-            self._publish(result, self.matching.used_config, reference, current)
+            publish(*arguments)
         return None
 
     def _process_consecutive(self, frame: Frame, reset: bool) -> Optional[str]:
@@ -276,7 +296,7 @@ class MatchingWorker:
             self.reference = None
         result, replaced = self.matching.match_next(frame.image, frame.camera,
                                                     self.keyframe_policy, self.every_frame,
-                                                    reset)
+                                                    reset, frame.mask)
         cause = None
         if result is not None:
             cause = self._publish_if_active(result, self.reference, frame)

@@ -1,5 +1,5 @@
 """Launch and parameter files, checked without `launch`/`launch_ros` (not installable here):
-both launch files are the shared implementation, everything it names is installed and exists
+the launch files are the shared implementation, everything it names is installed and exists
 on the node, and its arguments override the params file only when given.
 test_ros2_launch.py runs them with the real `ros2 launch` where it is installed."""
 import ast
@@ -19,7 +19,11 @@ from loftr_ros.ros.parameters import SPECS
 SHARE = Path(get_package_share_directory('loftr_ros'))
 PREFIX = Path(get_package_prefix('loftr_ros'))
 LAUNCH_FILES = sorted((SHARE / 'launch').glob('*.launch.py'))
-PARAMETER_FILES = sorted((SHARE / 'config').glob('*matcher.yaml'))
+PARAMETER_FILES = sorted([*(SHARE / 'config').glob('*matcher.yaml'),
+                          SHARE / 'config' / 'tracker.yaml'])
+# The mode each launch file starts the node in.
+LAUNCH_MODES = {'matcher.launch.py': 'consecutive', 'stereo_matcher.launch.py': 'stereo',
+                'tracker.launch.py': 'tracks'}
 MODES = SPECS['mode'].setting.choices
 
 
@@ -52,19 +56,22 @@ def declared():
     from loftr_ros.ros.node import MatcherNode
     context = Context()
     rclpy.init(context=context)
-    node = MatcherNode(context=context, parameter_overrides=[
-        Parameter('matcher.backend', value='opencv'), Parameter('matcher.warmup', value=False),
-        Parameter('mode', value='stereo'), Parameter('use_camera_info', value=True)])
-    names = node.list_parameters([], 10).names
-    subscribed = {subscription.topic_name for subscription in node.subscriptions}
-    node.destroy_node()
+    topics = set()
+    for mode in ('stereo', 'tracks'):
+        node = MatcherNode(context=context, parameter_overrides=[
+            Parameter('matcher.backend', value='opencv'),
+            Parameter('matcher.warmup', value=False), Parameter('mode', value=mode),
+            Parameter('tracks.stereo', value=True), Parameter('use_camera_info', value=True)])
+        names = node.list_parameters([], 10).names
+        topics |= {subscription.topic_name for subscription in node.subscriptions}
+        topics |= {publisher.topic_name for publisher in node.publishers}
+        node.destroy_node()
     context.try_shutdown()
-    return set(names) - {'use_sim_time', 'start_type_description_service'}, subscribed
+    return set(names) - {'use_sim_time', 'start_type_description_service'}, topics
 
 
 def test_launch_files_are_installed():
-    assert [path.name for path in LAUNCH_FILES] == ['matcher.launch.py',
-                                                    'stereo_matcher.launch.py']
+    assert [path.name for path in LAUNCH_FILES] == sorted(LAUNCH_MODES)
 
 
 @pytest.mark.parametrize('launch_file', LAUNCH_FILES, ids=lambda path: path.name)
@@ -74,13 +81,13 @@ def test_launch_files_are_the_shared_implementation_in_their_mode(launch_file):
     assert [node.module for node in imports] == ['loftr_ros.ros.launch_description']
     assert [name.name for name in imports[0].names] == ['generate_launch_description']
     modes = [call.args[0].value for call in calls(tree, '_generate')]
-    assert modes == ['stereo' if launch_file.name.startswith('stereo') else 'consecutive']
+    assert modes == [LAUNCH_MODES[launch_file.name]]
 
 
 @pytest.mark.parametrize('mode', MODES)
 def test_launch_arguments_name_installed_files_and_the_nodes_parameters_and_topics(mode,
                                                                                    declared):
-    names, subscribed = declared
+    names, topics = declared
     executable = PREFIX / 'lib' / 'loftr_ros' / 'matcher_node'
     assert executable.is_file() and os.access(executable, os.X_OK), executable
     for name in (launching.PARAMS_FILES[mode], launching.RVIZ_CONFIG):
@@ -88,9 +95,10 @@ def test_launch_arguments_name_installed_files_and_the_nodes_parameters_and_topi
     for argument in launching.PARAMETER_ARGUMENTS[mode]:
         assert argument.parameter in names | {'use_sim_time'}, argument
     # Remappings rename topics the node subscribes to (in stereo mode with camera_info, or
-    # their consecutive-mode counterparts).
+    # their consecutive-mode counterparts) or publishes (tracks mode's ~/feature).
     for topic, _ in launching.remappings(mode, {}):
-        assert f'/{topic}' in subscribed | {'/image', '/camera_info'}, topic
+        name = topic.replace('~', '/matcher_node') if topic.startswith('~') else f'/{topic}'
+        assert name in topics | {'/image', '/camera_info'}, topic
     arguments = [argument.name for argument in launching.PARAMETER_ARGUMENTS[mode]
                  + launching.TOPIC_ARGUMENTS[mode]]
     assert len(set(arguments)) == len(arguments)

@@ -17,7 +17,8 @@ from loftr_ros.core.settings import defaults_of, settings_of
 from loftr_ros.ros.parameters import GROUPS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PARAMETER_FILES = sorted((REPO_ROOT / 'config').glob('*matcher.yaml'))
+PARAMETER_FILES = sorted([*(REPO_ROOT / 'config').glob('*matcher.yaml'),
+                          REPO_ROOT / 'config' / 'tracker.yaml'])
 DEFAULTS = defaults_of(MatcherConfig)
 SCALARS = [name for name in SETTINGS if name != OPTIONS]
 

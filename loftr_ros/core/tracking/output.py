@@ -19,7 +19,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from loftr_ros.core.tracking.tracker import TrackedFrame
+from loftr_ros.core.tracking.frame import TrackedFrame
 
 # Channels of the cloud: what VINS-Fusion's feature_callback reads, and the three it reads
 # when there are more than five (left zero).

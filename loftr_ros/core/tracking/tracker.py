@@ -66,7 +66,7 @@ frame continues the tracks.
 """
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple, Union
 
 import cv2
@@ -79,6 +79,7 @@ from loftr_ros.core.masks import usable_points
 from loftr_ros.core.refinement import NCCRefinement, patch_ncc, sample_patches
 from loftr_ros.core.stamps import NS_PER_S
 from loftr_ros.core.tracking.config import TrackerConfig
+from loftr_ros.core.tracking.frame import TrackedFrame
 from loftr_ros.core.tracking.motion import NEIGHBOURS, REACH, local_motion
 from loftr_ros.core.tracking.neighbours import nearest_within, spread_out
 
@@ -114,66 +115,6 @@ _CORNER_BLOCK = 2 * PATCH_HALF + 1
 # New features keep this far (pixels) from the border: their patch and the search window of the
 # next frame must fit.
 _BIRTH_MARGIN = PATCH_HALF + SEARCH + 2
-
-
-@dataclass(frozen=True)
-class TrackedFrame:
-    """The features of one frame, in id order (oldest tracks first, new features last).
-
-    stamp_ns: the left image's stamp. image_size, right_image_size: (width, height); the latter
-        None in mono.
-    ids: [N] int64, persistent over the frames, never reused.
-    keypoints: [N x 2] float32, the left image's pixels as observed (distorted), sub-pixel,
-        OpenCV convention (the centre of the top-left pixel is (0, 0)).
-    track_lengths: [N] int64, frames the feature has been seen in, this one included (1: new).
-    scores: [N] float32, normalized cross-correlation of the feature's patch with its first
-        observation's patch (1 for a new feature).
-    right_keypoints, right_valid: [N x 2] float32 (NaN where not found) and [N] bool, the same
-        features in the right image; None in mono.
-    normalized, velocities: [N x 2] float64, undistorted normalized coordinates (z = 1) of the
-        left observations and their velocity in that plane per second (0 for new features);
-        None without a left camera model. right_normalized, right_velocities: the same for the
-        right observations (NaN where not found); None in mono or without a right camera model.
-    num_new: features started in this frame.
-    lost: how many tracks of the previous frame ended, per cause: 'motion' (no keypoint match
-        and no consistent matches around it, or no previous frame), 'appearance' (its anchor
-        patch not found: weak correlation, the image border), 'mask', 'epipolar' (outlier of
-        the epipolar geometry), 'thinned' (too close to a longer track), 'reset' (stamps went
-        backwards); causes with no track are left out.
-    reset: the tracker was reset before this frame (its stamp did not follow the previous one).
-    timings: seconds: 'prepare' (images prepared in this call), 'match' (temporal and stereo
-        matching), 'track' (the tracker's own work), 'total'.
-    """
-
-    stamp_ns: int
-    image_size: Tuple[int, int]
-    ids: np.ndarray
-    keypoints: np.ndarray
-    track_lengths: np.ndarray
-    scores: np.ndarray
-    right_image_size: Optional[Tuple[int, int]] = None
-    right_keypoints: Optional[np.ndarray] = None
-    right_valid: Optional[np.ndarray] = None
-    normalized: Optional[np.ndarray] = None
-    velocities: Optional[np.ndarray] = None
-    right_normalized: Optional[np.ndarray] = None
-    right_velocities: Optional[np.ndarray] = None
-    num_new: int = 0
-    lost: Dict[str, int] = field(default_factory=dict)
-    reset: bool = False
-    timings: Dict[str, float] = field(default_factory=dict)
-
-    def __len__(self):
-        return len(self.ids)
-
-    @property
-    def stereo(self) -> bool:
-        return self.right_keypoints is not None
-
-    @property
-    def num_lost(self) -> int:
-        """Tracks of the previous frame that ended in this one."""
-        return sum(self.lost.values())
 
 
 @dataclass
@@ -245,10 +186,11 @@ class _Pair:
 class Tracker:
     """Feature tracks over a Matcher (see the module's docstring for the method).
 
-    Not thread-safe: one caller feeds it frames in stamp order.
+    first_id: the id of its first feature (a tracker that takes over from another one, whose
+    ids must not come back). Not thread-safe: one caller feeds it frames in stamp order.
     """
 
-    def __init__(self, matcher, config: TrackerConfig = TrackerConfig()):
+    def __init__(self, matcher, config: TrackerConfig = TrackerConfig(), first_id: int = 0):
         self.matcher = matcher
         self.config = config
         # The search's peak is on whole pixels, where the correlation of a sharp texture is
@@ -258,7 +200,7 @@ class Tracker:
         self._left_camera: Optional[CameraModel] = None
         self._right_camera: Optional[CameraModel] = None
         self._calibration: Optional[StereoCalibration] = None
-        self._next_id = 0
+        self._next_id = int(first_id)  # ids count up from here
         self._serial = 0
         self.reset()
 
@@ -305,11 +247,12 @@ class Tracker:
 
     def track(self, stamp_ns: int, left: ImageInput, right: Optional[ImageInput] = None,
               left_mask: Optional[np.ndarray] = None, right_mask: Optional[np.ndarray] = None,
-              ) -> TrackedFrame:
+              reset: bool = False) -> TrackedFrame:
         """Track one frame: the left image (and in stereo the right image of the same stamp),
         as arrays (see Matcher.prepare; the masks are their dynamic masks) or PreparedImages
-        of this tracker's matcher. Raises ImageError (MaskError) for an image the Matcher
-        refuses, before anything changes."""
+        of this tracker's matcher. `reset`: end every track first, as when the stamps go
+        backwards (the caller saw its source restart). Raises ImageError (MaskError) for an
+        image the Matcher refuses, before anything changes."""
         start = time.perf_counter()
         current, current_right = self.prepare_images(left, right, left_mask, right_mask)
         prepared_here = [image for image, given in ((current, left), (current_right, right))
@@ -317,7 +260,7 @@ class Tracker:
         prepare_seconds = sum(image.timings['preprocess'] + image.timings['model']
                               for image in prepared_here)
         stamp_ns = int(stamp_ns)
-        reset = self._previous_stamp is not None and stamp_ns <= self._previous_stamp
+        reset = self._previous_stamp is not None and (reset or stamp_ns <= self._previous_stamp)
         lost_in_reset = len(self._tracks) if reset else 0
         if reset:
             self.reset()

@@ -123,3 +123,31 @@ def photo_views():
 def small_step_photo_views():
     """Four frames 3 px apart (see sideways_photo_frames): enough matches for random weights."""
     return sideways_photo_frames(range(0, 12, 3))
+
+
+def parse_vins_features(feature_msg):
+    """VINS-Fusion's feature_callback (vins_estimator/src/rosNodeTest.cpp) in Python: feature
+    id -> [(camera id, (x, y, z, u, v, velocity x, velocity y))]. Reads channels 6-8 when
+    there are more than 5, as the original does; z must be 1 (its ROS_ASSERT)."""
+    feature_frame = {}
+    for i in range(len(feature_msg.points)):
+        feature_id = int(feature_msg.channels[0].values[i])
+        camera_id = int(feature_msg.channels[1].values[i])
+        point = feature_msg.points[i]
+        x, y, z = point.x, point.y, point.z
+        p_u = feature_msg.channels[2].values[i]
+        p_v = feature_msg.channels[3].values[i]
+        velocity_x = feature_msg.channels[4].values[i]
+        velocity_y = feature_msg.channels[5].values[i]
+        if len(feature_msg.channels) > 5:
+            _ground_truth = [feature_msg.channels[k].values[i] for k in (6, 7, 8)]
+        assert z == 1
+        feature_frame.setdefault(feature_id, []).append(
+            (camera_id, (x, y, z, p_u, p_v, velocity_x, velocity_y)))
+    return feature_frame
+
+
+@pytest.fixture(scope='session')
+def vins_feature_callback():
+    """VINS-Fusion's feature_callback parsing loop in Python (parse_vins_features)."""
+    return parse_vins_features

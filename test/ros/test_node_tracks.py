@@ -14,7 +14,6 @@ from sensor_msgs.msg import PointCloud
 from loftr_ros.core.stamps import stamp_to_ns
 from loftr_ros.msg import FeatureTracks
 from loftr_ros.ros.conversions import image_msg_from_array, make_header
-from test_tracks_conversions import vins_feature_callback
 
 MS = 1_000_000
 START = 1_700_000_000 * 10**9
@@ -71,7 +70,8 @@ def wait_diagnostic(harness, key, value, timeout=20.0):
 # -- acceptance 3: VINS-Fusion reads ~/feature as the FeatureTracks --------------------------
 
 def test_vins_fusion_reads_the_nodes_feature_cloud_as_its_tracks(
-        node_process, harness, euroc_dir, euroc_stereo_frames, euroc_calibration):
+        node_process, harness, euroc_dir, euroc_stereo_frames, euroc_calibration,
+        vins_feature_callback):
     node = node_process(ros_args=['-r', '~/feature:=/feature_tracker/feature'],
                         **NODE, mode='tracks', **{'tracks.stereo': True,
                                                   'tracks.calibration':
@@ -176,9 +176,13 @@ class Feed:
             msg = self.tracks.wait(self.outputs, timeout)[-1]
             _, left, right, valid, _ = tracks_arrays(msg)
             return [left] + ([right[valid]] if right is not None else [])
-        msg = self.harness.wait_matches(self.outputs, timeout)[-1]
-        return [np.frombuffer(msg.keypoints0, np.float32), np.frombuffer(msg.keypoints1,
-                                                                          np.float32)]
+        try:
+            msg = self.harness.wait_matches(self.outputs, timeout)[-1]
+        except TimeoutError:
+            self.node.raise_if_exited(f':\n{self.node.log}')
+            raise TimeoutError(f'no Matches; the node said:\n{self.node.log}') from None
+        return [np.frombuffer(keypoints, np.float32).reshape(-1, 2)
+                for keypoints in (msg.keypoints0, msg.keypoints1)]
 
     def outputs_of(self, frames):
         """Publish frames 0..frames-1; the outputs (the first consecutive frame has none)."""
@@ -187,6 +191,8 @@ class Feed:
             self.frame(index)
             if index or self.stereo or self.tracks_mode:
                 outputs.append(self.output())
+            else:  # the reference, taken before the next frame (latest wins)
+                wait_diagnostic(self.harness, 'frames_processed', '1')
         return outputs
 
 
@@ -201,7 +207,7 @@ def test_no_keypoint_match_or_track_in_the_masked_half(node_process, harness, ph
     for points in feed.outputs_of(3):
         for side in points:
             assert_usable(side)
-        assert sum(len(side) for side in points) > 20
+        assert sum(len(side) for side in points) > 10
 
 
 @pytest.mark.parametrize('mode', ['consecutive', 'stereo_tracks'])

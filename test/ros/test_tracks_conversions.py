@@ -27,29 +27,8 @@ def round_trip(msg):
     return deserialize_message(serialize_message(msg), type(msg))
 
 
-def vins_feature_callback(feature_msg):
-    """VINS-Fusion's feature_callback (vins_estimator/src/rosNodeTest.cpp) in Python: feature
-    id -> [(camera id, (x, y, z, u, v, velocity x, velocity y))]. Reads channels 6-8 when
-    there are more than 5, as the original does; z must be 1 (its ROS_ASSERT)."""
-    feature_frame = {}
-    for i in range(len(feature_msg.points)):
-        feature_id = int(feature_msg.channels[0].values[i])
-        camera_id = int(feature_msg.channels[1].values[i])
-        point = feature_msg.points[i]
-        x, y, z = point.x, point.y, point.z
-        p_u = feature_msg.channels[2].values[i]
-        p_v = feature_msg.channels[3].values[i]
-        velocity_x = feature_msg.channels[4].values[i]
-        velocity_y = feature_msg.channels[5].values[i]
-        if len(feature_msg.channels) > 5:
-            _ground_truth = [feature_msg.channels[k].values[i] for k in (6, 7, 8)]
-        assert z == 1
-        feature_frame.setdefault(feature_id, []).append(
-            (camera_id, (x, y, z, p_u, p_v, velocity_x, velocity_y)))
-    return feature_frame
-
-
-def test_vins_feature_cloud_reads_back_as_the_feature_tracks(euroc_tracks, euroc_calibration):
+def test_vins_feature_cloud_reads_back_as_the_feature_tracks(euroc_tracks, euroc_calibration,
+                                                             vins_feature_callback):
     cameras = (euroc_calibration.camera0, euroc_calibration.camera1)
     for frame in euroc_tracks[1:]:
         header = make_header(frame.stamp_ns, 'cam0')
@@ -76,7 +55,7 @@ def test_vins_feature_cloud_reads_back_as_the_feature_tracks(euroc_tracks, euroc
         assert observations == len(cloud.points) == len(ids) + right_valid.sum()
 
 
-def test_vins_velocities_are_the_normalized_motion_per_second(euroc_tracks):
+def test_vins_velocities_are_the_normalized_motion_per_second(euroc_tracks, vins_feature_callback):
     previous, frame = euroc_tracks[-2:]
     cloud = vins_feature_callback(vins_feature_msg(frame, make_header(frame.stamp_ns)))
     before = dict(zip(previous.ids.tolist(), previous.normalized))

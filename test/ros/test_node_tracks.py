@@ -9,8 +9,9 @@ import time
 import cv2
 import numpy as np
 import pytest
-from sensor_msgs.msg import PointCloud
+from sensor_msgs.msg import Image, PointCloud
 
+from loftr_ros.core.image_conversion import image_from_msg
 from loftr_ros.core.stamps import stamp_to_ns
 from loftr_ros.msg import FeatureTracks
 from loftr_ros.ros.conversions import image_msg_from_array, make_header
@@ -109,9 +110,10 @@ def test_vins_fusion_reads_the_nodes_feature_cloud_as_its_tracks(
 
 def test_without_calibration_only_tracks_are_published_and_said_once(
         node_process, harness, photo_views):
-    node = node_process(**NODE, mode='tracks')
+    node = node_process(**NODE, mode='tracks', **{'overlay.max_rate': 100.0})
     tracks = Collector(harness, TRACKS, FeatureTracks)
     clouds = Collector(harness, FEATURE, PointCloud)
+    overlays = Collector(harness, '/matcher_node/overlay', Image)
     harness.wait_for_subscribers(['/image'], process=node)
     for count, view in enumerate(photo_views[:3], 1):
         harness.publish('/image', mono8(view, START + count * 50 * MS))
@@ -121,6 +123,14 @@ def test_without_calibration_only_tracks_are_published_and_said_once(
     assert not tracks.msgs[-1].normalized
     assert node.log.count('~/feature (VINS-Fusion) not published') == 1, node.log
     assert 'use_camera_info is false' in node.log
+    # The overlay: the grey image with a coloured trail ending at each feature.
+    overlay = overlays.wait(3)[-1]
+    assert overlay.header == tracks.msgs[-1].header and overlay.encoding == 'bgr8'
+    pixels = image_from_msg(overlay).astype(int)
+    coloured = np.ptp(pixels, axis=2) > 60
+    _, left, _, _, _ = tracks_arrays(tracks.msgs[-1])
+    ends = np.round(left).astype(int)
+    assert coloured[ends[:, 1], ends[:, 0]].all()
 
 
 # -- acceptance 4: masks in every mode -------------------------------------------------------

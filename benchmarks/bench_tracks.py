@@ -1,0 +1,173 @@
+"""Frames per second of matcher_node's tracks mode, end to end through the node (issue 11,
+acceptance 6; a benchmark, not a test).
+
+The EuRoC stereo bag (../shared/data/euroc_v101_stereo, 752x480) is replayed by this process
+into matcher_node running in ANOTHER process (started here, tracks mode, the bag's calibration):
+each frame (a stereo pair, or the left image in mono) is published as soon as the node's
+~/tracks for the previous one arrived, so the node is never idle and never drops (latest wins
+plays no part): frames per second is the node's capacity for that configuration, transport,
+conversion, tracking in the matching process and publication included. Per backend
+(``--backend``, repeatable) it measures, one after the other with a fresh node each:
+
+- ``stereo tracks``, ``mono tracks``;
+- ``stereo matches``: the same backend in stereo mode (pairs matched, no tracking), the
+  reference measured in the same run: on a shared machine absolute rates move with the load,
+  the ratio of tracks to matching far less.
+
+xfeat runs with mutual nearest neighbours (matcher.options.matcher: mnn), as the tracker's
+target says. Writes a Markdown table to stdout and, with ``--output``, to a file (the machine's
+load average is recorded with each row).
+
+    scripts/ros_env.sh python benchmarks/bench_tracks.py [--backend xfeat --backend opencv]
+        [--frames 60] [--output benchmarks/results/bench_tracks_cpu.md]
+"""
+import argparse
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+
+from bench_node import EUROC_BAG, load_bag_pairs  # noqa: E402  (this folder's script)
+
+CALIBRATION = EUROC_BAG.parent / 'calibration.yaml'
+OPTIONS = {'xfeat': {'matcher.options.matcher': 'mnn'}}
+CONFIGURATIONS = {
+    'stereo tracks': {'mode': 'tracks', 'tracks.stereo': True},
+    'mono tracks': {'mode': 'tracks', 'tracks.stereo': False},
+    'stereo matches': {'mode': 'stereo'},
+}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--backend', action='append', help='xfeat, opencv, lightglue, ... '
+                        '(repeatable; default xfeat and opencv)')
+    parser.add_argument('--frames', type=int, default=60,
+                        help='frames measured per configuration, after 5 of warm-up')
+    parser.add_argument('--output', type=Path, help='also write the table to this file')
+    return parser.parse_args()
+
+
+class Run:
+    """One node in another process and the client that feeds it closed loop."""
+
+    def __init__(self, backend: str, configuration: dict):
+        from loftr_ros.msg import FeatureTracks
+        from loftr_ros.testing.client import MatcherClient, NodeProcess
+        self.tracks = configuration['mode'] == 'tracks'
+        self.stereo = configuration.get('tracks.stereo', True)
+        parameters = {'matcher.backend': backend, 'diagnostics.period': 0.5,
+                      'qos_reliability': 'reliable', 'qos_depth': 10,
+                      'tracks.calibration': str(CALIBRATION), **OPTIONS.get(backend, {}),
+                      **configuration}
+        self.node = NodeProcess(parameters)
+        self.client = MatcherClient(name='bench_tracks_client')
+        self.arrivals = {}
+        self._cond = threading.Condition()
+        if self.tracks:
+            self.client.node.create_subscription(FeatureTracks, '/matcher_node/tracks',
+                                                 self._on_output, 100)
+        self.topics = ['/left/image', '/right/image'] if self.stereo else ['/image']
+        self.client.wait_for_subscribers(self.topics, timeout=300.0, process=self.node)
+
+    def _on_output(self, msg):
+        from loftr_ros.core.stamps import stamp_to_ns
+        with self._cond:
+            self.arrivals[stamp_to_ns(msg.header.stamp)] = time.monotonic()
+            self._cond.notify_all()
+
+    def _arrived(self, stamp: int) -> bool:
+        if self.tracks:
+            return stamp in self.arrivals
+        with self.client.lock:
+            return stamp in self.client.received_ns
+
+    def send(self, pair, stamp: int, timeout: float = 120.0):
+        """Publish one frame and wait for its output."""
+        if self.stereo:
+            self.client.publish_pair(self.topics, pair, stamp)
+        else:
+            self.client.publish_pair(self.topics, pair[:1], stamp)
+        deadline = time.monotonic() + timeout
+        while not self._arrived(stamp):
+            self.node.raise_if_exited()
+            if time.monotonic() > deadline:
+                raise SystemExit(f'no output for the frame stamped {stamp} in {timeout} s')
+            time.sleep(0.001)
+
+    def close(self):
+        self.client.close()
+        self.node.stop()
+
+
+def measure(backend: str, name: str, pairs, frames: int) -> dict:
+    run = Run(backend, CONFIGURATIONS[name])
+    try:
+        stamp = time.time_ns()
+        for index in range(5):  # warm-up: kernels, the tracker's first frames
+            stamp += 50_000_000
+            run.send(pairs[index % len(pairs)], stamp)
+        load = os.getloadavg()[0]
+        start = time.monotonic()
+        times = []
+        for index in range(frames):
+            stamp += 50_000_000
+            sent = time.monotonic()
+            run.send(pairs[(5 + index) % len(pairs)], stamp)
+            times.append(time.monotonic() - sent)
+        elapsed = time.monotonic() - start
+        diagnostics = run.client.diagnostics_after(time.monotonic(), timeout=30)
+        return {'backend': backend, 'configuration': name, 'fps': frames / elapsed,
+                'p50_ms': np.percentile(times, 50) * 1e3, 'p95_ms': np.percentile(times, 95) * 1e3,
+                'matcher_p50_ms': diagnostics.get('matcher_p50_ms', 'n/a'),
+                'features': diagnostics.get('tracks_tracked', '-'),
+                'track_p50': diagnostics.get('track_length_p50', '-'),
+                'load': (load + os.getloadavg()[0]) / 2}
+    finally:
+        run.close()
+
+
+def table(rows) -> list:
+    lines = ['| backend | configuration | frames/s | vs stereo matches | round trip p50 / p95 ms '
+             '| node matcher p50 ms | features tracked (last) | load avg (1 min) |',
+             '|---|---|---|---|---|---|---|---|']
+    reference = {row['backend']: row['fps'] for row in rows
+                 if row['configuration'] == 'stereo matches'}
+    for row in rows:
+        ratio = row['fps'] / reference[row['backend']] if row['backend'] in reference else None
+        lines.append(
+            f"| {row['backend']} | {row['configuration']} | {row['fps']:.2f} | "
+            f"{'-' if ratio is None else f'{ratio:.2f}'} | {row['p50_ms']:.0f} / "
+            f"{row['p95_ms']:.0f} | {row['matcher_p50_ms']} | {row['features']} | "
+            f"{row['load']:.1f} |")
+    return lines
+
+
+def main():
+    args = parse_args()
+    backends = args.backend or ['xfeat', 'opencv']
+    pairs = load_bag_pairs(EUROC_BAG)
+    rows = []
+    for backend in backends:
+        for name in CONFIGURATIONS:
+            rows.append(measure(backend, name, pairs, args.frames))
+            print(table(rows)[-1], flush=True)
+    header = [f'# bench_tracks: tracks mode end to end through matcher_node, EuRoC 752x480',
+              '',
+              f'{time.strftime("%Y-%m-%d %H:%M")}, {platform.processor() or platform.machine()}, '
+              f'{os.cpu_count()} cores, {args.frames} frames per row after 5 of warm-up, each '
+              f'frame sent when the previous output arrived (the node at capacity, no drops).',
+              '']
+    text = '\n'.join(header + table(rows)) + '\n'
+    print(text)
+    if args.output:
+        args.output.write_text(text)
+
+
+if __name__ == '__main__':
+    main()

@@ -212,11 +212,13 @@ class MatchingProcess:
         self._buffer: Optional[mmap.mmap] = None
         self._closed = False
         with theirs:
-            # Ctrl-C in a terminal reaches the whole process group: the matching process
-            # ignores SIGINT and ends when its connection closes (see serve).
+            # A session of its own: a terminal's Ctrl-C reaches the whole process group, and
+            # one that came while this process still imported (before main ignores SIGINT)
+            # printed a KeyboardInterrupt traceback. The caller ends it: closing the
+            # connection, or SIGTERM (see close); it ends by itself when the caller dies.
             self.process = subprocess.Popen(
                 [sys.executable, '-m', __name__, str(theirs.fileno())],
-                pass_fds=[theirs.fileno()])
+                pass_fds=[theirs.fileno()], start_new_session=True)
         self._connection = Connection(ours.detach())
         try:
             self.model_name, self.device = self._request((), lambda slots, config: (
@@ -425,7 +427,7 @@ def serve(connection: Connection):
 
 
 def main(argv=None) -> int:
-    # Ctrl-C reaches the whole process group; the caller decides when this process ends.
+    # The caller decides when this process ends (a SIGINT sent to it by pid too).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     descriptor = int((argv or sys.argv)[1])
     with Connection(descriptor) as connection:

@@ -24,6 +24,7 @@ load average is recorded with each row).
 import argparse
 import os
 import platform
+import sys
 import threading
 import time
 from pathlib import Path
@@ -31,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+# scripts/ros_env.sh sets PYTHONSAFEPATH: this folder is not on the path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_node import EUROC_BAG, load_bag_pairs  # noqa: E402  (this folder's script)
 

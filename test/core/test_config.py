@@ -68,8 +68,9 @@ def other_value(name, value):
     return {str: 'cpu', list: [CPU], dict: {'top_k': 1}}[type(value)]
 
 
-# What does not change the matches; with torch also the runtime's settings (ids as before).
-SAME_MATCHES = {'device', 'warmup', 'max_image_pixels', 'max_compressed_bytes'}
+# What does not change the matches (threads: the same work on more cores); with torch also the
+# runtime's settings (ids as before).
+SAME_MATCHES = {'device', 'warmup', 'threads', 'max_image_pixels', 'max_compressed_bytes'}
 ONNXRUNTIME = {'providers', 'provider_fallback'}
 
 

@@ -133,3 +133,33 @@ def latency_summary(seconds: Sequence[float]) -> Dict[str, float]:
         return {'p50_ms': float('nan'), 'p95_ms': float('nan'), 'max_ms': float('nan')}
     return {'p50_ms': float(np.percentile(values, 50)),
             'p95_ms': float(np.percentile(values, 95)), 'max_ms': float(values.max())}
+
+
+# Upper edges (exclusive) of the track-length histogram's bins, in frames; the last bin holds
+# the longer tracks.
+TRACK_LENGTH_EDGES = (2, 3, 5, 10, 20, 50, 100)
+
+
+class TrackLengths:
+    """The length (frames seen in) of every track of a run, by id: a track's length is its
+    last observation's, when it ended or the run did."""
+
+    def __init__(self):
+        self.lengths: Dict[int, int] = {}
+
+    def add(self, ids: np.ndarray, track_lengths: np.ndarray):
+        self.lengths.update(zip(ids.tolist(), track_lengths.tolist()))
+
+    def summary(self) -> Dict[str, Any]:
+        """{'tracks', 'median', 'p90', 'histogram': {'1': n, '2': n, '3-4': n, ..., '100+': n}}."""
+        lengths = np.fromiter(self.lengths.values(), np.int64, len(self.lengths))
+        if not lengths.size:
+            return {'tracks': 0, 'median': float('nan'), 'p90': float('nan'), 'histogram': {}}
+        lows = (1,) + TRACK_LENGTH_EDGES
+        names = [str(low) if high == low + 1 else f'{low}-{high - 1}'
+                 for low, high in zip(lows, TRACK_LENGTH_EDGES)] + [f'{lows[-1]}+']
+        counts = np.bincount(np.searchsorted(TRACK_LENGTH_EDGES, lengths, side='right'),
+                             minlength=len(names))
+        return {'tracks': int(lengths.size), 'median': float(np.median(lengths)),
+                'p90': float(np.percentile(lengths, 90)),
+                'histogram': dict(zip(names, counts.tolist()))}

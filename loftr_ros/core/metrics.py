@@ -13,7 +13,7 @@ import numpy as np
 
 from loftr_ros.core import evaluation
 from loftr_ros.core.bag import FramePair
-from loftr_ros.core.camera import StereoCalibration
+from loftr_ros.core.camera import StereoCalibration, sampson_distances
 from loftr_ros.core.types import MatchResult
 
 # Columns naming the pair, before the metrics' own ('pair' is its number in the run).
@@ -217,3 +217,104 @@ def table_rows(summaries: Sequence[Dict[str, Any]]) -> List[TableRow]:
     """The compare.md rows of the metrics that some run has."""
     return [row for metric in METRICS for row in metric.rows
             if any(row.path[0] in summary for summary in summaries)]
+
+
+# Tracks mode (``loftr-ros eval --mode tracks``): the metrics of a tracked frame, as METRICS are
+# a matched pair's, and the track lengths, which only the whole run tells.
+
+FRAME_COLUMNS = ('frame', 'stamp_ns')
+
+
+@dataclass
+class ScoredFrame:
+    """A TrackedFrame and the stereo calibration its same-id observations are scored against."""
+
+    frame: Any  # loftr_ros.core.tracking.TrackedFrame
+    calibration: Optional[StereoCalibration]
+
+    @cached_property
+    def stereo_errors(self) -> Optional[np.ndarray]:
+        """Sampson distance (pixels) of every feature seen in both images to the calibrated
+        stereo geometry; None in mono, without a calibrated baseline or without such feature."""
+        frame, calibration = self.frame, self.calibration
+        if not frame.stereo or calibration is None or calibration.baseline <= 0:
+            return None
+        valid = frame.right_valid
+        if not valid.any():
+            return None
+        return sampson_distances(frame.keypoints[valid], frame.right_keypoints[valid],
+                                 calibration)
+
+
+def _stereo_tracks(scored: ScoredFrame) -> Dict[str, Any]:
+    errors = scored.stereo_errors
+    if errors is None:
+        return {}
+    return {'stereo_observations': len(errors),
+            'stereo_epipolar_median_px': float(np.median(errors)),
+            'stereo_within_1px': float(np.mean(errors < evaluation.EPIPOLAR_CORRECT_PX))}
+
+
+def _stereo_tracks_summary(rows) -> Dict[str, Any]:
+    medians = column(rows, 'stereo_epipolar_median_px')
+    if not medians.size:
+        return {}
+    # Every observation weighs the same: the share over all of them, not a mean of shares.
+    observations = column(rows, 'stereo_observations')
+    return {'stereo_epipolar_median_px': float(np.median(medians)),
+            'stereo_within_1px': float(np.sum(column(rows, 'stereo_within_1px') * observations)
+                                       / observations.sum())}
+
+
+def _rate(rows) -> Dict[str, Any]:
+    seconds = column(rows, 'track_ms') / 1e3
+    return {'rate_fps': float(len(seconds) / seconds.sum()) if seconds.sum() > 0
+            else float('nan'),
+            'latency': evaluation.latency_summary(seconds)}
+
+
+TRACK_METRICS = (
+    Metric(('features', 'new_features'),
+           lambda scored: {'features': len(scored.frame), 'new_features': scored.frame.num_new},
+           lambda rows: {'features_mean': _mean(column(rows, 'features')),
+                         'features_median': _median(column(rows, 'features'))},
+           (TableRow('features per frame (mean)', ('features_mean',), 1),)),
+    Metric(('stereo_observations', 'stereo_epipolar_median_px', 'stereo_within_1px'),
+           _stereo_tracks, _stereo_tracks_summary,
+           (TableRow('stereo same-id epipolar median [px]', ('stereo_epipolar_median_px',), 3),
+            TableRow('stereo same-id within 1 px', ('stereo_within_1px',), 3))),
+    # The tracker's time for the frame, its images' preparation included.
+    Metric(('track_ms',),
+           lambda scored: {'track_ms': scored.frame.timings.get('total', float('nan')) * 1e3},
+           _rate,
+           (TableRow('rate [frames/s]', ('rate_fps',), 1),
+            TableRow('latency p50 [ms]', ('latency', 'p50_ms'), 1))),
+)
+
+TRACK_CSV_COLUMNS = FRAME_COLUMNS + tuple(name for metric in TRACK_METRICS
+                                          for name in metric.columns)
+# Track lengths: each track's frames once it ended or the run did (track_length_summary).
+TRACK_LENGTH_ROWS = (TableRow('track length median [frames]', ('track_length', 'median'), 1),
+                     TableRow('track length p90 [frames]', ('track_length', 'p90'), 1))
+
+
+def tracked_row(scored: ScoredFrame) -> Dict[str, Any]:
+    """The frames.csv row of a tracked frame (without its number)."""
+    row = {'stamp_ns': scored.frame.stamp_ns}
+    for metric in TRACK_METRICS:
+        row.update(metric.score(scored))
+    return row
+
+
+def summarize_tracks(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Every tracks metric's summary fields, in TRACK_METRICS order."""
+    summary: Dict[str, Any] = {}
+    for metric in TRACK_METRICS:
+        summary.update(metric.summarize(rows))
+    return summary
+
+
+def track_table_rows(summaries: Sequence[Dict[str, Any]]) -> List[TableRow]:
+    """The compare.md rows of the tracks metrics that some run has."""
+    rows = [row for metric in TRACK_METRICS for row in metric.rows] + list(TRACK_LENGTH_ROWS)
+    return [row for row in rows if any(row.path[0] in summary for summary in summaries)]

@@ -17,14 +17,16 @@ from loftr_ros.tools.arguments import add_matcher_arguments
 STAMP_SAMPLE = 20
 
 
-def add_pairing_arguments(parser):
-    """Bag, topics, pairing and matcher options."""
+def add_pairing_arguments(parser, tracks: bool = False):
+    """Bag, topics, pairing and matcher options; `tracks`: --mode also offers 'tracks'."""
     defaults = ReplayOptions()
     parser.add_argument('bag', help='rosbag2 directory (sqlite3 or mcap) or ROS 1 .bag file')
-    parser.add_argument('--mode', choices=MODES,
+    parser.add_argument('--mode', choices=MODES + (('tracks',) if tracks else ()),
                         help='default: inferred from the bag: consecutive with --topic or '
                              '--ground-truth or when it has one image topic, stereo with '
-                             '--left/--right or when it has two whose stamps are equal')
+                             '--left/--right or when it has two whose stamps are equal'
+                             + ('; tracks: the feature tracker over the frames, stereo or '
+                                'mono (--topic) as the pairs would be' if tracks else ''))
     parser.add_argument('--left', help='stereo: left image topic, raw or compressed (default: '
                                        'the first, by name, of two image topics)')
     parser.add_argument('--right', help='stereo: right image topic (default: the second)')
@@ -54,7 +56,8 @@ def replay_options(args, reader: BagReader) -> Tuple[ReplayOptions, str]:
     """The ReplayOptions of the pairing arguments, with the mode and topics that were not given
     inferred from the bag's image topics, and a sentence saying which pairs these are and why.
     ConfigError when the arguments contradict each other or the bag leaves the choice open."""
-    mode = args.mode
+    # Tracks follow the frames of the pairs the other arguments select: stereo or one topic.
+    mode = None if args.mode == 'tracks' else args.mode
     if args.topic and (mode == 'stereo' or args.left or args.right):
         raise ConfigError('--topic is the image topic of consecutive pairs; stereo pairs take '
                           '--left and --right')
@@ -73,6 +76,8 @@ def replay_options(args, reader: BagReader) -> Tuple[ReplayOptions, str]:
             mode, why = _infer_mode(reader, images)
     else:
         why = f'as --mode {mode} asks'
+    if args.mode == 'tracks':
+        why = f'tracks, {why}'
     topics = {}
     if mode == 'consecutive':
         topics['topic'] = args.topic or _image_topics(reader, images, 1)[0]
@@ -148,17 +153,18 @@ def run_configs(args) -> List[Tuple[str, MatcherConfig]]:
     return runs
 
 
-def warn_skipped(skipped: List[ImageError]) -> Callable[[ImageError], None]:
-    """An `on_skip` for prepared_pairs: a warning on stderr, the error kept in `skipped`."""
+def warn_skipped(skipped: List[ImageError], what: str = 'pair') -> Callable[[ImageError], None]:
+    """An `on_skip` for prepared_pairs: a warning on stderr, the error kept in `skipped`;
+    `what` is skipped ('pair', or 'frame' in tracks mode)."""
     def warn(error: ImageError):
-        print(f'\nwarning: pair skipped: {error}', file=sys.stderr)
+        print(f'\nwarning: {what} skipped: {error}', file=sys.stderr)
         skipped.append(error)
     return warn
 
 
-def skipped_summary(skipped: List[ImageError]) -> str:
-    """'N pair(s) skipped (cause count, ...) ...' for the final report."""
+def skipped_summary(skipped: List[ImageError], what: str = 'pair') -> str:
+    """'N pair(s) skipped (cause count, ...) ...' for the final report (`what`: as warn_skipped)."""
     causes = Counter(error.cause for error in skipped)
     counts = ', '.join(f'{cause} {count}' for cause, count in sorted(causes.items()))
-    return (f'{len(skipped)} pair(s) skipped ({counts}) for an image that does not decode, is '
+    return (f'{len(skipped)} {what}(s) skipped ({counts}) for an image that does not decode, is '
             'above the limits or that the matcher refuses')

@@ -7,13 +7,14 @@ side) and per run a folder with ``pairs.csv``, plots and a few overlay images. C
 after the current pair and still writes a consistent report marked ``"partial": true``.
 """
 import csv
+import dataclasses
 import json
 import math
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -22,9 +23,10 @@ from loftr_ros.core.bag import CAMERA_INFO_TYPE, BagReader
 from loftr_ros.core.camera import (CameraModel, StereoCalibration, load_euroc_calibration,
                                    load_euroc_cameras)
 from loftr_ros.core.errors import ConfigError, ImageError
-from loftr_ros.core.evaluation import inlier_verification
-from loftr_ros.core.metrics import (CSV_COLUMNS, ScoredPair, scored_row, summarize_metrics,
-                                    table_rows)
+from loftr_ros.core.evaluation import TrackLengths, inlier_verification
+from loftr_ros.core.metrics import (CSV_COLUMNS, TRACK_CSV_COLUMNS, ScoredFrame, ScoredPair,
+                                    scored_row, summarize_metrics, summarize_tracks, table_rows,
+                                    track_table_rows, tracked_row)
 from loftr_ros.core.preprocessing import image_size
 from loftr_ros.core.replay import ReplayOptions, iterate_pairs, match_pair, prepared_pairs
 from loftr_ros.core.sync import StereoSynchronizer
@@ -34,7 +36,7 @@ from loftr_ros.tools.bag_replay import (add_pairing_arguments, replay_options, r
 
 
 def add_arguments(parser):
-    add_pairing_arguments(parser)
+    add_pairing_arguments(parser, tracks=True)
     parser.add_argument('--compare', nargs='+', metavar='CONFIG',
                         help='several matcher YAML files run on the same pairs (default: one '
                              'run, --config or the defaults)')
@@ -209,12 +211,12 @@ def summarize(rows: List[Dict], label: str, config, model_name: str) -> Dict:
     return summary
 
 
-def _write_csv(path: Path, rows: List[Dict]):
+def _write_csv(path: Path, rows: List[Dict], columns=CSV_COLUMNS, number_column='pair'):
     with path.open('w', newline='') as handle:
-        writer = csv.DictWriter(handle, CSV_COLUMNS, restval='')
+        writer = csv.DictWriter(handle, columns, restval='')
         writer.writeheader()
         for number, row in enumerate(rows):
-            writer.writerow({**row, 'pair': number})
+            writer.writerow({**row, number_column: number})
 
 
 def _plots(directory: Path, rows: List[Dict], label: str):
@@ -268,8 +270,20 @@ def compare_table(summaries: List[Dict]) -> str:
     lines = [('model', lambda s: s['model']), ('config', lambda s: s['config_id']),
              ('pairs', lambda s: str(s['pairs'])),
              ('inliers verified by', lambda s: _verification(s['inlier_verification']))]
-    lines += [(row.title, lambda s, row=row: _cell(row.value(s), row.digits))
-              for row in table_rows(summaries)]
+    return _table(summaries, lines, table_rows(summaries))
+
+
+def tracks_table(summaries: List[Dict]) -> str:
+    """Markdown table of tracks runs, one column per run."""
+    lines = [('model', lambda s: s['model']), ('config', lambda s: s['config_id']),
+             ('frames', lambda s: str(s['frames']))]
+    return _table(summaries, lines, track_table_rows(summaries))
+
+
+def _table(summaries: List[Dict], lines, rows) -> str:
+    """Markdown table: `lines` (title, text of a summary), then the metrics' `rows`."""
+    lines = lines + [(row.title, lambda s, row=row: _cell(row.value(s), row.digits))
+                     for row in rows]
     header = '| metric | ' + ' | '.join(s['label'] for s in summaries) + ' |'
     rule = '|---|' + '---|' * len(summaries)
     body = ['| ' + name + ' | ' + ' | '.join(get(s) for s in summaries) + ' |'
@@ -289,11 +303,16 @@ def run(args) -> int:
     with BagReader(args.bag) as reader:
         options, pairing = replay_options(args, reader)
         stereo = options.mode == 'stereo'
+        if args.ground_truth and args.mode == 'tracks':
+            raise ConfigError('--ground-truth: the temporal reprojection error of tracks is not '
+                              'measured; leave it out with --mode tracks')
         trajectory = load_trajectory(args.ground_truth) if args.ground_truth else None
         if trajectory is not None and stereo:
             raise ConfigError('--ground-truth scores consecutive pairs: use --topic or --mode '
                               'consecutive')
         calibration = _stereo_calibration(reader, args, options, notes)
+    if args.mode == 'tracks':
+        return _run_tracks(args, runs, options, pairing, calibration, notes, output)
     if trajectory is not None and calibration is None:
         msg = '--ground-truth needs the camera: give --calibration or a camera_info topic'
         raise ConfigError(msg)
@@ -380,6 +399,110 @@ def run(args) -> int:
         if missing:
             print(f"{summary['label']}: {len(missing)} pair(s) outside the ground-truth stamp "
                   f'range were not scored (frame indices {missing})', file=sys.stderr)
+    if partial:
+        print(f'interrupted: partial report in {output}', file=sys.stderr)
+        return 130
+    print(f'report in {output}')
+    return 0
+
+
+def _tracked_frames(tracker, pairs, on_skip: Callable[[ImageError], None]):
+    """Each frame of the pairs tracked, in order: a stereo pair is one frame (left and right),
+    consecutive pairs give their frames once each. A frame with an image that does not decode
+    or that the Matcher refuses is skipped and `on_skip` gets the ImageError naming it."""
+    last = None
+    for pair in pairs:
+        if pair.frame0.topic != pair.frame1.topic:
+            frames = [(pair.frame0, pair.frame1)]
+        else:
+            frames = [(frame, None) for frame in (pair.frame0, pair.frame1) if frame is not last]
+            last = pair.frame1
+        for left, right in frames:
+            try:
+                images = [frame.image for frame in (left, right) if frame is not None]
+            except ImageError as error:  # decoding errors name their frame
+                on_skip(error)
+                continue
+            try:
+                tracked = tracker.track(left.stamp_ns, *images)
+            except ImageError as error:
+                on_skip(type(error)(f'{left.topic} message {left.index}: {error.cause}: {error}'))
+                continue
+            yield tracked
+
+
+def _run_tracks(args, runs, options: ReplayOptions, pairing: str,
+                calibration: Optional[StereoCalibration], notes: List[str], output: Path) -> int:
+    """`eval --mode tracks`: the Tracker over the bag's frames, one run per matcher
+    configuration (its tracks.* settings at their defaults)."""
+    from loftr_ros.core.matcher import WARMUP_SIZE, Matcher
+    from loftr_ros.core.tracking import Tracker, TrackerConfig
+
+    stereo = options.mode == 'stereo'
+    if stereo and (calibration is None or calibration.baseline <= 0):
+        notes.append('no stereo epipolar error of the tracks without the stereo extrinsics: '
+                     'give --calibration')
+    notes.append('the temporal reprojection error against ground-truth poses is not measured')
+    total = _count_pairs(args.bag, options)
+    size = _first_image_size(args.bag, options, runs[0][1])
+    output.mkdir(parents=True, exist_ok=True)
+    summaries, partial, skipped_by_run = [], False, {}
+    for run_index, (label, config) in enumerate(runs):
+        matcher = Matcher(config.replace(warmup=False))
+        if config.warmup:
+            matcher.warm_up([size or WARMUP_SIZE])
+        if run_index == 0:
+            print(f'loftr-ros eval: {pairing}: {total} pair(s)', flush=True)
+            for note in notes:
+                print(f'note: {note}', file=sys.stderr, flush=True)
+        tracker = Tracker(matcher, TrackerConfig())
+        if calibration is not None:
+            # The cameras only: given the calibration, the tracker would drop every right
+            # observation beyond tracks.stereo_threshold from it, and the stereo error would
+            # be enforced rather than measured. Its stereo check is then the essential matrix
+            # RANSAC finds for the frame, as on a robot without extrinsics.
+            tracker.set_cameras(calibration.camera0, calibration.camera1 if stereo else None)
+        directory = output / label
+        directory.mkdir(exist_ok=True)
+        rows: List[Dict] = []
+        lengths = TrackLengths()
+        skipped = skipped_by_run[label] = []
+        progress = Progress(label, total)
+        synchronizer = StereoSynchronizer(options.slop_ns)
+        try:
+            with BagReader(args.bag, config.max_image_pixels,
+                           config.max_compressed_bytes) as reader:
+                pairs = iterate_pairs(reader, options, synchronizer)
+                for frame in _tracked_frames(tracker, pairs, warn_skipped(skipped, 'frame')):
+                    rows.append(tracked_row(ScoredFrame(frame, calibration)))
+                    lengths.add(frame.ids, frame.track_lengths)
+                    progress.update(len(rows) + len(skipped))
+        except KeyboardInterrupt:
+            partial = True
+        progress.finish()
+        summary = {'label': label, 'backend': config.backend, 'model': matcher.model_name,
+                   'config_id': config.config_id, 'config': config.to_dict(),
+                   'tracker': dataclasses.asdict(tracker.config), 'frames': len(rows)}
+        summary.update(summarize_tracks(rows))
+        summary['track_length'] = lengths.summary()
+        summary['frames_skipped'] = [str(error) for error in skipped]
+        summary['frames_skipped_by_cause'] = dict(Counter(error.cause for error in skipped))
+        if stereo:
+            summary['stereo_drops'] = dict(synchronizer.drops)
+        _write_csv(directory / 'frames.csv', rows, TRACK_CSV_COLUMNS, 'frame')
+        summaries.append(summary)
+        if partial:
+            break
+    table = tracks_table(summaries)
+    (output / 'compare.md').write_text(table)
+    report = {'bag': str(args.bag), 'mode': 'tracks', 'stereo': stereo, 'partial': partial,
+              'pairs_expected': total, 'runs': summaries}
+    (output / 'summary.json').write_text(json.dumps(_json_safe(report), indent=2) + '\n')
+    print(table)
+    for label, skipped in skipped_by_run.items():
+        if skipped:
+            print(f"{label}: {skipped_summary(skipped, 'frame')} (summary.json: frames_skipped)",
+                  file=sys.stderr)
     if partial:
         print(f'interrupted: partial report in {output}', file=sys.stderr)
         return 130

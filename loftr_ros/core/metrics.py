@@ -200,15 +200,23 @@ def scored_row(scored: ScoredPair) -> Dict[str, Any]:
     pair = scored.pair
     row = {'stamp0_ns': pair.frame0.stamp_ns, 'stamp1_ns': pair.frame1.stamp_ns,
            'index0': pair.frame0.index, 'index1': pair.frame1.index}
-    for metric in METRICS:
+    return _scored(METRICS, scored, row)
+
+
+def _scored(metrics: Sequence[Metric], scored, row: Dict[str, Any]) -> Dict[str, Any]:
+    for metric in metrics:
         row.update(metric.score(scored))
     return row
 
 
 def summarize_metrics(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Every metric's summary fields, in METRICS order."""
+    return _summarized(METRICS, rows)
+
+
+def _summarized(metrics: Sequence[Metric], rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     summary: Dict[str, Any] = {}
-    for metric in METRICS:
+    for metric in metrics:
         summary.update(metric.summarize(rows))
     return summary
 
@@ -300,18 +308,12 @@ TRACK_LENGTH_ROWS = (TableRow('track length median [frames]', ('track_length', '
 
 def tracked_row(scored: ScoredFrame) -> Dict[str, Any]:
     """The frames.csv row of a tracked frame (without its number)."""
-    row = {'stamp_ns': scored.frame.stamp_ns}
-    for metric in TRACK_METRICS:
-        row.update(metric.score(scored))
-    return row
+    return _scored(TRACK_METRICS, scored, {'stamp_ns': scored.frame.stamp_ns})
 
 
 def summarize_tracks(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Every tracks metric's summary fields, in TRACK_METRICS order."""
-    summary: Dict[str, Any] = {}
-    for metric in TRACK_METRICS:
-        summary.update(metric.summarize(rows))
-    return summary
+    return _summarized(TRACK_METRICS, rows)
 
 
 def track_table_rows(summaries: Sequence[Dict[str, Any]]) -> List[TableRow]:

@@ -163,7 +163,8 @@ def warn_skipped(skipped: List[ImageError], what: str = 'pair') -> Callable[[Ima
 
 
 def skipped_summary(skipped: List[ImageError], what: str = 'pair') -> str:
-    """'N pair(s) skipped (cause count, ...) ...' for the final report (`what`: as warn_skipped)."""
+    """'N pair(s) skipped (cause count, ...) ...' for the final report; `what`: as
+    warn_skipped."""
     causes = Counter(error.cause for error in skipped)
     counts = ', '.join(f'{cause} {count}' for cause, count in sorted(causes.items()))
     return (f'{len(skipped)} {what}(s) skipped ({counts}) for an image that does not decode, is '

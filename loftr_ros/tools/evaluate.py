@@ -291,9 +291,26 @@ def _table(summaries: List[Dict], lines, rows) -> str:
     return '\n'.join([header, rule] + body) + '\n'
 
 
+def _matcher(config, size: Optional[Tuple[int, int]]):
+    """The run's Matcher, warmed up at the bag's image size instead of the default one: a new
+    input size costs its first pair the creation of the model's kernels, which is no latency
+    of the model."""
+    from loftr_ros.core.matcher import WARMUP_SIZE, Matcher
+    matcher = Matcher(config.replace(warmup=False))
+    if config.warmup:
+        matcher.warm_up([size or WARMUP_SIZE])
+    return matcher
+
+
+def _announce(pairing: str, total: int, notes: List[str]):
+    """The pairing line and the notes, once the first run's matcher is built."""
+    print(f'loftr-ros eval: {pairing}: {total} pair(s)', flush=True)
+    for note in notes:
+        print(f'note: {note}', file=sys.stderr, flush=True)
+
+
 def run(args) -> int:
     from loftr_ros.core.drawing import draw_matches
-    from loftr_ros.core.matcher import WARMUP_SIZE, Matcher
 
     # Everything that can fail is checked before anything is said about the run: errors first,
     # then the line saying which pairs are matched, then the notes.
@@ -333,15 +350,9 @@ def run(args) -> int:
     summaries, partial = [], False
     skipped_by_run: Dict[str, List[ImageError]] = {}
     for run_index, (label, config) in enumerate(runs):
-        # Warmed up at the bag's image size instead of the default one: a new input size costs
-        # its first pair the creation of the model's kernels, which is no latency of the model.
-        matcher = Matcher(config.replace(warmup=False))
-        if config.warmup:
-            matcher.warm_up([size or WARMUP_SIZE])
+        matcher = _matcher(config, size)
         if run_index == 0:
-            print(f'loftr-ros eval: {pairing}: {total} pair(s)', flush=True)
-            for note in notes:
-                print(f'note: {note}', file=sys.stderr, flush=True)
+            _announce(pairing, total, notes)
         cdf = ErrorCdf()
         directory = output / label
         directory.mkdir(exist_ok=True)
@@ -435,7 +446,6 @@ def _run_tracks(args, runs, options: ReplayOptions, pairing: str,
                 calibration: Optional[StereoCalibration], notes: List[str], output: Path) -> int:
     """`eval --mode tracks`: the Tracker over the bag's frames, one run per matcher
     configuration (its tracks.* settings at their defaults)."""
-    from loftr_ros.core.matcher import WARMUP_SIZE, Matcher
     from loftr_ros.core.tracking import Tracker, TrackerConfig
 
     stereo = options.mode == 'stereo'
@@ -448,13 +458,9 @@ def _run_tracks(args, runs, options: ReplayOptions, pairing: str,
     output.mkdir(parents=True, exist_ok=True)
     summaries, partial, skipped_by_run = [], False, {}
     for run_index, (label, config) in enumerate(runs):
-        matcher = Matcher(config.replace(warmup=False))
-        if config.warmup:
-            matcher.warm_up([size or WARMUP_SIZE])
+        matcher = _matcher(config, size)
         if run_index == 0:
-            print(f'loftr-ros eval: {pairing}: {total} pair(s)', flush=True)
-            for note in notes:
-                print(f'note: {note}', file=sys.stderr, flush=True)
+            _announce(pairing, total, notes)
         tracker = Tracker(matcher, TrackerConfig())
         if calibration is not None:
             # The cameras only: given the calibration, the tracker would drop every right

@@ -7,14 +7,15 @@
 
 A frame that ends one pair and starts the next (consecutive mode) is prepared once and its
 features reused, as the node does, and each result's timings hold what its pair cost. Used by
-``loftr-ros eval`` and ``loftr-ros record``.
+``loftr-ros eval`` and ``loftr-ros record``; in their tracks mode, `tracked_frames` feeds the
+pairs' frames to a Tracker instead.
 """
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from loftr_ros.core.bag import BagReader, FramePair, consecutive_pairs, stereo_pairs
+from loftr_ros.core.bag import BagReader, Frame, FramePair, consecutive_pairs, stereo_pairs
 from loftr_ros.core.camera import CameraModel
 from loftr_ros.core.errors import ImageError
 from loftr_ros.core.sync import StereoSynchronizer
@@ -23,6 +24,7 @@ from loftr_ros.core.types import MatchResult
 if TYPE_CHECKING:  # torch is imported only when a Matcher is built
     from loftr_ros.core.backends.base import PreparedImage
     from loftr_ros.core.matcher import Matcher
+    from loftr_ros.core.tracking import TrackedFrame, Tracker
 
 MODES = ('stereo', 'consecutive')
 
@@ -130,3 +132,31 @@ def match_pair(matcher: 'Matcher', prepared: PreparedPair, camera0: Optional[Cam
     the pair's whole cost but for a reused reference frame."""
     result = matcher.match(prepared.prepared0, prepared.prepared1, camera0, camera1)
     return matcher.add_preparation(result, *prepared.fresh)
+
+
+def tracked_frames(tracker: 'Tracker', pairs: Iterable[FramePair],
+                   on_skip: Callable[[ImageError], None],
+                   ) -> Iterator[Tuple[Frame, Optional[Frame], 'TrackedFrame']]:
+    """(left frame, right frame or None, TrackedFrame) of each frame of the pairs, in order: a
+    stereo pair is one frame (left and right), consecutive pairs give their frames once each.
+    A frame with an image that does not decode or that the Matcher refuses is skipped and
+    `on_skip` gets the ImageError naming it."""
+    last = None
+    for pair in pairs:
+        if pair.frame0.topic != pair.frame1.topic:
+            frames = [(pair.frame0, pair.frame1)]
+        else:
+            frames = [(frame, None) for frame in (pair.frame0, pair.frame1) if frame is not last]
+            last = pair.frame1
+        for left, right in frames:
+            try:
+                images = [frame.image for frame in (left, right) if frame is not None]
+            except ImageError as error:  # decoding errors name their frame
+                on_skip(error)
+                continue
+            try:
+                tracked = tracker.track(left.stamp_ns, *images)
+            except ImageError as error:
+                on_skip(type(error)(f'{left.topic} message {left.index}: {error.cause}: {error}'))
+                continue
+            yield left, right, tracked

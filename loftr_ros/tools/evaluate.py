@@ -14,7 +14,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -28,7 +28,8 @@ from loftr_ros.core.metrics import (CSV_COLUMNS, TRACK_CSV_COLUMNS, ScoredFrame,
                                     scored_row, summarize_metrics, summarize_tracks, table_rows,
                                     track_table_rows, tracked_row)
 from loftr_ros.core.preprocessing import image_size
-from loftr_ros.core.replay import ReplayOptions, iterate_pairs, match_pair, prepared_pairs
+from loftr_ros.core.replay import (ReplayOptions, iterate_pairs, match_pair, prepared_pairs,
+                                   tracked_frames)
 from loftr_ros.core.sync import StereoSynchronizer
 from loftr_ros.core.trajectory import BODY_FRAME, load_trajectory
 from loftr_ros.tools.bag_replay import (add_pairing_arguments, replay_options, run_configs,
@@ -417,31 +418,6 @@ def run(args) -> int:
     return 0
 
 
-def _tracked_frames(tracker, pairs, on_skip: Callable[[ImageError], None]):
-    """Each frame of the pairs tracked, in order: a stereo pair is one frame (left and right),
-    consecutive pairs give their frames once each. A frame with an image that does not decode
-    or that the Matcher refuses is skipped and `on_skip` gets the ImageError naming it."""
-    last = None
-    for pair in pairs:
-        if pair.frame0.topic != pair.frame1.topic:
-            frames = [(pair.frame0, pair.frame1)]
-        else:
-            frames = [(frame, None) for frame in (pair.frame0, pair.frame1) if frame is not last]
-            last = pair.frame1
-        for left, right in frames:
-            try:
-                images = [frame.image for frame in (left, right) if frame is not None]
-            except ImageError as error:  # decoding errors name their frame
-                on_skip(error)
-                continue
-            try:
-                tracked = tracker.track(left.stamp_ns, *images)
-            except ImageError as error:
-                on_skip(type(error)(f'{left.topic} message {left.index}: {error.cause}: {error}'))
-                continue
-            yield tracked
-
-
 def _run_tracks(args, runs, options: ReplayOptions, pairing: str,
                 calibration: Optional[StereoCalibration], notes: List[str], output: Path) -> int:
     """`eval --mode tracks`: the Tracker over the bag's frames, one run per matcher
@@ -479,7 +455,7 @@ def _run_tracks(args, runs, options: ReplayOptions, pairing: str,
             with BagReader(args.bag, config.max_image_pixels,
                            config.max_compressed_bytes) as reader:
                 pairs = iterate_pairs(reader, options, synchronizer)
-                for frame in _tracked_frames(tracker, pairs, warn_skipped(skipped, 'frame')):
+                for _, _, frame in tracked_frames(tracker, pairs, warn_skipped(skipped, 'frame')):
                     rows.append(tracked_row(ScoredFrame(frame, calibration)))
                     lengths.add(frame.ids, frame.track_lengths)
                     progress.update(len(rows) + len(skipped))

@@ -8,16 +8,16 @@ import pytest
 from loftr_ros.cli import main
 from loftr_ros.core.bag import Frame, FramePair
 from loftr_ros.core.types import MatchResult
-from loftr_ros.tools.record import (MATCHES_TYPE, matches_definition_path, matches_message,
-                                    matches_typestore)
+from loftr_ros.tools.record import (MATCHES_TYPE, definition_path, matches_message,
+                                    package_typestore)
 
 
 def test_type_hash_equals_the_built_interface():
-    generated = Path(matches_definition_path()).with_suffix('.json')
+    generated = Path(definition_path()).with_suffix('.json')
     description = json.loads(generated.read_text())
     built = next(h['hash_string'] for h in description['type_hashes']
                  if h['type_name'] == MATCHES_TYPE)
-    assert matches_typestore().hash_rihs01(MATCHES_TYPE) == built
+    assert package_typestore().hash_rihs01(MATCHES_TYPE) == built
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
@@ -31,7 +31,7 @@ def test_recorded_matches_read_back_with_rclpy_and_rosbags(tmp_path, euroc_dir, 
     rc = main(['record', str(euroc_dir / 'bag'), '--backend', 'opencv', '--first', '20',
                '--last', '21', '--overlay', '--storage', storage, '-o', str(output)])
     assert rc == 0
-    typestore = matches_typestore()
+    typestore = package_typestore()
     with AnyReader([output]) as reader:
         topics = {c.topic: c for c in reader.connections}
         assert set(topics) == {'/matcher_node/matches', '/matcher_node/overlay'}
@@ -77,7 +77,7 @@ def test_processing_time_is_rounded_like_the_node(seconds, fields):
     empty = np.zeros((0, 2), np.float32)
     result = MatchResult(empty, empty, np.zeros(0, np.float32), (752, 480), (752, 480),
                          timings={'total': seconds})
-    message = matches_message(matches_typestore().types, FramePair(frame0, frame1), result,
+    message = matches_message(package_typestore().types, FramePair(frame0, frame1), result,
                               'opencv:sift', 'abcd1234')
     assert (message.processing_time.sec, message.processing_time.nanosec) == fields
     assert (message.header.stamp.sec, message.header.stamp.nanosec) == (1_403_715_273,
@@ -101,3 +101,35 @@ def test_record_skips_pairs_with_an_undecodable_image(tmp_path, sequence_views,
     assert captured.err.count('warning: pair skipped: /cam0/image_raw') == 2
     with AnyReader([output]) as reader:
         assert sum(1 for _ in reader.messages()) == 5
+
+
+def test_recorded_tracks_read_back_with_rclpy(tmp_path, euroc_dir):
+    from rclpy.serialization import deserialize_message
+    from rosbags.highlevel import AnyReader
+    from sensor_msgs.msg import PointCloud
+
+    from loftr_ros.msg import FeatureTracks
+    from loftr_ros.tools.record import TRACKS_TYPE
+
+    output = tmp_path / 'tracks'
+    rc = main(['record', str(euroc_dir / 'bag'), '--mode', 'tracks', '--backend', 'opencv',
+               '--calibration', str(euroc_dir / 'calibration.yaml'), '--first', '20',
+               '--last', '22', '-o', str(output)])
+    assert rc == 0
+    with AnyReader([output]) as reader:
+        topics = {c.topic: c for c in reader.connections}
+        assert topics['/matcher_node/tracks'].digest == package_typestore().hash_rihs01(
+            TRACKS_TYPE)
+        tracks = [deserialize_message(raw, FeatureTracks) for _, _, raw in
+                  reader.messages([topics['/matcher_node/tracks']])]
+        clouds = [deserialize_message(raw, PointCloud) for _, _, raw in
+                  reader.messages([topics['/matcher_node/feature']])]
+    assert len(tracks) == len(clouds) == 3
+    assert all(msg.stereo and len(msg.ids) > 50 for msg in tracks)
+    # Ids persist: most of the first frame's features are still tracked two frames later.
+    assert len(set(tracks[0].ids) & set(tracks[2].ids)) > 0.5 * len(tracks[0].ids)
+    assert max(tracks[2].track_lengths) == 3
+    cloud = clouds[2]
+    assert [channel.name for channel in cloud.channels][:2] == ['id', 'camera_id']
+    # One point per left observation and per right one found.
+    assert len(cloud.points) == len(tracks[2].ids) + int(np.sum(tracks[2].right_valid))

@@ -19,7 +19,8 @@ target says. Writes a Markdown table to stdout and, with ``--output``, to a file
 load average is recorded with each row).
 
     scripts/ros_env.sh python benchmarks/bench_tracks.py [--backend xfeat --backend opencv]
-        [--frames 60] [--output benchmarks/results/bench_tracks_cpu.md]
+        [--frames 60] [--set matcher.resize:=512 --label 'resize 512']
+        [--output benchmarks/results/bench_tracks_cpu.md]
 """
 import argparse
 import os
@@ -52,6 +53,12 @@ def parse_args():
                         '(repeatable; default xfeat and opencv)')
     parser.add_argument('--frames', type=int, default=60,
                         help='frames measured per configuration, after 5 of warm-up')
+    parser.add_argument('--set', action='append', default=[], metavar='NAME:=VALUE',
+                        help='a node parameter for every row, e.g. matcher.resize:=512 '
+                        '(repeatable)')
+    parser.add_argument('--label', default='', help='what --set changed, for the table')
+    parser.add_argument('--configuration', action='append', choices=list(CONFIGURATIONS),
+                        help='measure only these (repeatable; default all three)')
     parser.add_argument('--output', type=Path, help='also write the table to this file')
     return parser.parse_args()
 
@@ -59,7 +66,7 @@ def parse_args():
 class Run:
     """One node in another process and the client that feeds it closed loop."""
 
-    def __init__(self, backend: str, configuration: dict):
+    def __init__(self, backend: str, configuration: dict, settings: dict):
         from loftr_ros.msg import FeatureTracks
         from loftr_ros.testing.client import MatcherClient, NodeProcess
         self.tracks = configuration['mode'] == 'tracks'
@@ -67,7 +74,7 @@ class Run:
         parameters = {'matcher.backend': backend, 'diagnostics.period': 0.5,
                       'qos_reliability': 'reliable', 'qos_depth': 10,
                       'tracks.calibration': str(CALIBRATION), **OPTIONS.get(backend, {}),
-                      **configuration}
+                      **configuration, **settings}
         self.node = NodeProcess(parameters)
         self.client = MatcherClient(name='bench_tracks_client')
         self.arrivals = {}
@@ -108,8 +115,8 @@ class Run:
         self.node.stop()
 
 
-def measure(backend: str, name: str, pairs, frames: int) -> dict:
-    run = Run(backend, CONFIGURATIONS[name])
+def measure(backend: str, name: str, pairs, frames: int, settings: dict, label: str) -> dict:
+    run = Run(backend, CONFIGURATIONS[name], settings)
     try:
         stamp = time.time_ns()
         for index in range(5):  # warm-up: kernels, the tracker's first frames
@@ -125,7 +132,8 @@ def measure(backend: str, name: str, pairs, frames: int) -> dict:
             times.append(time.monotonic() - sent)
         elapsed = time.monotonic() - start
         diagnostics = run.client.diagnostics_after(time.monotonic(), timeout=30)
-        return {'backend': backend, 'configuration': name, 'fps': frames / elapsed,
+        return {'backend': backend, 'configuration': name, 'label': label or '-',
+                'fps': frames / elapsed,
                 'p50_ms': np.percentile(times, 50) * 1e3, 'p95_ms': np.percentile(times, 95) * 1e3,
                 'matcher_p50_ms': diagnostics.get('matcher_p50_ms', 'n/a'),
                 'features': diagnostics.get('tracks_tracked', '-'),
@@ -136,15 +144,15 @@ def measure(backend: str, name: str, pairs, frames: int) -> dict:
 
 
 def table(rows) -> list:
-    lines = ['| backend | configuration | frames/s | vs stereo matches | round trip p50 / p95 ms '
+    lines = ['| backend | settings | configuration | frames/s | vs stereo matches | round trip p50 / p95 ms '
              '| node matcher p50 ms | features tracked (last) | load avg (1 min) |',
-             '|---|---|---|---|---|---|---|---|']
+             '|---|---|---|---|---|---|---|---|---|']
     reference = {row['backend']: row['fps'] for row in rows
                  if row['configuration'] == 'stereo matches'}
     for row in rows:
         ratio = row['fps'] / reference[row['backend']] if row['backend'] in reference else None
         lines.append(
-            f"| {row['backend']} | {row['configuration']} | {row['fps']:.2f} | "
+            f"| {row['backend']} | {row['label']} | {row['configuration']} | {row['fps']:.2f} | "
             f"{'-' if ratio is None else f'{ratio:.2f}'} | {row['p50_ms']:.0f} / "
             f"{row['p95_ms']:.0f} | {row['matcher_p50_ms']} | {row['features']} | "
             f"{row['load']:.1f} |")
@@ -156,9 +164,10 @@ def main():
     backends = args.backend or ['xfeat', 'opencv']
     pairs = load_bag_pairs(EUROC_BAG)
     rows = []
+    settings = dict(item.partition(':=')[::2] for item in args.set)
     for backend in backends:
-        for name in CONFIGURATIONS:
-            rows.append(measure(backend, name, pairs, args.frames))
+        for name in args.configuration or CONFIGURATIONS:
+            rows.append(measure(backend, name, pairs, args.frames, settings, args.label))
             print(table(rows)[-1], flush=True)
     header = [f'# bench_tracks: tracks mode end to end through matcher_node, EuRoC 752x480',
               '',

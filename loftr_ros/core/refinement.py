@@ -16,16 +16,15 @@ A match keeps its original position when the refinement cannot be trusted: a pat
 outside an image, a flat (textureless) reference patch, a best NCC under `min_ncc`, or a peak
 on the edge of the search window (the true position may lie beyond it).
 
-All matches are refined at once: patches are sampled with a few ``cv2.remap`` calls (bicubic)
-and the correlations of all matches are one grouped convolution.
+All matches are refined at once: patches are sampled with a few ``cv2.remap`` calls (bicubic),
+each match's correlations are one ``cv2.matchTemplate`` call, and the sub-pixel steps run on
+all of them together in NumPy.
 """
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 _REMAP_MAX_SIDE = 32767  # cv2.remap: map sides below SHRT_MAX
 _BICUBIC_REACH = 2  # pixels a bicubic sample reads beyond its position
@@ -91,7 +90,8 @@ class NCCRefinement:
         as they should appear in `image`, centred on the point sought; keypoints: [N x 2]
         starting positions; usable: [N] bool, False for templates not to use (default: all).
         Returns (positions, float32 [N x 2], the keypoint itself where not found; found, bool
-        [N]; best NCC, float32 [N], of each template over its search window).
+        [N]; best NCC, float32 [N], of each template over its search window, -1 for templates
+        not searched: outside the image, flat, or not usable).
         """
         keypoints = np.asarray(keypoints, np.float32)
         count = len(keypoints)
@@ -102,33 +102,26 @@ class NCCRefinement:
         valid = _inside(centres, self.half + self.search + _BICUBIC_REACH, image.shape)
         if usable is not None:
             valid &= usable
-        # Convolutions of a new shape cost a one-time setup (tens of ms on a CPU), and the
-        # number of patches changes from call to call: pad it to a power of two, so that a
-        # handful of shapes serve every call.
-        padded = max(64, 1 << (count - 1).bit_length())
-        templates = _padded(np.asarray(templates, np.float32), padded)
-        regions = _padded(_patches(image, centres, size + 2 * self.search), padded)
-        templates = templates - templates.mean(dim=(1, 2), keepdim=True)
-        template_norm = templates.square().sum(dim=(1, 2)).sqrt()
-        valid &= (template_norm[:count] / size >= self.min_patch_std).numpy()
-
-        # Correlation of each template with every position of its own region (groups = N).
-        correlation = F.conv2d(regions[None], templates[:, None], groups=padded)[0][:count]
-        # Sums of the region under each template position, for its mean and energy.
-        box = torch.ones(1, 1, size, size, dtype=regions.dtype)
-        sums = F.conv2d(regions[:, None], box)[:count, 0]
-        squares = F.conv2d(regions.square()[:, None], box)[:count, 0]
-        energy = (squares - sums.square() / size ** 2).clamp_min(0)
-        templates, template_norm = templates[:count], template_norm[:count]
-        ncc = correlation / (template_norm[:, None, None] * energy.sqrt()).clamp_min(1e-12)
-
-        width = ncc.shape[-1]
-        best, flat_index = ncc.reshape(count, -1).max(dim=1)
-        rows, cols = (flat_index // width).numpy(), (flat_index % width).numpy()
+        templates = np.asarray(templates, np.float32)
+        templates = templates - templates.mean(axis=(1, 2), keepdims=True)
+        template_norm = np.sqrt(np.square(templates).sum(axis=(1, 2)))
+        valid &= template_norm / size >= self.min_patch_std
+        regions = _patches(image, centres, size + 2 * self.search)
+        # Zero-mean NCC of each template at every position of its own region: OpenCV's
+        # TM_CCOEFF_NORMED, one call per match (a grouped convolution over all of them cost
+        # 2-3x more on a CPU, benchmarks/results/bench_tracks_cpu.md).
+        width = 2 * self.search + 1
+        ncc = np.full((count, width, width), -1.0, np.float32)
+        for index in np.flatnonzero(valid):
+            ncc[index] = cv2.matchTemplate(regions[index], templates[index],
+                                           cv2.TM_CCOEFF_NORMED)
+        flat_index = ncc.reshape(count, -1).argmax(axis=1)
+        best = ncc.reshape(count, -1)[np.arange(count), flat_index]
+        rows, cols = flat_index // width, flat_index % width
         interior = (rows > 0) & (rows < width - 1) & (cols > 0) & (cols < width - 1)
-        valid &= interior & (best.numpy() >= self.min_ncc)
+        valid &= interior & (best >= self.min_ncc)
 
-        scores = ncc.numpy()
+        scores = ncc
         index = np.arange(count)
         rows_c, cols_c = np.clip(rows, 1, width - 2), np.clip(cols, 1, width - 2)
         centre = scores[index, rows_c, cols_c]
@@ -139,9 +132,9 @@ class NCCRefinement:
         shift = np.stack([cols_c - self.search + dx, rows_c - self.search + dy], axis=1)
         located = keypoints.copy()
         if valid.any():
-            located[valid] = _lucas_kanade(image, templates.numpy()[valid],
+            located[valid] = _lucas_kanade(image, templates[valid],
                                            centres[valid] + shift[valid])
-        return located, valid, best.numpy()
+        return located, valid, best
 
 
 def sample_patches(image: np.ndarray, centres: np.ndarray, half: int) -> np.ndarray:
@@ -156,13 +149,6 @@ def patch_ncc(patches0: np.ndarray, patches1: np.ndarray) -> np.ndarray:
     b = patches1 - patches1.mean(axis=(1, 2), keepdims=True)
     norms = np.sqrt(np.square(a).sum(axis=(1, 2)) * np.square(b).sum(axis=(1, 2)))
     return ((a * b).sum(axis=(1, 2)) / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-def _padded(patches: np.ndarray, count: int) -> torch.Tensor:
-    """[N x S x S] patches followed by zero patches up to `count`, as a tensor."""
-    padded = np.zeros((count,) + patches.shape[1:], np.float32)
-    padded[:len(patches)] = patches
-    return torch.from_numpy(padded)
 
 
 def _lucas_kanade(image: np.ndarray, templates: np.ndarray, positions: np.ndarray

@@ -83,21 +83,28 @@ class Trajectory:
         T[:3, 3] = p
         return T
 
+    def camera_pose(self, stamp_ns: int, T_body_cam: Optional[np.ndarray] = None,
+                    ) -> Optional[np.ndarray]:
+        """4x4 world-from-camera pose at `stamp_ns`, or None outside the recorded range. Body
+        poses are turned into camera poses with T_body_cam (camera-to-body); ConfigError
+        without it."""
+        if self.frame == BODY_FRAME and T_body_cam is None:
+            msg = ('the ground truth holds body (IMU) poses: the camera\'s T_body_cam is '
+                   'needed to score camera motion')
+            raise ConfigError(msg)
+        pose = self.pose_at(stamp_ns)
+        if pose is None or self.frame != BODY_FRAME:
+            return pose
+        return pose @ T_body_cam
+
     def camera_motion(self, stamp0_ns: int, stamp1_ns: int,
                       T_body_cam: Optional[np.ndarray] = None,
                       ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """(R, t) of the camera at stamp0 in the camera at stamp1 (x1 = R x0 + t, metres), or
-        None when a stamp lies outside the recorded range. Body poses are turned into camera
-        poses with T_body_cam (camera-to-body); ConfigError without it."""
-        poses = [self.pose_at(stamp) for stamp in (stamp0_ns, stamp1_ns)]
+        None when a stamp lies outside the recorded range (see camera_pose)."""
+        poses = [self.camera_pose(stamp, T_body_cam) for stamp in (stamp0_ns, stamp1_ns)]
         if any(pose is None for pose in poses):
             return None
-        if self.frame == BODY_FRAME:
-            if T_body_cam is None:
-                msg = ('the ground truth holds body (IMU) poses: the camera\'s T_body_cam is '
-                       'needed to score camera motion')
-                raise ConfigError(msg)
-            poses = [pose @ T_body_cam for pose in poses]
         return relative_camera_pose(*poses)
 
 

@@ -175,22 +175,39 @@ OPTIONS = 'options'
 RUNTIME_FIELDS = tuple(name for name, spec in SETTINGS.items() if spec.runtime)
 
 
-def matcher_section(document: Dict[str, Any], source: str) -> Dict[str, Any]:
-    """The ``matcher`` mapping of a plain or ROS-parameters YAML document."""
+def config_section(document: Any, name: str, source: str, required: bool = True,
+                   ) -> Dict[str, Any]:
+    """The `name` mapping (``matcher``, ``tracks``) of a plain or ROS-parameters YAML document;
+    an empty one when the document has none and it is not `required`."""
     if not isinstance(document, dict):
         raise ConfigError(f'{source}: expected a YAML mapping')
-    if 'matcher' in document:
-        section = document['matcher']
+    if name in document:
+        section = document[name]
     else:
         nodes = [v['ros__parameters'] for v in document.values()
                  if isinstance(v, dict) and isinstance(v.get('ros__parameters'), dict)]
-        sections = [params['matcher'] for params in nodes if 'matcher' in params]
-        if not sections:
-            raise ConfigError(f"{source}: no 'matcher' section (plain or under ros__parameters)")
-        section = sections[0]
+        sections = [params[name] for params in nodes if name in params]
+        if not sections and required:
+            raise ConfigError(f"{source}: no '{name}' section (plain or under ros__parameters)")
+        section = sections[0] if sections else {}
     if not isinstance(section, dict):
-        raise ConfigError(f"{source}: 'matcher' must be a mapping")
+        raise ConfigError(f"{source}: '{name}' must be a mapping")
     return section
+
+
+def matcher_section(document: Dict[str, Any], source: str) -> Dict[str, Any]:
+    """The ``matcher`` mapping of a plain or ROS-parameters YAML document."""
+    return config_section(document, 'matcher', source)
+
+
+def read_config_file(path) -> Any:
+    """The YAML document of a config file; ConfigError when it cannot be read or parsed."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise ConfigError(f'cannot read config file {path}: {error.strerror}') from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f'config file {path} is not valid YAML: {error}') from None
 
 
 def load_matcher_config(path: Optional[str], **overrides) -> MatcherConfig:
@@ -198,12 +215,6 @@ def load_matcher_config(path: Optional[str], **overrides) -> MatcherConfig:
     the overrides whose value is not None (CLI options)."""
     values: Dict[str, Any] = {}
     if path is not None:
-        try:
-            document = yaml.safe_load(Path(path).read_text())
-        except OSError as error:
-            raise ConfigError(f'cannot read config file {path}: {error.strerror}') from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f'config file {path} is not valid YAML: {error}') from None
-        values = dict(matcher_section(document, str(path)))
+        values = dict(matcher_section(read_config_file(path), str(path)))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return MatcherConfig.from_dict(values)

@@ -19,8 +19,8 @@ from loftr_ros.core.config import OPTIONS, SETTINGS, MatcherConfig
 from loftr_ros.core.keyframe import KeyframePolicy
 from loftr_ros.core.settings import Setting, defaults_of, setting, settings_of
 from loftr_ros.core.sync import StereoPairing
+from loftr_ros.core.tracking.config import TracksSettings
 from loftr_ros.ros.overlay import OverlaySettings
-from loftr_ros.ros.tracks_mode import TracksSettings
 
 OPTIONS_PREFIX = f'matcher.{OPTIONS}.'
 

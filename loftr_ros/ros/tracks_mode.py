@@ -16,41 +16,18 @@ import dataclasses
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 from sensor_msgs.msg import PointCloud
 
 from loftr_ros.core.camera import StereoCalibration, load_euroc_calibration
-from loftr_ros.core.settings import check_fields, setting, settings_of
-from loftr_ros.core.tracking.config import TrackerConfig
+from loftr_ros.core.tracking.config import TracksSettings
 from loftr_ros.ros.conversions import feature_tracks_msg, vins_feature_msg
 from loftr_ros.msg import FeatureTracks
 
 # Positions kept per track for the overlay's trails.
 TRAIL_LENGTH = 20
-
-
-@dataclass(frozen=True)
-class TracksSettings(TrackerConfig):
-    """The ``tracks.*`` parameters: the Tracker's settings (TrackerConfig) and the node's own
-    for tracks mode."""
-
-    stereo: bool = setting(
-        False, 'tracks mode: track stereo pairs (left/image and right/image paired by stamp, '
-        'as in stereo mode) instead of the one image topic.')
-    calibration: str = setting(
-        '', 'tracks mode: EuRoC/Kalibr-style camera calibration YAML (cam0 left, cam1 right): '
-        "camera models for ~/feature and the calibrated stereo epipolar check; camera_info "
-        "(use_camera_info) wins where both are given. Empty: camera_info only.")
-
-    def __post_init__(self):
-        check_fields(self)
-
-    @property
-    def tracker(self) -> TrackerConfig:
-        return TrackerConfig(**{name: getattr(self, name) for name in settings_of(TrackerConfig)})
 
 
 class TrackStatistics:

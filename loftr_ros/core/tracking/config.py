@@ -1,8 +1,12 @@
-"""Settings of the feature tracker (the node's ``tracks.*`` parameters), each declared once with
-its help text and valid values (see :mod:`loftr_ros.core.settings`)."""
+"""Settings of the feature tracker (the node's ``tracks.*`` parameters, a config file's
+``tracks`` section), each declared once with its help text and valid values (see
+:mod:`loftr_ros.core.settings`)."""
 from dataclasses import dataclass
+from typing import Optional
 
-from loftr_ros.core.settings import check_fields, setting
+from loftr_ros.core.config import config_section, read_config_file
+from loftr_ros.core.errors import ConfigError, check_known_keys
+from loftr_ros.core.settings import check_fields, setting, settings_of
 
 
 @dataclass(frozen=True)
@@ -36,3 +40,40 @@ class TrackerConfig:
 
     def __post_init__(self):
         check_fields(self)
+
+
+@dataclass(frozen=True)
+class TracksSettings(TrackerConfig):
+    """The ``tracks.*`` parameters: the Tracker's settings (TrackerConfig) and the node's own
+    for tracks mode (what it tracks and its cameras; the bag tools take these from their
+    arguments)."""
+
+    stereo: bool = setting(
+        False, 'tracks mode: track stereo pairs (left/image and right/image paired by stamp, '
+        'as in stereo mode) instead of the one image topic.')
+    calibration: str = setting(
+        '', 'tracks mode: EuRoC/Kalibr-style camera calibration YAML (cam0 left, cam1 right): '
+        "camera models for ~/feature and the calibrated stereo epipolar check; camera_info "
+        "(use_camera_info) wins where both are given. Empty: camera_info only.")
+
+    def __post_init__(self):
+        check_fields(self)
+
+    @property
+    def tracker(self) -> TrackerConfig:
+        return TrackerConfig(**{name: getattr(self, name) for name in settings_of(TrackerConfig)})
+
+
+def load_tracks_settings(path: Optional[str]) -> TracksSettings:
+    """The ``tracks`` section of a YAML file, plain or the node's parameter file (as the node
+    reads its tracks.* parameters); the defaults when `path` is None or the file has no such
+    section (a matcher-only file). ConfigError naming the file and the setting when a key is
+    unknown or a value invalid."""
+    if path is None:
+        return TracksSettings()
+    section = config_section(read_config_file(path), 'tracks', str(path), required=False)
+    check_known_keys(section, settings_of(TracksSettings), f'tracks in {path}')
+    try:
+        return TracksSettings(**section)
+    except ConfigError as error:
+        raise ConfigError(f'{path}: tracks: {error}') from None

@@ -14,6 +14,7 @@ import numpy as np
 from loftr_ros.core import evaluation
 from loftr_ros.core.bag import FramePair
 from loftr_ros.core.camera import StereoCalibration, sampson_distances
+from loftr_ros.core.reprojection import LOW_PARALLAX, MIN_PARALLAX_DEG
 from loftr_ros.core.types import MatchResult
 
 # Columns naming the pair, before the metrics' own ('pair' is its number in the run).
@@ -304,6 +305,15 @@ TRACK_CSV_COLUMNS = FRAME_COLUMNS + tuple(name for metric in TRACK_METRICS
 # Track lengths: each track's frames once it ended or the run did (track_length_summary).
 TRACK_LENGTH_ROWS = (TableRow('track length median [frames]', ('track_length', 'median'), 1),
                      TableRow('track length p90 [frames]', ('track_length', 'p90'), 1))
+# The temporal reprojection error of the tracks against ground-truth poses, also known only once
+# they ended (loftr_ros.core.reprojection.TrackReprojection.summary).
+REPROJECTION_ROWS = (
+    TableRow('reprojection error median [px]', ('reprojection', 'median_px'), 3),
+    TableRow('reprojection error p90 [px]', ('reprojection', 'p90_px'), 3),
+    TableRow('reprojected within 1 px', ('reprojection', 'within_1px'), 3),
+    TableRow('tracks reprojected', ('reprojection', 'tracks_measured'), 0),
+    TableRow(f'tracks not reprojected: parallax < {MIN_PARALLAX_DEG:g}°',
+             ('reprojection', 'tracks_skipped', LOW_PARALLAX), 0))
 
 
 def tracked_row(scored: ScoredFrame) -> Dict[str, Any]:
@@ -318,5 +328,6 @@ def summarize_tracks(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 def track_table_rows(summaries: Sequence[Dict[str, Any]]) -> List[TableRow]:
     """The compare.md rows of the tracks metrics that some run has."""
-    rows = [row for metric in TRACK_METRICS for row in metric.rows] + list(TRACK_LENGTH_ROWS)
+    rows = ([row for metric in TRACK_METRICS for row in metric.rows] + list(TRACK_LENGTH_ROWS)
+            + list(REPROJECTION_ROWS))
     return [row for row in rows if any(row.path[0] in summary for summary in summaries)]

@@ -5,12 +5,13 @@ replay itself is :mod:`loftr_ros.core.replay`."""
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Callable, List, Tuple
+from typing import Callable, List, NamedTuple, Tuple
 
 from loftr_ros.core.bag import IMAGE_TYPES, BagReader
 from loftr_ros.core.config import MatcherConfig, load_matcher_config
 from loftr_ros.core.errors import ConfigError, ImageError
 from loftr_ros.core.replay import MODES, ReplayOptions
+from loftr_ros.core.tracking.config import TrackerConfig, load_tracks_settings
 from loftr_ros.tools.arguments import add_matcher_arguments
 
 # Frames per topic whose stamps tell a stereo pair (equal stamps) from two unrelated cameras.
@@ -47,8 +48,11 @@ def add_pairing_arguments(parser, tracks: bool = False):
                         help='time window end (inclusive), seconds from bag start (default: its '
                              'end)')
     parser.add_argument('--max-pairs', type=int, help='stop after this many pairs (default: all)')
-    parser.add_argument('--config', help="matcher YAML, plain or the node's parameter file "
-                                         "(default: none, the matcher's defaults)")
+    tracks_section = (", and in tracks mode its tracks section (the tracker's settings)"
+                      if tracks else '')
+    parser.add_argument('--config', help="matcher YAML, plain or the node's parameter file: its "
+                                         f'matcher section{tracks_section} (default: none, the '
+                                         'defaults)')
     add_matcher_arguments(parser, ('backend', 'device'), repeatable=('backend',))
 
 
@@ -70,7 +74,7 @@ def replay_options(args, reader: BagReader) -> Tuple[ReplayOptions, str]:
             mode, why = 'consecutive', 'as --topic asks'
         elif args.left or args.right:
             mode, why = 'stereo', 'as --left/--right ask'
-        elif getattr(args, 'ground_truth', None):
+        elif getattr(args, 'ground_truth', None) and args.mode != 'tracks':
             mode, why = 'consecutive', 'as --ground-truth scores consecutive pairs'
         else:
             mode, why = _infer_mode(reader, images)
@@ -138,18 +142,29 @@ def _listing(reader: BagReader) -> str:
     return ', '.join(f'{name} ({kind})' for name, kind in sorted(reader.topics.items()))
 
 
-def run_configs(args) -> List[Tuple[str, MatcherConfig]]:
-    """[(label, MatcherConfig)]: one per --compare file, else one per --backend, else one."""
+class Run(NamedTuple):
+    """One configuration a tool runs: its label, the matcher's settings and the tracker's (the
+    config file's tracks section, for tracks mode; its node-only stereo and calibration are
+    what the pairing arguments and --calibration say here)."""
+
+    label: str
+    config: MatcherConfig
+    tracker: TrackerConfig
+
+
+def run_configs(args) -> List[Run]:
+    """One Run per --compare file, else one per --backend, else one."""
     files = list(getattr(args, 'compare', None) or []) or [args.config]
     backends = args.backend or [None]
     runs = []
     for path in files:
+        tracker = load_tracks_settings(path).tracker
         for backend in backends:
             config = load_matcher_config(path, backend=backend, device=args.device)
             label = config.backend if path is None else Path(path).stem
             if len(backends) > 1:
                 label = f'{label}-{config.backend}' if path is not None else config.backend
-            runs.append((f'{label}-{config.config_id}', config))
+            runs.append(Run(f'{label}-{config.config_id}', config, tracker))
     return runs
 
 

@@ -30,6 +30,7 @@ from loftr_ros.core.metrics import (CSV_COLUMNS, TRACK_CSV_COLUMNS, ScoredFrame,
 from loftr_ros.core.preprocessing import image_size
 from loftr_ros.core.replay import (ReplayOptions, iterate_pairs, match_pair, prepared_pairs,
                                    tracked_frames)
+from loftr_ros.core.reprojection import TrackReprojection
 from loftr_ros.core.sync import StereoSynchronizer
 from loftr_ros.core.trajectory import BODY_FRAME, load_trajectory
 from loftr_ros.tools.bag_replay import (add_pairing_arguments, replay_options, run_configs,
@@ -52,8 +53,9 @@ def add_arguments(parser):
                              'namespace>/camera_info, when in the bag)')
     parser.add_argument('--ground-truth',
                         help='trajectory for consecutive pose errors, implies consecutive '
-                             'pairs: TUM (camera poses) or EuRoC CSV (body/IMU poses; needs '
-                             '--calibration for T_body_cam) (default: none)')
+                             'pairs; with --mode tracks, for the temporal reprojection error '
+                             'of the tracks: TUM (camera poses) or EuRoC CSV (body/IMU poses; '
+                             'needs --calibration for T_body_cam) (default: none)')
     parser.add_argument('--overlays', type=int, default=3,
                         help='overlay images per run (default: %(default)s)')
     parser.add_argument('--output', '-o', default='eval_output',
@@ -321,16 +323,12 @@ def run(args) -> int:
     with BagReader(args.bag) as reader:
         options, pairing = replay_options(args, reader)
         stereo = options.mode == 'stereo'
-        if args.ground_truth and args.mode == 'tracks':
-            raise ConfigError('--ground-truth: the temporal reprojection error of tracks is not '
-                              'measured; leave it out with --mode tracks')
         trajectory = load_trajectory(args.ground_truth) if args.ground_truth else None
-        if trajectory is not None and stereo:
+        if trajectory is not None and stereo and args.mode != 'tracks':
             raise ConfigError('--ground-truth scores consecutive pairs: use --topic or --mode '
-                              'consecutive')
+                              'consecutive (or --mode tracks for the reprojection error of '
+                              'stereo tracks)')
         calibration = _stereo_calibration(reader, args, options, notes)
-    if args.mode == 'tracks':
-        return _run_tracks(args, runs, options, pairing, calibration, notes, output)
     if trajectory is not None and calibration is None:
         msg = '--ground-truth needs the camera: give --calibration or a camera_info topic'
         raise ConfigError(msg)
@@ -340,17 +338,19 @@ def run(args) -> int:
                f"(IMU) frame's: give --calibration (Kalibr/EuRoC YAML with the camera's "
                f'T_body_cam) to turn them into camera poses')
         raise ConfigError(msg)
+    if args.mode == 'tracks':
+        return _run_tracks(args, runs, options, pairing, calibration, trajectory, notes, output)
     truth = _true_geometry(stereo, calibration, trajectory)
     if truth is None:
         notes.append('no epipolar error and no error_cdf.png without the true geometry: '
                      + ('give --calibration (the stereo extrinsics)' if stereo else
                         'give --ground-truth (and the camera: --calibration or camera_info)'))
     total = _count_pairs(args.bag, options)
-    size = _first_image_size(args.bag, options, runs[0][1])
+    size = _first_image_size(args.bag, options, runs[0].config)
     output.mkdir(parents=True, exist_ok=True)
     summaries, partial = [], False
     skipped_by_run: Dict[str, List[ImageError]] = {}
-    for run_index, (label, config) in enumerate(runs):
+    for run_index, (label, config, _) in enumerate(runs):
         matcher = _matcher(config, size)
         if run_index == 0:
             _announce(pairing, total, notes)
@@ -419,45 +419,63 @@ def run(args) -> int:
 
 
 def _run_tracks(args, runs, options: ReplayOptions, pairing: str,
-                calibration: Optional[StereoCalibration], notes: List[str], output: Path) -> int:
-    """`eval --mode tracks`: the Tracker over the bag's frames, one run per matcher
-    configuration (its tracks.* settings at their defaults)."""
-    from loftr_ros.core.tracking import Tracker, TrackerConfig
+                calibration: Optional[StereoCalibration], trajectory, notes: List[str],
+                output: Path) -> int:
+    """`eval --mode tracks`: the Tracker over the bag's frames, one run per configuration (its
+    matcher and tracks settings), scored; with the ground truth, the temporal reprojection
+    error of the tracks (loftr_ros.core.reprojection)."""
+    from loftr_ros.core.tracking import Tracker
 
     stereo = options.mode == 'stereo'
-    if stereo and (calibration is None or calibration.baseline <= 0):
+    extrinsics = stereo and calibration is not None and calibration.baseline > 0
+    if stereo and not extrinsics:
         notes.append('no stereo epipolar error of the tracks without the stereo extrinsics: '
                      'give --calibration')
-    notes.append('the temporal reprojection error against ground-truth poses is not measured')
+    if trajectory is None:
+        notes.append('no temporal reprojection error of the tracks without ground-truth poses: '
+                     'give --ground-truth')
+    elif stereo and not extrinsics:
+        notes.append('the reprojection error triangulates the left observations only: the '
+                     'right ones need the stereo extrinsics (--calibration)')
     total = _count_pairs(args.bag, options)
-    size = _first_image_size(args.bag, options, runs[0][1])
+    size = _first_image_size(args.bag, options, runs[0].config)
     output.mkdir(parents=True, exist_ok=True)
-    summaries, partial, skipped_by_run = [], False, {}
-    for run_index, (label, config) in enumerate(runs):
+    summaries, partial, skipped_by_run, without_truth_by_run = [], False, {}, {}
+    for run_index, (label, config, tracker_config) in enumerate(runs):
         matcher = _matcher(config, size)
         if run_index == 0:
             _announce(pairing, total, notes)
-        tracker = Tracker(matcher, TrackerConfig())
+        tracker = Tracker(matcher, tracker_config)
         if calibration is not None:
             # The cameras only: given the calibration, the tracker would drop every right
             # observation beyond tracks.stereo_threshold from it, and the stereo error would
             # be enforced rather than measured. Its stereo check is then the essential matrix
             # RANSAC finds for the frame, as on a robot without extrinsics.
             tracker.set_cameras(calibration.camera0, calibration.camera1 if stereo else None)
+        reprojection = (None if trajectory is None else TrackReprojection(
+            calibration.camera0, calibration if extrinsics else None))
         directory = output / label
         directory.mkdir(exist_ok=True)
         rows: List[Dict] = []
         lengths = TrackLengths()
         skipped = skipped_by_run[label] = []
+        without_truth = without_truth_by_run[label] = []
         progress = Progress(label, total)
         synchronizer = StereoSynchronizer(options.slop_ns)
         try:
             with BagReader(args.bag, config.max_image_pixels,
                            config.max_compressed_bytes) as reader:
                 pairs = iterate_pairs(reader, options, synchronizer)
-                for _, _, frame in tracked_frames(tracker, pairs, warn_skipped(skipped, 'frame')):
+                for left, _, frame in tracked_frames(tracker, pairs,
+                                                     warn_skipped(skipped, 'frame')):
                     rows.append(tracked_row(ScoredFrame(frame, calibration)))
                     lengths.add(frame.ids, frame.track_lengths)
+                    if reprojection is not None:
+                        pose = trajectory.camera_pose(frame.stamp_ns,
+                                                      calibration.camera0.T_body_cam)
+                        if pose is None:
+                            without_truth.append(left.index)
+                        reprojection.add(frame, pose)
                     progress.update(len(rows) + len(skipped))
         except KeyboardInterrupt:
             partial = True
@@ -467,6 +485,9 @@ def _run_tracks(args, runs, options: ReplayOptions, pairing: str,
                    'tracker': dataclasses.asdict(tracker.config), 'frames': len(rows)}
         summary.update(summarize_tracks(rows))
         summary['track_length'] = lengths.summary()
+        if reprojection is not None:
+            summary['reprojection'] = {**reprojection.summary(),
+                                       'frames_without_ground_truth': without_truth}
         summary['frames_skipped'] = [str(error) for error in skipped]
         summary['frames_skipped_by_cause'] = dict(Counter(error.cause for error in skipped))
         if stereo:
@@ -484,6 +505,11 @@ def _run_tracks(args, runs, options: ReplayOptions, pairing: str,
     for label, skipped in skipped_by_run.items():
         if skipped:
             print(f"{label}: {skipped_summary(skipped, 'frame')} (summary.json: frames_skipped)",
+                  file=sys.stderr)
+        without_truth = without_truth_by_run[label]
+        if without_truth:
+            print(f'{label}: {len(without_truth)} frame(s) outside the ground-truth stamp range '
+                  f'left out of the reprojection error (frame indices {without_truth})',
                   file=sys.stderr)
     if partial:
         print(f'interrupted: partial report in {output}', file=sys.stderr)

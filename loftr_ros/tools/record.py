@@ -151,7 +151,7 @@ def run(args) -> int:
     runs = run_configs(args)
     if len(runs) != 1:
         raise ConfigError('record writes one Matches stream: give one --backend/--config')
-    _, config = runs[0]
+    _, config, tracker_config = runs[0]
     with BagReader(args.bag) as reader:
         options, pairing = replay_options(args, reader)
     if args.overlay and args.mode == 'tracks':
@@ -167,9 +167,12 @@ def run(args) -> int:
     tracks = args.mode == 'tracks'
     what = 'frame' if tracks else 'pair'
     skipped = []
-    messages = (_tracks_messages if tracks else _matches_messages)(
-        args, matcher, config, options, calibration, typestore.types,
-        warn_skipped(skipped, what))
+    if tracks:
+        messages = _tracks_messages(args, matcher, config, tracker_config, options, calibration,
+                                    typestore.types, warn_skipped(skipped, what))
+    else:
+        messages = _matches_messages(args, matcher, config, options, calibration,
+                                     typestore.types, warn_skipped(skipped, what))
     topics = ({args.tracks_topic: TRACKS_TYPE, args.feature_topic: POINT_CLOUD_TYPE} if tracks
               else {args.matches_topic: MATCHES_TYPE,
                     **({args.overlay_topic: IMAGE_TYPE} if args.overlay else {})})
@@ -237,13 +240,14 @@ def _matches_messages(args, matcher, config, options, calibration, types, on_ski
     return messages
 
 
-def _tracks_messages(args, matcher, config, options, calibration, types, on_skip):
+def _tracks_messages(args, matcher, config, tracker_config, options, calibration, types,
+                     on_skip):
     """The messages of each tracked frame: FeatureTracks, and the VINS cloud when the cameras
     are known."""
-    from loftr_ros.core.tracking import Tracker, TrackerConfig
+    from loftr_ros.core.tracking import Tracker
 
     stereo = options.mode == 'stereo'
-    tracker = Tracker(matcher, TrackerConfig())
+    tracker = Tracker(matcher, tracker_config)
     if calibration is not None:
         # As the node: the stereo extrinsics check the right observations.
         tracker.set_cameras(calibration.camera0, calibration.camera1 if stereo else None,

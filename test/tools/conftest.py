@@ -1,7 +1,11 @@
-"""Bags written by the tests themselves: synthetic views along a known trajectory."""
+"""Bags written by the tests themselves: synthetic views along a known trajectory, and their
+ground truth and calibration files."""
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from loftr_ros.core import synthetic
 from loftr_ros.core.image_conversion import image_to_msg_fields
@@ -95,7 +99,66 @@ def sequence_views():
 @pytest.fixture(scope='session')
 def sequence_bag(tmp_path_factory, sequence_views):
     """A rosbag2 (sqlite3) with /cam0/image_raw and /cam0/camera_info of `sequence_views`
-    (tests write the ground truth they need with test_evaluate.write_tum)."""
+    (tests write the ground truth they need with `truth_files`)."""
     directory = tmp_path_factory.mktemp('sequence')
     return write_image_bag(directory / 'bag', {'/cam0/image_raw': sequence_views},
                            camera=sequence_views[0].camera)
+
+
+def write_tum(path, views, order=None):
+    """TUM ground truth of the views; `order` assigns pose order[i] to stamp i (shuffling)."""
+    from scipy.spatial.transform import Rotation
+    order = range(len(views)) if order is None else order
+    lines = []
+    for view, source in zip(views, order):
+        T = views[source].pose.world_from_camera()
+        values = [*T[:3, 3], *Rotation.from_matrix(T[:3, :3]).as_quat()]
+        lines.append(f'{view.stamp_ns / 1e9:.9f} ' + ' '.join(f'{v:.9f}' for v in values))
+    path.write_text('\n'.join(lines) + '\n')
+    return path
+
+
+# EuRoC's cam0 on its IMU (T_body_cam of the V1_01 calibration, camera-to-body).
+EUROC_T_BODY_CAM = np.array([
+    [0.0148655429818, -0.999880929698, 0.00414029679422, -0.0216401454975],
+    [0.999557249008, 0.0149672133247, 0.025715529948, -0.064676986768],
+    [-0.0257744366974, 0.00375618835797, 0.999660727178, 0.00981073058949],
+    [0.0, 0.0, 0.0, 1.0]])
+
+
+def write_euroc_ground_truth(path, views, T_body_cam):
+    """EuRoC's state_groundtruth_estimate0/data.csv of the views: the body (IMU) poses of a
+    camera mounted with T_body_cam."""
+    from scipy.spatial.transform import Rotation
+    lines = ['#timestamp, p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], q_RS_w [], q_RS_x [], '
+             'q_RS_y [], q_RS_z []']
+    for view in views:
+        T = view.pose.world_from_camera() @ np.linalg.inv(T_body_cam)
+        x, y, z, w = Rotation.from_matrix(T[:3, :3]).as_quat()
+        lines.append(','.join([str(view.stamp_ns)] +
+                              [f'{v:.12f}' for v in (*T[:3, 3], w, x, y, z)]))
+    path.write_text('\n'.join(lines) + '\n')
+    return path
+
+
+def write_calibration(path, camera, T_body_cam):
+    """A EuRoC/Kalibr calibration.yaml whose cam0 is `camera` mounted with T_body_cam, and cam1
+    the same camera 11 cm to its right."""
+    fx, fy, cx, cy = camera.K[0, 0], camera.K[1, 1], camera.K[0, 2], camera.K[1, 2]
+    right = np.eye(4)
+    right[0, 3] = 0.11
+    document = {name: {'resolution': list(camera.size),
+                       'intrinsics_fu_fv_cu_cv': [float(v) for v in (fx, fy, cx, cy)],
+                       'distortion_coefficients': [0.0, 0.0, 0.0, 0.0],
+                       'T_body_cam': [float(v) for v in np.ravel(T)]}
+                for name, T in (('cam0', T_body_cam), ('cam1', T_body_cam @ right))}
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture(scope='session')
+def truth_files():
+    """Writers of a sequence's files: tum(path, views, order=None), euroc(path, views,
+    T_body_cam), calibration(path, camera, T_body_cam), and T_body_cam, EuRoC's cam0 mounting."""
+    return SimpleNamespace(tum=write_tum, euroc=write_euroc_ground_truth,
+                           calibration=write_calibration, T_body_cam=EUROC_T_BODY_CAM)

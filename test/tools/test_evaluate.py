@@ -80,19 +80,6 @@ def test_euroc_stereo_report(tmp_path, euroc_dir, euroc_stereo_frames):
                                                                       abs=1e-6)
 
 
-def write_tum(path, views, order=None):
-    """TUM ground truth of the views; `order` assigns pose order[i] to stamp i (shuffling)."""
-    from scipy.spatial.transform import Rotation
-    order = range(len(views)) if order is None else order
-    lines = []
-    for view, source in zip(views, order):
-        T = views[source].pose.world_from_camera()
-        values = [*T[:3, 3], *Rotation.from_matrix(T[:3, :3]).as_quat()]
-        lines.append(f'{view.stamp_ns / 1e9:.9f} ' + ' '.join(f'{v:.9f}' for v in values))
-    path.write_text('\n'.join(lines) + '\n')
-    return path
-
-
 def pose_auc(tmp_path, bag, ground_truth, name, *options):
     output = tmp_path / name
     rc = main(['eval', str(bag), '--mode', 'consecutive', '--ground-truth', str(ground_truth),
@@ -101,54 +88,16 @@ def pose_auc(tmp_path, bag, ground_truth, name, *options):
     return json.loads((output / 'summary.json').read_text())['runs'][0]
 
 
-# EuRoC's cam0 on its IMU (T_body_cam of the V1_01 calibration, camera-to-body).
-EUROC_T_BODY_CAM = np.array([
-    [0.0148655429818, -0.999880929698, 0.00414029679422, -0.0216401454975],
-    [0.999557249008, 0.0149672133247, 0.025715529948, -0.064676986768],
-    [-0.0257744366974, 0.00375618835797, 0.999660727178, 0.00981073058949],
-    [0.0, 0.0, 0.0, 1.0]])
-
-
-def write_euroc_ground_truth(path, views, T_body_cam):
-    """EuRoC's state_groundtruth_estimate0/data.csv of the views: the body (IMU) poses of a
-    camera mounted with T_body_cam."""
-    from scipy.spatial.transform import Rotation
-    lines = ['#timestamp, p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], q_RS_w [], q_RS_x [], '
-             'q_RS_y [], q_RS_z []']
-    for view in views:
-        T = view.pose.world_from_camera() @ np.linalg.inv(T_body_cam)
-        x, y, z, w = Rotation.from_matrix(T[:3, :3]).as_quat()
-        lines.append(','.join([str(view.stamp_ns)] +
-                              [f'{v:.12f}' for v in (*T[:3, 3], w, x, y, z)]))
-    path.write_text('\n'.join(lines) + '\n')
-    return path
-
-
-def write_calibration(path, camera, T_body_cam):
-    """A EuRoC/Kalibr calibration.yaml whose cam0 is `camera` mounted with T_body_cam, and cam1
-    the same camera 11 cm to its right."""
-    fx, fy, cx, cy = camera.K[0, 0], camera.K[1, 1], camera.K[0, 2], camera.K[1, 2]
-    right = np.eye(4)
-    right[0, 3] = 0.11
-    document = {name: {'resolution': list(camera.size),
-                       'intrinsics_fu_fv_cu_cv': [float(v) for v in (fx, fy, cx, cy)],
-                       'distortion_coefficients': [0.0, 0.0, 0.0, 0.0],
-                       'T_body_cam': [float(v) for v in np.ravel(T)]}
-                for name, T in (('cam0', T_body_cam), ('cam1', T_body_cam @ right))}
-    path.write_text(yaml.safe_dump(document))
-    return path
-
-
 def test_euroc_ground_truth_is_turned_into_camera_motion(tmp_path, sequence_bag,
-                                                          sequence_views, capsys):
+                                                          sequence_views, truth_files, capsys):
     """The exact camera motion given as TUM camera poses and as EuRoC body poses with the
     calibration's T_body_cam scores the same matches alike (the ground truth equal to ~1e-9);
     a wrong mounting is far off, and a EuRoC CSV without a calibration is refused."""
-    tum = pose_auc(tmp_path, sequence_bag, write_tum(tmp_path / 'gt.tum', sequence_views),
+    tum = pose_auc(tmp_path, sequence_bag, truth_files.tum(tmp_path / 'gt.tum', sequence_views),
                    'tum')
-    euroc = write_euroc_ground_truth(tmp_path / 'gt.csv', sequence_views, EUROC_T_BODY_CAM)
-    calibration = write_calibration(tmp_path / 'calibration.yaml', sequence_views[0].camera,
-                                    EUROC_T_BODY_CAM)
+    euroc = truth_files.euroc(tmp_path / 'gt.csv', sequence_views, truth_files.T_body_cam)
+    calibration = truth_files.calibration(tmp_path / 'calibration.yaml',
+                                          sequence_views[0].camera, truth_files.T_body_cam)
     body = pose_auc(tmp_path, sequence_bag, euroc, 'euroc', '--calibration', str(calibration))
     assert tum['pose_auc']['10deg'] > 0.6 and body['pairs_scored'] == tum['pairs_scored'] == 7
     tum_rows = read_rows(tmp_path / 'tum' / tum['label'] / 'pairs.csv')
@@ -157,7 +106,7 @@ def test_euroc_ground_truth_is_turned_into_camera_motion(tmp_path, sequence_bag,
         for key in ('rotation_deg', 'translation_deg'):
             assert float(row[key]) == pytest.approx(float(expected[key]), abs=1e-4)
     # The same CSV with a calibration that mounts the camera without rotation.
-    wrong = write_calibration(tmp_path / 'wrong.yaml', sequence_views[0].camera, np.eye(4))
+    wrong = truth_files.calibration(tmp_path / 'wrong.yaml', sequence_views[0].camera, np.eye(4))
     misread = pose_auc(tmp_path, sequence_bag, euroc, 'wrong', '--calibration', str(wrong))
     assert misread['pose_auc']['10deg'] < 0.1
     capsys.readouterr()
@@ -168,8 +117,8 @@ def test_euroc_ground_truth_is_turned_into_camera_motion(tmp_path, sequence_bag,
 
 
 def test_pose_auc_is_high_for_true_pairs_and_zero_for_shuffled(tmp_path, sequence_bag,
-                                                               sequence_views):
-    truth = pose_auc(tmp_path, sequence_bag, write_tum(tmp_path / 'gt.tum', sequence_views),
+                                                               sequence_views, truth_files):
+    truth = pose_auc(tmp_path, sequence_bag, truth_files.tum(tmp_path / 'gt.tum', sequence_views),
                      'true')
     assert truth['pairs_scored'] == 7 and truth['pairs_without_ground_truth'] == []
     assert truth['pose_auc']['10deg'] > 0.6
@@ -177,18 +126,18 @@ def test_pose_auc_is_high_for_true_pairs_and_zero_for_shuffled(tmp_path, sequenc
     assert max(float(row['rotation_deg']) for row in rows) < 2.0
     # The same matches scored against ground truth whose poses are shuffled among the stamps
     # (an order in which every relative pose is more than 15 degrees off the true one).
-    shuffled = write_tum(tmp_path / 'shuffled.tum', sequence_views, [2, 4, 3, 6, 5, 0, 1, 7])
+    shuffled = truth_files.tum(tmp_path / 'shuffled.tum', sequence_views, [2, 4, 3, 6, 5, 0, 1, 7])
     wrong = pose_auc(tmp_path, sequence_bag, shuffled, 'shuffled')
     assert wrong['matches_mean'] == truth['matches_mean']
     assert wrong['pose_auc']['10deg'] < 0.1
 
 
 def test_frames_outside_the_ground_truth_are_named(tmp_path, sequence_views, image_bag_writer,
-                                                   capsys):
+                                                   truth_files, capsys):
     # A ROS 1 bag with compressed images and camera_info; ground truth only for frames 0-4.
     bag = image_bag_writer(tmp_path / 'sequence.bag', {'/cam0/image_raw': sequence_views},
                            'ros1', compressed=True, camera=sequence_views[0].camera)
-    ground_truth = write_tum(tmp_path / 'short.tum', sequence_views[:5])
+    ground_truth = truth_files.tum(tmp_path / 'short.tum', sequence_views[:5])
     run = pose_auc(tmp_path, bag, ground_truth, 'short')
     assert run['pairs_scored'] == 4
     assert run['pairs_without_ground_truth'] == [[4, 5], [5, 6], [6, 7]]
@@ -273,10 +222,10 @@ def test_euroc_sample_pairs_are_inferred(tmp_path, euroc_dir, default_weights_ca
     assert run['inlier_verification']['model'] == 'essential'
 
 
-def test_error_cdf_holds_every_match(tmp_path, sequence_bag, sequence_views):
+def test_error_cdf_holds_every_match(tmp_path, sequence_bag, sequence_views, truth_files):
     """With ground truth, every match's epipolar error against the true camera motion: the CDF
     and the per-pair columns; the matcher's own verification is named when it ran one."""
-    ground_truth = write_tum(tmp_path / 'gt.tum', sequence_views)
+    ground_truth = truth_files.tum(tmp_path / 'gt.tum', sequence_views)
     output = tmp_path / 'cdf'
     assert main(['eval', str(sequence_bag), '--ground-truth', str(ground_truth), '--backend',
                  'opencv', '--overlays', '0', '-o', str(output)]) == 0

@@ -133,3 +133,27 @@ def test_recorded_tracks_read_back_with_rclpy(tmp_path, euroc_dir):
     assert [channel.name for channel in cloud.channels][:2] == ['id', 'camera_id']
     # One point per left observation and per right one found.
     assert len(cloud.points) == len(tracks[2].ids) + int(np.sum(tracks[2].right_valid))
+
+
+def test_record_tracks_take_the_node_parameter_files_tracks_section(tmp_path, sequence_bag):
+    """The node's parameter file (tracks.* and matcher.* under ros__parameters) sets the
+    recorded tracker as it sets the node's."""
+    import yaml
+    from rclpy.serialization import deserialize_message
+    from rosbags.highlevel import AnyReader
+
+    from loftr_ros.msg import FeatureTracks
+
+    config = tmp_path / 'tracker.yaml'
+    config.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
+        'mode': 'tracks', 'tracks': {'max_features': 12, 'stereo': False},
+        'matcher': {'backend': 'opencv'}}}}))
+    output = tmp_path / 'tracks'
+    rc = main(['record', str(sequence_bag), '--mode', 'tracks', '--config', str(config),
+               '--last', '3', '-o', str(output)])
+    assert rc == 0
+    with AnyReader([output]) as reader:
+        connection, = [c for c in reader.connections if c.topic == '/matcher_node/tracks']
+        counts = [len(deserialize_message(raw, FeatureTracks).ids)
+                  for _, _, raw in reader.messages([connection])]
+    assert len(counts) == 4 and 0 < max(counts) <= 12

@@ -115,6 +115,8 @@ def test_stereo_tracks_reprojection_with_body_ground_truth(tmp_path, stereo_sequ
     assert figures['frames_without_ground_truth'] == [8, 9]
     assert ('2 frame(s) outside the ground-truth stamp range left out of the reprojection '
             'error (frame indices [8, 9])') in capsys.readouterr().err
+    with capsys.disabled():
+        print('stereo', figures)
 
 
 def test_ground_truth_for_tracks_needs_the_camera(tmp_path, sequence_views, image_bag_writer,

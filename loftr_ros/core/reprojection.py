@@ -99,6 +99,7 @@ def triangulate_tracks(track: np.ndarray, normalized: np.ndarray, rotations: np.
     b = _sum_by_track(np.einsum('nij,nj->ni', off_ray, centres), track, count)
     if chosen.any():
         points[chosen] = np.linalg.solve(A[chosen], b[chosen][..., None])[..., 0]
+    # Out of the Gauss-Newton steps too, which divide by the point's depth in each camera.
     status[chosen & _behind(points, track, R, t, count)] = BEHIND
 
     for _ in range(GAUSS_NEWTON_STEPS):

@@ -126,6 +126,15 @@ def test_a_track_that_slides_to_another_point_stands_out(views):
     assert np.median(slid_errors) > 2.0 and slid_errors.max() > 4.0
     assert result.errors_px[track != 0].max() < 1e-6
     np.testing.assert_allclose(result.points[1:], world[others], atol=1e-6)
+    # Its point is the one of least squared reprojection error: a millimetre off it in any
+    # direction, its observations are farther.
+    rows = track == 0
+    R, t = np.concatenate(rotations)[rows], np.concatenate(translations)[rows]
+    observed = np.concatenate(normalized)[rows]
+    for step in np.concatenate([np.eye(3), -np.eye(3)]) * 1e-3:
+        camera_points = R @ (result.points[0] + step) + t
+        residuals = FOCAL * (camera_points[:, :2] / camera_points[:, 2:] - observed)
+        assert np.sum(residuals ** 2) > np.sum(slid_errors ** 2)
 
 
 def static_stereo_frames(count=4, baseline_m=0.11):

@@ -42,8 +42,9 @@ class MatcherConfig:
     section of the YAML files, the tools' flags and the README table follow from here."""
 
     backend: str = setting(
-        'eloftr', 'Matching backend. eloftr is the default on robots (needs its weights); xfeat '
-        'and opencv run offline on any CPU.', choices=BACKENDS)
+        'eloftr', 'Matching backend. eloftr is the default on robots (needs its weights); xfeat, '
+        'opencv and klt run offline on any CPU (klt: corners followed by optical flow, for small '
+        'motions and baselines).', choices=BACKENDS)
     weights: str = setting(
         '', "Weights: '' for the backend's default, else a hub id or a local file or directory.")
     device: str = setting(

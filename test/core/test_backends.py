@@ -111,7 +111,7 @@ def test_xfeat_on_a_photo_warped_by_a_homography(xfeat_matcher):
 
 @pytest.mark.parametrize('backend, options', [
     ('xfeat', {}), ('xfeat', {'matcher': 'mnn'}), ('opencv', {'detector': 'sift'}),
-    ('opencv', {'detector': 'orb'})])
+    ('opencv', {'detector': 'orb'}), ('klt', {})])
 def test_the_warm_up_pair_runs_every_stage(backend, options):
     """The pair matched at load gives every detector keypoints and every matcher matches, a
     colour and a mono image (the blocky texture it replaced gave XFeat no keypoint: LighterGlue,
@@ -121,7 +121,7 @@ def test_the_warm_up_pair_runs_every_stage(backend, options):
     matcher = Matcher(MatcherConfig(backend=backend, warmup=False, options=options))
     result = matcher.match(image0, image1)
     assert len(result) >= 100
-    if matcher.refinement is not None:
+    if matcher.refinement is not None or backend == 'klt':  # sub-pixel: refined, or LK's
         expected = result.keypoints0 + [-3.0, -5.0]  # image 1 is image 0 moved by (-3, -5)
         assert np.median(np.linalg.norm(result.keypoints1 - expected, axis=1)) < 0.1
 

@@ -223,11 +223,12 @@ def in_masked_half(points):
 def mask_matchers(eloftr_hf_dir):
     return {'xfeat': MatcherConfig(backend='xfeat', options={'matcher': 'mnn'}, warmup=False),
             'opencv': MatcherConfig(backend='opencv', warmup=False),
+            'klt': MatcherConfig(backend='klt', warmup=False),
             'eloftr': MatcherConfig(backend='eloftr', weights=str(eloftr_hf_dir), warmup=False,
                                     resize=0, confidence_threshold=0.0)}
 
 
-@pytest.mark.parametrize('backend', ['xfeat', 'opencv', 'eloftr'])
+@pytest.mark.parametrize('backend', ['xfeat', 'opencv', 'klt', 'eloftr'])
 @pytest.mark.parametrize('where', ['static', 'dynamic'])
 def test_no_keypoint_or_match_in_a_masked_pixel(views, mask_matchers, backend, where):
     config = mask_matchers[backend]

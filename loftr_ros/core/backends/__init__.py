@@ -17,9 +17,11 @@ BACKENDS = {
     'lightglue': ('loftr_ros.core.backends.lightglue', 'LightGlueBackend'),
     'xfeat': ('loftr_ros.core.backends.xfeat', 'XFeatBackend'),
     'opencv': ('loftr_ros.core.backends.opencv', 'OpenCVBackend'),
+    'klt': ('loftr_ros.core.backends.klt', 'KLTBackend'),
 }
 
-# name -> (module path, class name) of the backends with an ONNX Runtime runtime (see onnx.py).
+# name -> (module path, class name) of the backends with an ONNX Runtime runtime (see onnx.py);
+# opencv and klt have none (no network: OpenCV's own code is the fast path).
 ONNX_BACKENDS = {
     'eloftr': ('loftr_ros.core.backends.eloftr', 'EfficientLoFTROnnxBackend'),
     'xfeat': ('loftr_ros.core.backends.xfeat', 'XFeatOnnxBackend'),

@@ -13,9 +13,13 @@ across wide baselines, strong changes of view or light, nor serve relocalisation
 closure: use a learned backend there.
 
 Keypoints: image 0's corners are this backend's keypoints (the Matcher drops those on masked
-pixels before matching; the tracker carries tracks on them). Its image-1 points are where
+pixels before matching; the tracker starts tracks on them). Its image-1 points are where
 Lucas-Kanade found those corners, not corners of image 1. Lucas-Kanade places them to the
-sub-pixel itself, so the default refinement is none.
+sub-pixel itself, so the default refinement is none. In tracks mode a track therefore rides on
+its corner's match into the next frame only; after that the motion field of the matches around
+it predicts it (loftr_ros.core.tracking.tracker). Re-attaching it to a corner within 1 px was
+tried and changed nothing on the EuRoC stereo sequence (95 frames: the same 9028 stereo
+observations, 99.1 % within 1 px of the calibrated geometry, median track length 95 frames).
 
 Each call of ``cv2.calcOpticalFlowPyrLK`` builds both images' pyramids again. They cannot be
 built once per image (``cv2.buildOpticalFlowPyramid``) and handed over from Python: OpenCV's

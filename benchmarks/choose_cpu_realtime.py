@@ -1,12 +1,13 @@
-"""Candidates for config/cpu_realtime.yaml: xfeat settings scored for accuracy on the EuRoC
-stereo geometry against the default configuration, with the matcher's time per pair, in one run.
+"""Candidates for config/cpu_realtime.yaml: xfeat, OpenCV and KLT settings scored for accuracy on
+the EuRoC stereo geometry against the default configuration, with the matcher's time per pair, in
+one run.
 
     scripts/ros_env.sh python benchmarks/choose_cpu_realtime.py [--max-pairs 20]
         [--output /tmp/cpu_realtime_grid] [--only D,C2]
 
 Each row of GRID is the default stereo configuration (config/stereo_matcher.yaml's matcher
-section, backend xfeat) with a few matcher settings changed; all rows run through
-`loftr-ros eval --compare` on the same pairs of the EuRoC bag (../shared/data), whose
+section, backend xfeat) with a few matcher settings changed (the backend among them); all rows
+run through `loftr-ros eval --compare` on the same pairs of the EuRoC bag (../shared/data), whose
 calibration gives the true epipolar geometry. Per row: matches per pair, the share of matches
 within 1 px of the true epipolar line ('within 1 px', eval's epipolar_correct_ratio_mean) and
 its ratio to the default's row (the accuracy the configuration must keep at >= 90 %), correct
@@ -61,6 +62,12 @@ GRID = {
     'S2': {'backend': 'opencv', 'options': {'detector': 'sift', 'max_keypoints': 512}},
     'B1': {'backend': 'opencv', 'options': {'detector': 'orb', 'max_keypoints': 1024}},
     'B2': {'backend': 'opencv', 'options': {'detector': 'orb', 'max_keypoints': 512}},
+    # KLT (Shi-Tomasi corners followed by pyramidal Lucas-Kanade, VINS-Fusion's front-end; no
+    # network): corners per image and their spacing.
+    'T1': {'backend': 'klt', 'options': {'max_corners': 300, 'min_distance': 20.0}},
+    'T2': {'backend': 'klt', 'options': {'max_corners': 500, 'min_distance': 15.0}},
+    'T3': {'backend': 'klt', 'options': {'max_corners': 1000, 'min_distance': 10.0}},
+    'T4': {'backend': 'klt', 'options': {'max_corners': 2000, 'min_distance': 7.0}},
 }
 
 

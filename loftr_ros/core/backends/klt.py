@@ -77,8 +77,8 @@ class KLTBackend(Backend):
         # benchmarks/results/bench_node_cpu.md) the share within 1 px of the true epipolar line
         # stays at 97-98 % from 300 to 2000 corners, while the correct matches per pair grow
         # with them (152, 247, 494, 1000) and the time per pair less (60, 75, 87, 144 ms on
-        # the loaded machine; xfeat's defaults: 949 correct matches in 3206 ms). 1000 keeps
-        # half of the xfeat default's correct matches within the 50 ms a 20 Hz camera allows.
+        # the loaded machine; xfeat's defaults: 949 correct matches in 3206 ms): 1000 keeps
+        # half of the xfeat default's correct matches at 0.03x its time.
         'max_corners': 1000,
         # A corner's smaller structure-tensor eigenvalue must be at least this fraction of the
         # image's strongest (goodFeaturesToTrack's qualityLevel). VINS's 0.01 leaves fewer than

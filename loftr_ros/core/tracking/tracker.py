@@ -15,7 +15,8 @@ anchor). Each frame, for every live track:
 
 1. *Prediction.* With a detector (xfeat, lightglue, opencv) the track rides on a keypoint: the
    temporal match of that keypoint (found by its exact position among the matches' image-0
-   keypoints) gives the keypoint that carries the track on. Detector-free matchers (eloftr,
+   keypoints) gives the keypoint that carries the track on, where it agrees with the matches
+   around it (a wrong match would throw the track off its search window). Detector-free matchers (eloftr,
    loftr, hf) have no per-image keypoints (their image-0 keypoints lie on a coarse grid), and
    neither has a track whose keypoint found no match: there the pair's matches are a motion
    field, and the affine map fitted robustly to the 8 matches nearest to the track's previous
@@ -42,8 +43,12 @@ fundamental; ``ransac_threshold``), or when it is thinned out. Ended tracks are 
 **New features** (VINS's ``setMask`` and ``addPoints``): tracked features are thinned to
 ``min_distance`` px, longer tracks first; then new ones fill the frame up to ``max_features``,
 at least ``min_distance`` px from every kept feature and from each other, strongest corners
-first. Candidates are the current frame's keypoints with a detector and Shi-Tomasi corners
-without one; they need structure in every direction (smaller structure-tensor eigenvalue at
+first. Candidates are Shi-Tomasi corners with every backend: the anchor patch is what a track
+is located by, and a corner's patch pins a position in both directions, where a learned
+detector's keypoint may lie on an edge or a blob whose patch slides (on the rendered sequence,
+xfeat keypoints as candidates left 98.9 % of the observations within 1 px of their points,
+corners 99.5 %); a detector keypoint within a pixel of the new track carries it from the next
+frame on. Candidates need structure in every direction (smaller structure-tensor eigenvalue at
 least ``min_corner_quality`` of the frame's largest), and from the second frame on they are
 followed back into the previous frame as a track would be followed forward: a candidate that
 fails there, or whose patch shows two motions, is not started. Ids count up from 0 and are
@@ -95,11 +100,19 @@ _SEARCH_MIN_NCC = 0.5
 # A track whose prediction came from the motion field is carried on by a detector keypoint
 # lying this close (pixels) to where it was located.
 _KEYPOINT_SNAP = 1.0
+# A detector keypoint's match carries its track only where it lands this close (pixels) to where
+# the matches around the track take it: a wrong match (mutual nearest neighbours keep some)
+# would throw the track off its anchor's search window.
+_KEYPOINT_AGREEMENT = 0.75
 # A track may move this far (pixels per frame, averaged exponentially with this weight for the
 # latest frame) off the motion of the matches around it: the matches' noise averages out, a
-# track that keeps moving off them slides (along an edge, or with an occlusion's corner).
-_MAX_SLIDE = 0.2
-_SLIDE_WEIGHT = 0.4
+# track that keeps moving off them slides (along an edge, or with an occlusion's corner). On the
+# rendered sequence of test/core/test_tracking.py, (0.2, 0.4) let tracks slide by up to 4.5 px
+# (xfeat; 98.9 % within 1 px of their points); (0.1, 0.13) averages over ~7 frames: every track
+# within 2.4 px, 99.5 % (xfeat) and 99.7 % (opencv) within 1 px. (0.1, 0.2) ended half the
+# real EuRoC tracks early on the matches' own noise; (0.1, 0.1) let an opencv track slide 3.2 px.
+_MAX_SLIDE = 0.1
+_SLIDE_WEIGHT = 0.13
 # A patch (matches this far around its point, pixels) where at least 2 matches, and a share of
 # them, move more than a few tenths of a pixel otherwise than its point straddles two motions:
 # an occluding edge runs through it, and the point would follow the occluding surface. (pixels,
@@ -282,7 +295,7 @@ class Tracker:
         if reset:
             lost['reset'] = lost_in_reset
         lost = {cause: count for cause, count in lost.items() if count}
-        births = self._births(tracks, current, keypoints, temporal)
+        births = self._births(tracks, current, temporal)
         tracks = tracks.extend(births)
         self._anchors[self._serial] = (current.gray, tracks.ids, tracks.positions)
         born_in = set(tracks.anchor_frames.tolist())
@@ -403,7 +416,7 @@ class Tracker:
         return tracks.take(np.sort(kept))
 
     def _births(self, tracks: _Tracks, current: PreparedImage,
-                keypoints: Optional[np.ndarray], temporal: Optional[_Pair]) -> _Tracks:
+                temporal: Optional[_Pair]) -> _Tracks:
         """New features filling the frame up to max_features: candidates spread out, strongest
         first, and (from the second frame on) followed back into the previous frame as a track
         would be followed forward; a candidate that fails there (on an occlusion's corner, an
@@ -413,14 +426,11 @@ class Tracker:
             return tracks.take(slice(0, 0))
         gray = current.gray
         corners = cv2.cornerMinEigenVal(gray, _CORNER_BLOCK, 3)
-        if keypoints is None:
-            usable = None if current.mask is None else current.mask.astype(np.uint8)
-            found = cv2.goodFeaturesToTrack(
-                gray, 4 * need, max(self.config.min_corner_quality, 1e-6),
-                max(self.config.min_distance, 1.0), mask=usable, blockSize=_CORNER_BLOCK)
-            candidates = np.zeros((0, 2)) if found is None else found.reshape(-1, 2)
-        else:
-            candidates = keypoints
+        usable = None if current.mask is None else current.mask.astype(np.uint8)
+        found = cv2.goodFeaturesToTrack(
+            gray, 4 * need, max(self.config.min_corner_quality, 1e-6),
+            max(self.config.min_distance, 1.0), mask=usable, blockSize=_CORNER_BLOCK)
+        candidates = np.zeros((0, 2)) if found is None else found.reshape(-1, 2)
         candidates = np.asarray(candidates, np.float64).reshape(-1, 2)
         candidates = candidates[_inside(candidates, _BIRTH_MARGIN, gray.shape) &
                                 usable_points(current.mask, candidates)]
@@ -447,8 +457,8 @@ class Tracker:
         count = len(positions)
         ids = np.arange(self._next_id, self._next_id + count, dtype=np.int64)
         self._next_id += count
-        keys = (positions.astype(np.float32) if keypoints is not None
-                else np.full((count, 2), np.nan, np.float32))
+        # A detector keypoint takes the new track on from the next frame (_snap_keys).
+        keys = np.full((count, 2), np.nan, np.float32)
         unknown = np.full((count, 2), np.nan)
         return _Tracks(ids, positions, keys, np.ones(count, np.int64),
                        np.ones(count, np.float32), np.full(count, self._serial, np.int64),
@@ -546,6 +556,10 @@ def _predict(positions: np.ndarray, keys: np.ndarray, matches: _Pair,
                         np.intp)
     matched = partners >= 0
     matches.refine(partners[matched])
+    partner_positions = np.full((len(positions), 2), np.nan)
+    partner_positions[matched] = matches.refined1[partners[matched]]
+    matched &= ~found | (np.linalg.norm(partner_positions - predicted, axis=1)
+                         <= _KEYPOINT_AGREEMENT)
     carried = np.full((len(positions), 2), np.nan, np.float32)
     carried[matched] = matches.keypoints1[partners[matched]]
     predicted[matched] = matches.refined1[partners[matched]]

@@ -1,10 +1,11 @@
-"""Neighbour queries between point sets, vectorized: pairs within a radius (a uniform grid of
-cells one radius wide, joined by sorted cell keys), the k nearest within it, and the spread-out
-subset that greedy non-maximum suppression keeps (VINS's ``setMask``), without a Python loop
-over the points."""
+"""Neighbour queries between point sets, without a Python loop over the points: pairs within a
+radius (a uniform grid of cells one radius wide, joined by sorted cell keys), the k nearest
+within a radius (a k-d tree), and the spread-out subset that greedy non-maximum suppression
+keeps (VINS's ``setMask``)."""
 from typing import Optional, Tuple
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 _EMPTY = np.zeros(0, np.intp)
 
@@ -51,16 +52,16 @@ def nearest_within(queries: np.ndarray, points: np.ndarray, radius: float, count
                    ) -> np.ndarray:
     """[Q x count] indices of each query's `count` nearest points closer than `radius`,
     nearest first, padded with -1."""
-    query_index, point_index, squared = pairs_within(queries, points, radius)
-    table = np.full((len(np.asarray(queries).reshape(-1, 2)), count), -1, np.intp)
-    if len(query_index) == 0:
+    queries = np.asarray(queries, np.float64).reshape(-1, 2)
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    table = np.full((len(queries), count), -1, np.intp)
+    if len(queries) == 0 or len(points) == 0 or radius <= 0:
         return table
-    order = np.lexsort((squared, query_index))
-    query_index, point_index = query_index[order], point_index[order]
-    first = np.searchsorted(query_index, query_index, 'left')
-    rank = np.arange(len(query_index)) - first
-    kept = rank < count
-    table[query_index[kept], rank[kept]] = point_index[kept]
+    # A k-d tree: the tracker asks this about ten times per frame, for hundreds of points.
+    distances, index = cKDTree(points).query(queries, k=count, distance_upper_bound=radius)
+    distances, index = distances.reshape(len(queries), count), index.reshape(len(queries), count)
+    found = distances < radius  # missing neighbours come back at an infinite distance
+    table[found] = index[found]
     return table
 
 

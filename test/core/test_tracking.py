@@ -284,3 +284,10 @@ def test_a_mask_of_the_wrong_size_is_a_mask_error(views):
     assert not following.reset and (following.track_lengths == 2).any()
     with pytest.raises(ConfigError):
         Matcher(MatcherConfig(backend='opencv', warmup=False), mask=np.ones((4, 4), np.float32))
+
+
+def test_a_flat_frame_starts_no_features_and_tracking_goes_on(views):
+    tracker = Tracker(Matcher(DETECTORS['opencv']), TRACKER)
+    blank = np.full_like(views[0].image, 128)  # a lens cap, a dark room: no corner at all
+    assert len(tracker.track(views[0].stamp_ns, blank).ids) == 0
+    assert len(tracker.track(views[1].stamp_ns, views[1].image).ids) > 0

@@ -425,19 +425,19 @@ class Tracker:
         if need <= 0:
             return tracks.take(slice(0, 0))
         gray = current.gray
-        corners = cv2.cornerMinEigenVal(gray, _CORNER_BLOCK, 3)
         usable = None if current.mask is None else current.mask.astype(np.uint8)
-        found = cv2.goodFeaturesToTrack(
+        # Shi-Tomasi corners (smaller structure-tensor eigenvalue at least min_corner_quality of
+        # the strongest usable one), with that eigenvalue as their strength.
+        found, strength = cv2.goodFeaturesToTrackWithQuality(
             gray, 4 * need, max(self.config.min_corner_quality, 1e-6),
-            max(self.config.min_distance, 1.0), mask=usable, blockSize=_CORNER_BLOCK)
-        candidates = np.zeros((0, 2)) if found is None else found.reshape(-1, 2)
-        candidates = np.asarray(candidates, np.float64).reshape(-1, 2)
-        candidates = candidates[_inside(candidates, _BIRTH_MARGIN, gray.shape) &
-                                usable_points(current.mask, candidates)]
-        pixels = np.floor(candidates + 0.5).astype(np.intp)
-        strength = corners[pixels[:, 1], pixels[:, 0]]
-        strong = strength >= self.config.min_corner_quality * corners.max()
-        candidates, strength = candidates[strong], strength[strong]
+            max(self.config.min_distance, 1.0), usable, blockSize=_CORNER_BLOCK)
+        if found is None:  # a flat image: none
+            found, strength = np.zeros((0, 2)), np.zeros(0)
+        candidates = np.asarray(found, np.float64).reshape(-1, 2)
+        strength = np.asarray(strength, np.float64).reshape(-1)
+        inside = (_inside(candidates, _BIRTH_MARGIN, gray.shape) &
+                  usable_points(current.mask, candidates))
+        candidates, strength = candidates[inside], strength[inside]
         priority = np.empty(len(candidates), np.intp)
         priority[np.argsort(-strength, kind='stable')] = np.arange(len(candidates))
         rejected = np.zeros(len(candidates), bool)
@@ -467,8 +467,9 @@ class Tracker:
     def _trackable_back(self, positions: np.ndarray, current: PreparedImage,
                         temporal: Optional[_Pair]) -> np.ndarray:
         """[N] bool: candidates whose patch is found in the previous frame where the matches
-        around them say (within _MAX_SLIDE px); all True without a previous frame."""
-        if temporal is None or len(positions) == 0:
+        around them say (within _MAX_SLIDE px); all True without a previous frame or without
+        a match to it (after a blank frame, a cut), where there is nothing to follow back."""
+        if temporal is None or len(temporal.keypoints0) == 0 or len(positions) == 0:
             return np.ones(len(positions), bool)
         near = temporal.near(positions, side=1)
         back = _Pair(temporal.refined1[near], temporal.keypoints0[near])
@@ -572,6 +573,8 @@ def _two_motions(points0: np.ndarray, points1: np.ndarray, keypoints0: np.ndarra
     their patch (keypoints0 -> keypoints1) show two motions: at least 2 of them, and a share
     of them, move more than some pixels otherwise (limits: pixels, share)."""
     other_motion, share = limits
+    if len(keypoints0) == 0:  # no matches (after a blank frame): nothing to tell
+        return np.zeros(len(points0), bool)
     index = nearest_within(points0, keypoints0, _PATCH_REACH, NEIGHBOURS)
     has = index >= 0
     safe = np.where(has, index, 0)

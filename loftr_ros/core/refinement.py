@@ -115,20 +115,19 @@ class NCCRefinement:
         for index in np.flatnonzero(valid):
             ncc[index] = cv2.matchTemplate(regions[index], templates[index],
                                            cv2.TM_CCOEFF_NORMED)
+        index = np.arange(count)
         flat_index = ncc.reshape(count, -1).argmax(axis=1)
-        best = ncc.reshape(count, -1)[np.arange(count), flat_index]
         rows, cols = flat_index // width, flat_index % width
+        best = ncc[index, rows, cols]
         interior = (rows > 0) & (rows < width - 1) & (cols > 0) & (cols < width - 1)
         valid &= interior & (best >= self.min_ncc)
 
-        scores = ncc
-        index = np.arange(count)
         rows_c, cols_c = np.clip(rows, 1, width - 2), np.clip(cols, 1, width - 2)
-        centre = scores[index, rows_c, cols_c]
-        dx = _parabola_peak(scores[index, rows_c, cols_c - 1], centre,
-                            scores[index, rows_c, cols_c + 1])
-        dy = _parabola_peak(scores[index, rows_c - 1, cols_c], centre,
-                            scores[index, rows_c + 1, cols_c])
+        centre = ncc[index, rows_c, cols_c]
+        dx = _parabola_peak(ncc[index, rows_c, cols_c - 1], centre,
+                            ncc[index, rows_c, cols_c + 1])
+        dy = _parabola_peak(ncc[index, rows_c - 1, cols_c], centre,
+                            ncc[index, rows_c + 1, cols_c])
         shift = np.stack([cols_c - self.search + dx, rows_c - self.search + dy], axis=1)
         located = keypoints.copy()
         if valid.any():

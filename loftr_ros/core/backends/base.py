@@ -97,6 +97,11 @@ class BackendMatches(NamedTuple):
     scores: Any
 
 
+def gray_uint8(image: torch.Tensor) -> np.ndarray:
+    """The HxW uint8 grey image of a [1 x 1 x H x W] model input in [0, 1], for OpenCV."""
+    return np.rint(image[0, 0].cpu().numpy() * 255.0).astype(np.uint8)
+
+
 def merge_options(backend: str, defaults: Dict[str, Any], options: Dict[str, Any],
                   ) -> Dict[str, Any]:
     """`defaults` updated with `options`; ConfigError naming the valid keys on an unknown one."""

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import torch
 
-from loftr_ros.core.backends.base import Backend, BackendMatches, empty_matches
+from loftr_ros.core.backends.base import Backend, BackendMatches, empty_matches, gray_uint8
 from loftr_ros.core.errors import ConfigError
 from loftr_ros.core.settings import Setting
 
@@ -134,7 +134,7 @@ class KLTBackend(Backend):
     def extract(self, image: torch.Tensor):
         """{'image': the HxW uint8 grey image (equalized), 'corners': its corners [N x 2]
         float32, strongest first}."""
-        gray = self.equalize(np.rint(image[0, 0].cpu().numpy() * 255.0).astype(np.uint8))
+        gray = self.equalize(gray_uint8(image))
         corners = cv2.goodFeaturesToTrack(
             gray, self.conf['max_corners'], self.conf['quality_level'],
             self.conf['min_distance'], blockSize=self.conf['block_size'])

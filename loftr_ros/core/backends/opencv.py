@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import torch
 
-from loftr_ros.core.backends.base import Backend, BackendMatches, empty_matches
+from loftr_ros.core.backends.base import Backend, BackendMatches, empty_matches, gray_uint8
 from loftr_ros.core.errors import ConfigError
 
 _DETECTORS = ('sift', 'orb')
@@ -65,7 +65,7 @@ class OpenCVBackend(Backend):
 
     def extract(self, image: torch.Tensor):
         """Keypoints [N x 2] float32 and descriptors (None when there are no keypoints)."""
-        gray = np.rint(image[0, 0].cpu().numpy() * 255.0).astype(np.uint8)
+        gray = gray_uint8(image)
         keypoints, descriptors = self.detector.detectAndCompute(gray, None)
         points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
         return {'keypoints': points, 'descriptors': descriptors}

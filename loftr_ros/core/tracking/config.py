@@ -56,9 +56,6 @@ class TracksSettings(TrackerConfig):
         "camera models for ~/feature and the calibrated stereo epipolar check; camera_info "
         "(use_camera_info) wins where both are given. Empty: camera_info only.")
 
-    def __post_init__(self):
-        check_fields(self)
-
     @property
     def tracker(self) -> TrackerConfig:
         return TrackerConfig(**{name: getattr(self, name) for name in settings_of(TrackerConfig)})

@@ -1,7 +1,6 @@
 """Neighbour queries between point sets, without a Python loop over the points: pairs within a
-radius (a uniform grid of cells one radius wide, joined by sorted cell keys), the k nearest
-within a radius (a k-d tree), and the spread-out subset that greedy non-maximum suppression
-keeps (VINS's ``setMask``)."""
+radius and the k nearest within a radius (scipy's k-d trees), and the spread-out subset that
+greedy non-maximum suppression keeps (VINS's ``setMask``)."""
 from typing import Optional, Tuple
 
 import numpy as np
@@ -13,39 +12,16 @@ _EMPTY = np.zeros(0, np.intp)
 def pairs_within(queries: np.ndarray, points: np.ndarray, radius: float,
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every (query, point) pair closer than `radius`: (query indices, point indices, squared
-    distances), grouped by cell, not sorted."""
+    distances), not sorted."""
     queries = np.asarray(queries, np.float64).reshape(-1, 2)
     points = np.asarray(points, np.float64).reshape(-1, 2)
     if len(queries) == 0 or len(points) == 0 or radius <= 0:
         return _EMPTY, _EMPTY, np.zeros(0)
-    origin = np.minimum(queries.min(axis=0), points.min(axis=0))
-    # One spare cell on each side, so that the neighbouring cells of any query have keys.
-    point_cells = np.floor((points - origin) / radius).astype(np.int64) + 1
-    query_cells = np.floor((queries - origin) / radius).astype(np.int64) + 1
-    columns = max(point_cells[:, 0].max(), query_cells[:, 0].max()) + 2
-    point_keys = point_cells[:, 1] * columns + point_cells[:, 0]
-    order = np.argsort(point_keys, kind='stable')
-    sorted_keys = point_keys[order]
-    query_index, point_index = [], []
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            keys = (query_cells[:, 1] + dy) * columns + query_cells[:, 0] + dx
-            start = np.searchsorted(sorted_keys, keys, 'left')
-            counts = np.searchsorted(sorted_keys, keys, 'right') - start
-            total = int(counts.sum())
-            if total == 0:
-                continue
-            # Ragged ranges [start, start + count) of every query, flattened.
-            within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-            query_index.append(np.repeat(np.arange(len(queries)), counts))
-            point_index.append(order[np.repeat(start, counts) + within])
-    if not query_index:
-        return _EMPTY, _EMPTY, np.zeros(0)
-    query_index = np.concatenate(query_index)
-    point_index = np.concatenate(point_index)
-    squared = np.square(queries[query_index] - points[point_index]).sum(axis=1)
-    close = squared < radius * radius
-    return query_index[close], point_index[close], squared[close]
+    pairs = cKDTree(queries).sparse_distance_matrix(cKDTree(points), radius,
+                                                    output_type='ndarray')
+    close = pairs['v'] < radius  # the tree also gives the pairs at exactly `radius`
+    return (pairs['i'][close].astype(np.intp), pairs['j'][close].astype(np.intp),
+            np.square(pairs['v'][close]))
 
 
 def nearest_within(queries: np.ndarray, points: np.ndarray, radius: float, count: int,
@@ -57,7 +33,6 @@ def nearest_within(queries: np.ndarray, points: np.ndarray, radius: float, count
     table = np.full((len(queries), count), -1, np.intp)
     if len(queries) == 0 or len(points) == 0 or radius <= 0:
         return table
-    # A k-d tree: the tracker asks this about ten times per frame, for hundreds of points.
     distances, index = cKDTree(points).query(queries, k=count, distance_upper_bound=radius)
     distances, index = distances.reshape(len(queries), count), index.reshape(len(queries), count)
     found = distances < radius  # missing neighbours come back at an infinite distance

@@ -435,8 +435,8 @@ class Tracker:
             found, strength = np.zeros((0, 2)), np.zeros(0)
         candidates = np.asarray(found, np.float64).reshape(-1, 2)
         strength = np.asarray(strength, np.float64).reshape(-1)
-        inside = (_inside(candidates, _BIRTH_MARGIN, gray.shape) &
-                  usable_points(current.mask, candidates))
+        # (The mask given to OpenCV already kept them off masked pixels.)
+        inside = _inside(candidates, _BIRTH_MARGIN, gray.shape)
         candidates, strength = candidates[inside], strength[inside]
         priority = np.empty(len(candidates), np.intp)
         priority[np.argsort(-strength, kind='stable')] = np.arange(len(candidates))
@@ -563,7 +563,7 @@ def _predict(positions: np.ndarray, keys: np.ndarray, matches: _Pair,
                          <= _KEYPOINT_AGREEMENT)
     carried = np.full((len(positions), 2), np.nan, np.float32)
     carried[matched] = matches.keypoints1[partners[matched]]
-    predicted[matched] = matches.refined1[partners[matched]]
+    predicted[matched] = partner_positions[matched]
     return predicted, found | matched, carried, field
 
 

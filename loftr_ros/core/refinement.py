@@ -21,6 +21,8 @@ the correlations of all of them are one grouped torch convolution (OpenCV's
 ``TM_CCOEFF_NORMED``, normalized as OpenCV does), and the sub-pixel steps run on all of them
 together in NumPy.
 """
+import functools
+import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -80,7 +82,7 @@ class NCCRefinement:
         inverse = np.linalg.inv(_linear_motion(*(motion or (keypoints0, keypoints1))))
         # Patches must lie inside their image, the warped one included, with the bicubic
         # kernel's reach: no replicated border pixels in a correlation.
-        reach0 = int(np.ceil(self.half * np.linalg.norm(inverse, 2))) + _BICUBIC_REACH
+        reach0 = int(np.ceil(self.half * _singular_values(inverse)[0])) + _BICUBIC_REACH
         inside0 = _inside(np.asarray(keypoints0, np.float64).reshape(-1, 2), reach0,
                           image0.shape)
         return _patches(image0, keypoints0, 2 * self.half + 1, inverse), inside0
@@ -274,11 +276,22 @@ def _linear_motion(keypoints0: np.ndarray, keypoints1: np.ndarray) -> np.ndarray
     if affine is None:
         return identity
     linear = affine[:, :2]
-    singular = np.linalg.svd(linear, compute_uv=False)
+    largest, smallest = _singular_values(linear)
     # A scale change beyond 4x means the estimate (or the pair) is unusable for patches.
-    if singular[-1] < 0.25 or singular[0] > 4.0:
+    if smallest < 0.25 or largest > 4.0:
         return identity
     return linear
+
+
+def _singular_values(matrix: np.ndarray) -> Tuple[float, float]:
+    """(largest, smallest) singular value of a 2 x 2 matrix, in closed form: np.linalg's SVD
+    costs ~30 us a call, and a frame of tracks makes hundreds of calls."""
+    (a, b), (c, d) = matrix.tolist()
+    frobenius = a * a + b * b + c * c + d * d
+    determinant = abs(a * d - b * c)
+    largest = math.sqrt((frobenius + math.sqrt(max(frobenius * frobenius
+                                                   - 4 * determinant * determinant, 0.0))) / 2)
+    return largest, determinant / largest if largest > 0 else 0.0
 
 
 def _windows(image: np.ndarray, centres: np.ndarray, size: int) -> np.ndarray:
@@ -294,8 +307,7 @@ def _patches(image: np.ndarray, centres: np.ndarray, size: int,
     """[N x size x size] bicubic samples of `image` centred on each (x, y), on a grid mapped
     by `linear` [2 x 2] (identity: exact copies for whole-pixel centres). The patches are
     stacked into one map per remap call, whose sides OpenCV limits to 32767 pixels."""
-    offsets = np.arange(size, dtype=np.float32) - (size - 1) / 2
-    grid_y, grid_x = np.meshgrid(offsets, offsets, indexing='ij')
+    grid_y, grid_x = _grid(size)
     if linear is not None:
         grid_x, grid_y = (linear[0, 0] * grid_x + linear[0, 1] * grid_y,
                           linear[1, 0] * grid_x + linear[1, 1] * grid_y)
@@ -310,6 +322,16 @@ def _patches(image: np.ndarray, centres: np.ndarray, size: int,
                             cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         patches[chunk] = sampled.reshape(-1, size, size)
     return patches
+
+
+@functools.lru_cache(maxsize=None)
+def _grid(size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(y, x) float32 offsets [size x size] of a patch's pixels from its centre (read-only)."""
+    offsets = np.arange(size, dtype=np.float32) - (size - 1) / 2
+    grids = np.meshgrid(offsets, offsets, indexing='ij')
+    for grid in grids:
+        grid.flags.writeable = False
+    return grids[0], grids[1]
 
 
 def _parabola_peak(left: np.ndarray, centre: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -40,6 +40,12 @@ _MOTION_RANSAC_THRESHOLD = 3.0
 # Lucas-Kanade polish after the NCC peak: it converges in 2-3 steps from within half a pixel.
 _LK_ITERATIONS = 3
 _LK_MAX_STEP = 1.0
+# A window varying by less than a tenth of an 8-bit grey level (intensities in [0, 1]) is flat:
+# no correlation.
+_FLAT_WINDOW_STD = 0.1 / 255
+# Grouped convolutions run on a few group counts (multiples of this), whose oneDNN kernels are
+# built once each: building one for every new count cost 0.6 ms a call.
+_GROUP_STEP = 64
 
 
 @dataclass(frozen=True)
@@ -161,41 +167,42 @@ def _ncc_maps(regions: np.ndarray, templates: np.ndarray) -> np.ndarray:
     sums would lose on flat windows)."""
     count, size = templates.shape[:2]
     side = regions.shape[-1]
-    width = side - size + 1
+    groups = -(-count // _GROUP_STEP) * _GROUP_STEP
     # Centred regions and templates: the same correlations (a window's mean does not change
-    # its correlation with a zero-mean template), with less rounding.
-    regions = regions - regions.mean(axis=(1, 2), keepdims=True)
+    # its correlation with a zero-mean template), with less rounding. The regions lie in one
+    # buffer of `groups` regions (the convolution's) and one more: the integral images' rows
+    # below the last region.
+    buffer = np.zeros((groups + 1, side, side), np.float32)
+    np.subtract(regions, regions.mean(axis=(1, 2), keepdims=True), out=buffer[:count])
     templates = templates.astype(np.float64)
     templates -= templates.mean(axis=(1, 2), keepdims=True)
     template_norms = np.sqrt(np.square(templates).sum(axis=(1, 2)))
-    products = _correlations(regions, templates.astype(np.float32))
-    # The integral images (float64) of the regions stacked into one image, with `size` rows
-    # of padding below, so that each region's window sums are differences of four views.
-    stacked = np.zeros(((count + 1) * side, side), np.float32)
-    stacked[:count * side] = regions.reshape(count * side, side)
-    sums, squares = (_window_sums(integral, count, size)
-                     for integral in cv2.integral2(stacked, sdepth=cv2.CV_64F))
-    variances = np.maximum(squares - sums * sums / (size * size), 0)
-    norms = np.sqrt(variances) * template_norms[:, None, None]
-    magnitude = np.abs(products)
+    kernels = np.zeros((groups, size, size), np.float32)
+    kernels[:count] = templates
+    with torch.inference_mode():
+        products = torch.nn.functional.conv2d(torch.from_numpy(buffer[:groups])[None],
+                                              torch.from_numpy(kernels)[:, None],
+                                              groups=groups)
+    products = products[0, :count].numpy().astype(np.float64)
+    # The windows' sums from the integral images (float64) of the regions stacked into one
+    # image: differences of four views.
+    sums, squares = (_window_sums(integral, count, size) for integral in
+                     cv2.integral2(buffer[:count + 1].reshape(-1, side), sdepth=cv2.CV_64F))
+    variances = squares - sums * sums / (size * size)
+    norms = np.sqrt(np.maximum(variances, 0)) * template_norms[:, None, None]
+    with np.errstate(divide='ignore', invalid='ignore'):
+        ncc = products / norms
     # As OpenCV: within 1.125 of the norm a rounding excess gives +-1, beyond it the position
     # gets 0; so does a flat window, one whose intensities vary by less than _FLAT_WINDOW_STD
     # (OpenCV's float32 sums gave 0 for mid-grey windows varying by less than ~1e-3 of their
     # level); a flat template fits everywhere (1).
-    with np.errstate(divide='ignore', invalid='ignore'):
-        ncc = np.where(magnitude < norms, products / norms,
-                       np.where(magnitude < 1.125 * norms, np.sign(products), 0.0))
+    beyond = ~(np.abs(products) < norms)
+    if beyond.any():
+        excess = products[beyond]
+        ncc[beyond] = np.where(np.abs(excess) < 1.125 * norms[beyond], np.sign(excess), 0.0)
     ncc[variances < _FLAT_WINDOW_STD ** 2 * (size * size)] = 0.0
     ncc[template_norms * template_norms / (size * size) < np.finfo(np.float64).eps] = 1.0
     return ncc.astype(np.float32)
-
-
-# A window varying by less than a tenth of an 8-bit grey level (intensities in [0, 1]) is flat:
-# no correlation.
-_FLAT_WINDOW_STD = 0.1 / 255
-# Grouped convolutions run on a few group counts (multiples of this), whose oneDNN kernels are
-# built once each: building one for every new count cost 0.6 ms a call.
-_GROUP_STEP = 64
 
 
 def _window_sums(integral: np.ndarray, count: int, size: int) -> np.ndarray:
@@ -207,22 +214,6 @@ def _window_sums(integral: np.ndarray, count: int, size: int) -> np.ndarray:
     tops = integral[:count * side].reshape(count, side, side + 1)[:, :width]
     bottoms = integral[size:size + count * side].reshape(count, side, side + 1)[:, :width]
     return bottoms[..., size:] - tops[..., size:] - bottoms[..., :width] + tops[..., :width]
-
-
-def _correlations(regions: np.ndarray, templates: np.ndarray) -> np.ndarray:
-    """[N x W x W] float64 cross-correlation (no flip) of each template [N x S x S] with its own
-    region [N x R x R], by one grouped torch convolution (float32)."""
-    count = len(templates)
-    groups = -(-count // _GROUP_STEP) * _GROUP_STEP
-    padded_regions = np.zeros((groups,) + regions.shape[1:], np.float32)
-    padded_regions[:count] = regions
-    padded_templates = np.zeros((groups,) + templates.shape[1:], np.float32)
-    padded_templates[:count] = templates
-    with torch.inference_mode():
-        products = torch.nn.functional.conv2d(torch.from_numpy(padded_regions)[None],
-                                              torch.from_numpy(padded_templates)[:, None],
-                                              groups=groups)
-    return products[0, :count].numpy().astype(np.float64)
 
 
 def _lucas_kanade(image: np.ndarray, templates: np.ndarray, positions: np.ndarray

@@ -54,6 +54,12 @@ if TYPE_CHECKING:  # torch is imported in the matching process only
     from loftr_ros.core.tracking.frame import TrackedFrame
     from loftr_ros.core.tracking.tracker import Tracker
 
+# torch's OpenMP threads wait for each other by spinning by default: with any other busy thread
+# on the cores (a robot's VIO, drivers), a thread spins while the one it waits for is not
+# scheduled. Measured (benchmarks/results/bench_tracks_cpu.md, 2 cores, xfeat tracks at 384 px)
+# beside one busy process: 1.8 frames/s spinning, 20.4 with passive waits (which cost ~12 % on an
+# otherwise idle machine). A user's own OMP_WAIT_POLICY wins.
+_OPENMP_ENVIRONMENT = {'OMP_WAIT_POLICY': 'PASSIVE'}
 # Each image starts at a multiple of this in the shared buffer.
 ALIGNMENT = 64
 # The shared buffer grows in steps of this (images of one stream rarely change size).
@@ -187,6 +193,12 @@ class MatchingSession:
             raise
 
 
+def _process_environment() -> dict:
+    """The matching process's environment: this process's, with passive OpenMP waits unless
+    set otherwise."""
+    return {**_OPENMP_ENVIRONMENT, **os.environ}
+
+
 class MatchingProcess:
     """A Matcher in another process (see the module docstring), used by one thread at a time.
 
@@ -218,7 +230,7 @@ class MatchingProcess:
             # connection, or SIGTERM (see close); it ends by itself when the caller dies.
             self.process = subprocess.Popen(
                 [sys.executable, '-m', __name__, str(theirs.fileno())],
-                pass_fds=[theirs.fileno()], start_new_session=True)
+                pass_fds=[theirs.fileno()], start_new_session=True, env=_process_environment())
         self._connection = Connection(ours.detach())
         try:
             self.model_name, self.device = self._request((), lambda slots, config: (

@@ -126,6 +126,24 @@ def test_the_caller_never_imports_torch():
     assert output.split() == ['False', 'True'], output
 
 
+@pytest.mark.parametrize('given, expected', [(None, 'PASSIVE'), ('ACTIVE', 'ACTIVE')])
+def test_openmp_threads_wait_passively_unless_told_otherwise(monkeypatch, given, expected):
+    """Spinning OpenMP threads beside another busy process cut tracks from 20 to 1.8 frames/s
+    (benchmarks/results/bench_tracks_cpu.md); a user's own setting wins."""
+    if given is None:
+        monkeypatch.delenv('OMP_WAIT_POLICY', raising=False)
+    else:
+        monkeypatch.setenv('OMP_WAIT_POLICY', given)
+    matching = MatchingProcess(CONFIG)
+    try:
+        with open(f'/proc/{matching.process.pid}/environ', 'rb') as environ:
+            variables = dict(entry.partition(b'=')[::2] for entry in
+                             environ.read().split(b'\0') if entry)
+    finally:
+        matching.close()
+    assert variables[b'OMP_WAIT_POLICY'] == expected.encode()
+
+
 class CountingBackend:
     """A backend's extract counted and slowed down (the per-image stage is cheap here)."""
 

@@ -57,8 +57,8 @@ if TYPE_CHECKING:  # torch is imported in the matching process only
 # torch's OpenMP threads wait for each other by spinning by default: with any other busy thread
 # on the cores (a robot's VIO, drivers), a thread spins while the one it waits for is not
 # scheduled. Measured (benchmarks/results/bench_tracks_cpu.md, 2 cores, xfeat tracks at 384 px)
-# beside one busy process: 1.8 frames/s spinning, 20.4 with passive waits (which cost ~12 % on an
-# otherwise idle machine). A user's own OMP_WAIT_POLICY wins.
+# beside one busy process: 1.7 frames/s spinning, 17.8-18.9 with passive waits (which cost ~13 %
+# on an otherwise idle machine). A user's own OMP_WAIT_POLICY wins.
 _OPENMP_ENVIRONMENT = {'OMP_WAIT_POLICY': 'PASSIVE'}
 # Each image starts at a multiple of this in the shared buffer.
 ALIGNMENT = 64

@@ -128,7 +128,7 @@ def test_the_caller_never_imports_torch():
 
 @pytest.mark.parametrize('given, expected', [(None, 'PASSIVE'), ('ACTIVE', 'ACTIVE')])
 def test_openmp_threads_wait_passively_unless_told_otherwise(monkeypatch, given, expected):
-    """Spinning OpenMP threads beside another busy process cut tracks from 20 to 1.8 frames/s
+    """Spinning OpenMP threads beside another busy process cut tracks from ~20 to 1.7 frames/s
     (benchmarks/results/bench_tracks_cpu.md); a user's own setting wins."""
     if given is None:
         monkeypatch.delenv('OMP_WAIT_POLICY', raising=False)

@@ -91,7 +91,7 @@ class Run:
         self.node = NodeProcess(parameters)
         self.client = MatcherClient(name='bench_tracks_client')
         self.arrivals = {}
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         if self.tracks:
             self.client.node.create_subscription(FeatureTracks, '/matcher_node/tracks',
                                                  self._on_output, 100)
@@ -102,15 +102,8 @@ class Run:
 
     def _on_output(self, msg):
         from loftr_ros.core.stamps import stamp_to_ns
-        with self._cond:
+        with self._lock:
             self.arrivals[stamp_to_ns(msg.header.stamp)] = time.monotonic()
-            self._cond.notify_all()
-
-    def _arrived(self, stamp: int) -> bool:
-        if self.tracks:
-            return stamp in self.arrivals
-        with self.client.lock:
-            return stamp in self.client.received_ns
 
     def publish(self, pair, stamp: int):
         """Publish one frame (the left image alone in mono)."""
@@ -120,7 +113,7 @@ class Run:
         """time.monotonic() when the output for the frame stamped `stamp` arrived (None: not
         yet, or never)."""
         if self.tracks:
-            with self._cond:
+            with self._lock:
                 return self.arrivals.get(stamp)
         with self.client.lock:
             received = self.client.received_ns.get(stamp)
@@ -131,7 +124,7 @@ class Run:
         """Publish one frame and wait for its output."""
         self.publish(pair, stamp)
         deadline = time.monotonic() + timeout
-        while not self._arrived(stamp):
+        while self.arrival(stamp) is None:
             self.node.raise_if_exited()
             if time.monotonic() > deadline:
                 raise SystemExit(f'no output for the frame stamped {stamp} in {timeout} s')
@@ -196,6 +189,8 @@ def open_loop(run: Run, pairs, stamp: int, rate: float, seconds: float):
     time.sleep(2.0)
     arrived = {stamp: run.arrival(stamp) for stamp in sent}
     arrived = {stamp: when for stamp, when in arrived.items() if when is not None}
+    if not arrived:
+        raise SystemExit(f'no output for any of the {len(sent)} frames published at {rate} Hz')
     end = max(arrived.values())
     times = [arrived[stamp] - sent[stamp] for stamp in arrived]
     return len(arrived) / (end - start), len(arrived) / len(sent), times

@@ -324,6 +324,20 @@ def tracking_path(num_frames: int) -> List[Pose]:
     return poses
 
 
+
+def turning_path(num_frames: int) -> List[Pose]:
+    """A smooth path that turns one way only: the camera drifts 1.2 m sideways and 0.8 m
+    towards the scene while it turns by about 6 degrees right and 6 up and rolls from -3 to +3
+    degrees. Where tracking_path's turns reverse, so that what comes into view at one border
+    soon leaves it again, here a point that comes into view stays for a while: tracks can last
+    longer, and new features start in places tracking_path never tests."""
+    poses = []
+    for s in np.linspace(0.0, 1.0, num_frames):
+        centre = (-0.6 + 1.2 * s, -0.1 + 0.2 * s * s, 0.8 * s)
+        target = (-0.6 + 2.0 * s, 0.3 - 0.6 * s, 8.0)
+        poses.append(Pose.look_at(centre, target, roll_deg=-3.0 + 6.0 * s))
+    return poses
+
 def _inverse_depth_at(view: View, points: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """1/z at sub-pixel points [N x 2] by bilinear interpolation of the depth map's inverse
     (exact on a plane, where 1/z is affine in the pixel), and whether the four pixels around

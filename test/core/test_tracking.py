@@ -2,9 +2,9 @@
 the real EuRoC pairs, ids across resets, masks (issue 11, acceptance 1, 2, 4 and 5 in the core).
 
 Purity: every track's 3D point is the rendered depth at its first observation; each later
-observation must lie within 1 px of that point's projection. The sequence is
-core/synthetic.py's tracking_path: 60 frames, translation and rotation, points in view for
-most of it.
+observation must lie within 1 px of that point's projection. The sequences are
+core/synthetic.py's tracking_path and turning_path: 60 frames each, translation and rotation,
+points in view for most of them (tracking_path's turns reverse, turning_path's do not).
 """
 import numpy as np
 import pytest
@@ -25,10 +25,19 @@ WIDTH, HEIGHT, FOCAL = 320, 240, 250.0
 TRACKER = TrackerConfig(max_features=150, min_distance=15.0)
 
 
+def rendered(path):
+    camera = synthetic.default_camera(WIDTH, HEIGHT, FOCAL)
+    return synthetic.render_views(path(NUM_FRAMES), camera)
+
+
 @pytest.fixture(scope='module')
 def views():
-    camera = synthetic.default_camera(WIDTH, HEIGHT, FOCAL)
-    return synthetic.render_views(synthetic.tracking_path(NUM_FRAMES), camera)
+    return rendered(synthetic.tracking_path)
+
+
+@pytest.fixture(scope='module')
+def turning_views():
+    return rendered(synthetic.turning_path)
 
 
 class GridMatcher:
@@ -115,46 +124,81 @@ DETECTORS = {'xfeat': MatcherConfig(backend='xfeat', options={'matcher': 'mnn'},
 
 
 @pytest.fixture(scope='module')
-def detector_tracks(views):
-    """Backend -> (errors, frames) of the rendered sequence, tracked once per module."""
+def detector_tracks(views, turning_views):
+    """(backend, path) -> (errors, frames) of that rendered sequence, tracked once per module."""
+    sequences = {'tracking': views, 'turning': turning_views}
     cache = {}
 
-    def tracks(backend):
-        if backend not in cache:
+    def tracks(backend, path='tracking'):
+        if (backend, path) not in cache:
             tracker = Tracker(Matcher(DETECTORS[backend]), TRACKER)
-            cache[backend] = track_errors(tracker, views)
-        return cache[backend]
+            cache[backend, path] = track_errors(tracker, sequences[path])
+        return cache[backend, path]
     return tracks
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('path', ['tracking', 'turning'])
 @pytest.mark.parametrize('backend', ['xfeat', 'opencv'])
-def test_detector_track_observations_lie_on_their_3d_points(detector_tracks, backend):
-    errors, frames = detector_tracks(backend)
-    within, _ = purity(errors, frames, backend)
+def test_detector_track_observations_lie_on_their_3d_points(detector_tracks, backend, path):
+    errors, frames = detector_tracks(backend, path)
+    within, _ = purity(errors, frames, f'{backend} on {path}_path')
     assert within >= 0.99
     ids = np.concatenate([frame.ids for frame in frames])
     assert len(np.unique(ids)) > len(frames[0])  # tracks are lost and new ones start
 
 
+# On turning_path some tracks start beside an occluding edge: their point lies on the wall,
+# their patch follows the nearer surface's edge, 0.1-0.9 px a frame off the wall's motion, below
+# what one frame's checks can tell from the matches' noise. xfeat's worst ends 4.25 px off its
+# point (started in the first frame, which has no previous one to check it against), opencv's
+# 3.02 (started in frame 23).
+@pytest.mark.parametrize('path', ['tracking', pytest.param('turning', marks=pytest.mark.xfail(
+    strict=True, reason='issue 11: tracks beside an occluding edge slide with it (README)'))])
 @pytest.mark.parametrize('backend', ['xfeat', 'opencv'])
-def test_no_detector_track_moves_to_another_3d_point(detector_tracks, backend):
-    errors, frames = detector_tracks(backend)
-    assert purity(errors, frames, backend)[1] <= 3.0
+def test_no_detector_track_moves_to_another_3d_point(detector_tracks, backend, path):
+    errors, frames = detector_tracks(backend, path)
+    assert purity(errors, frames, f'{backend} on {path}_path')[1] <= 3.0
 
 
+def frames_in_view(views, seed=0):
+    """Mean number of frames a scene point is in view, over points sampled uniformly in every
+    fifth view (200 pixels each) where the rendered depth defines them."""
+    rng = np.random.default_rng(seed)
+    points = []
+    for view in views[::5]:
+        pixels = np.stack([rng.uniform(0, WIDTH, 200), rng.uniform(0, HEIGHT, 200)], axis=1)
+        world, defined = synthetic.back_project(view, pixels)
+        points.append(world[defined])
+    points = np.concatenate(points)
+    return np.mean(sum(synthetic.project_visible(view, points)[1] for view in views))
+
+
+def test_scene_points_stay_in_view_for_30_frames_on_average(views, turning_views):
+    # The premise of acceptance 1: tracks have room to last (both paths: ~50 of 60 frames).
+    for label, sequence in (('tracking', views), ('turning', turning_views)):
+        in_view = frames_in_view(sequence)
+        print(f'{label}_path: a scene point is in view for {in_view:.1f} frames on average')
+        assert in_view >= 30
+
+
+@pytest.mark.parametrize('path', ['tracking', 'turning'])
 @pytest.mark.xfail(strict=True, reason=(
-    'issue 11 acceptance 1 not met for xfeat (README, feature tracks): median track length 7 of '
-    'the 15 asked; with the ground truth in place of the slide and two-motion checks it is 11: '
-    'new features fill every gap, many late or where their point soon leaves the view'))
-def test_xfeat_tracks_last(detector_tracks):
-    errors, frames = detector_tracks('xfeat')
+    'issue 11 acceptance 1 not met for xfeat (README, feature tracks): median track length 7 '
+    '(tracking_path) and 11 (turning_path) of the 15 asked; with the ground truth in place of '
+    'the slide and two-motion checks it is 11 and 28: on tracking_path new features fill every '
+    'gap, many late or where their point soon leaves the view; on turning_path the checks end '
+    'tracks that are still on their points'))
+def test_xfeat_tracks_last(detector_tracks, path):
+    errors, frames = detector_tracks('xfeat', path)
     assert np.median(track_lengths(frames)) >= 15
 
 
-def test_detector_free_propagation_does_not_drift(views):
+@pytest.mark.parametrize('path', ['tracking', 'turning'])
+def test_detector_free_propagation_does_not_drift(views, turning_views, path):
+    views = {'tracking': views, 'turning': turning_views}[path]
     errors, frames = track_errors(Tracker(GridMatcher(views), TRACKER), views)
-    within, worst = purity(errors, frames, 'grid matcher')
+    within, worst = purity(errors, frames, f'grid matcher on {path}_path')
     assert within >= 0.99 and worst <= 3.0
     # The same tracks after 2 and after 30 frames: no larger error (0.2 px).
     long_lived = np.unique(errors[errors[:, 1] == 30, 0])

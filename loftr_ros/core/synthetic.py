@@ -324,7 +324,6 @@ def tracking_path(num_frames: int) -> List[Pose]:
     return poses
 
 
-
 def turning_path(num_frames: int) -> List[Pose]:
     """A smooth path that turns one way only: the camera drifts 1.2 m sideways and 0.8 m
     towards the scene while it turns by about 6 degrees right and 6 up and rolls from -3 to +3
@@ -337,6 +336,7 @@ def turning_path(num_frames: int) -> List[Pose]:
         target = (-0.6 + 2.0 * s, 0.3 - 0.6 * s, 8.0)
         poses.append(Pose.look_at(centre, target, roll_deg=-3.0 + 6.0 * s))
     return poses
+
 
 def _inverse_depth_at(view: View, points: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """1/z at sub-pixel points [N x 2] by bilinear interpolation of the depth map's inverse

@@ -40,6 +40,12 @@ def turning_views():
     return rendered(synthetic.turning_path)
 
 
+@pytest.fixture(scope='module')
+def sequences(views, turning_views):
+    """Path name ('tracking', 'turning') -> its rendered views."""
+    return {'tracking': views, 'turning': turning_views}
+
+
 class GridMatcher:
     """A matcher with LoFTR-shaped output on rendered views: image-0 keypoints on the 8 px
     coarse grid (where image 0 sees a surface that image 1 sees too), image-1 keypoints at
@@ -124,9 +130,8 @@ DETECTORS = {'xfeat': MatcherConfig(backend='xfeat', options={'matcher': 'mnn'},
 
 
 @pytest.fixture(scope='module')
-def detector_tracks(views, turning_views):
+def detector_tracks(sequences):
     """(backend, path) -> (errors, frames) of that rendered sequence, tracked once per module."""
-    sequences = {'tracking': views, 'turning': turning_views}
     cache = {}
 
     def tracks(backend, path='tracking'):
@@ -174,12 +179,12 @@ def frames_in_view(views, seed=0):
     return np.mean(sum(synthetic.project_visible(view, points)[1] for view in views))
 
 
-def test_scene_points_stay_in_view_for_30_frames_on_average(views, turning_views):
+@pytest.mark.parametrize('path', ['tracking', 'turning'])
+def test_scene_points_stay_in_view_for_30_frames_on_average(sequences, path):
     # The premise of acceptance 1: tracks have room to last (both paths: ~50 of 60 frames).
-    for label, sequence in (('tracking', views), ('turning', turning_views)):
-        in_view = frames_in_view(sequence)
-        print(f'{label}_path: a scene point is in view for {in_view:.1f} frames on average')
-        assert in_view >= 30
+    in_view = frames_in_view(sequences[path])
+    print(f'{path}_path: a scene point is in view for {in_view:.1f} frames on average')
+    assert in_view >= 30
 
 
 @pytest.mark.parametrize('path', ['tracking', 'turning'])
@@ -195,8 +200,8 @@ def test_xfeat_tracks_last(detector_tracks, path):
 
 
 @pytest.mark.parametrize('path', ['tracking', 'turning'])
-def test_detector_free_propagation_does_not_drift(views, turning_views, path):
-    views = {'tracking': views, 'turning': turning_views}[path]
+def test_detector_free_propagation_does_not_drift(sequences, path):
+    views = sequences[path]
     errors, frames = track_errors(Tracker(GridMatcher(views), TRACKER), views)
     within, worst = purity(errors, frames, f'grid matcher on {path}_path')
     assert within >= 0.99 and worst <= 3.0

@@ -7,9 +7,11 @@ features stay there. Frames reach it as in the other modes (latest wins, every f
 for; a refused image is dropped with its cause and the tracks go on with the next good frame;
 stamps going backwards end every track, and the new ones get new ids). Each frame publishes
 ``~/tracks`` (loftr_ros/msg/FeatureTracks) and, when the left camera's model is known
-(camera_info with ``use_camera_info``, or the ``tracks.calibration`` file), VINS-Fusion's
-feature cloud on ``~/feature`` (sensor_msgs/PointCloud; remap it to /feature_tracker/feature);
-without one the node says so once and publishes only ``~/tracks``. ``~/overlay`` shows the
+(camera_info with ``use_camera_info``, or the ``tracks.calibration`` file) and the frame has
+features, VINS-Fusion's feature cloud on ``~/feature`` (sensor_msgs/PointCloud; remap it to
+/feature_tracker/feature); without a camera model the node says so once and publishes only
+``~/tracks``. New features start only in a frame matched to the previous one (see
+loftr_ros.core.tracking.tracker): the first frame after a start, a reset or a cut has none. ``~/overlay`` shows the
 tracks as trails coloured by id, kept only while someone subscribes.
 """
 import dataclasses
@@ -140,7 +142,11 @@ class TracksMode:
             matching.used_config.config_id, processing))
         cloud = vins_feature_msg(tracked, left.header)
         if cloud is not None:
-            self._feature_pub.publish(cloud)
+            # A frame without features (the first one after a start, a reset or a cut, where
+            # nothing could check new ones) gives the estimator nothing: VINS's own tracker does
+            # not publish its first image either.
+            if len(tracked):
+                self._feature_pub.publish(cloud)
             self._said_no_cloud = False
         elif not self._said_no_cloud:
             self._said_no_cloud = True

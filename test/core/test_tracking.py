@@ -153,13 +153,11 @@ def test_detector_track_observations_lie_on_their_3d_points(detector_tracks, bac
     assert len(np.unique(ids)) > len(frames[0])  # tracks are lost and new ones start
 
 
-# On turning_path some tracks start beside an occluding edge: their point lies on the wall,
-# their patch follows the nearer surface's edge, 0.1-0.9 px a frame off the wall's motion, below
-# what one frame's checks can tell from the matches' noise. xfeat's worst ends 4.25 px off its
-# point (started in the first frame, which has no previous one to check it against), opencv's
-# 3.02 (started in frame 23).
-@pytest.mark.parametrize('path', ['tracking', pytest.param('turning', marks=pytest.mark.xfail(
-    strict=True, reason='issue 11: tracks beside an occluding edge slide with it (README)'))])
+# A track that moves to another 3D point drifts off its own without bound: one beside an
+# occluding edge (its point on one surface, its patch following the other's edge) went 4.25 px
+# off before new features were checked for another motion around them, and 15 px without the
+# tracks' slide check.
+@pytest.mark.parametrize('path', ['tracking', 'turning'])
 @pytest.mark.parametrize('backend', ['xfeat', 'opencv'])
 def test_no_detector_track_moves_to_another_3d_point(detector_tracks, backend, path):
     errors, frames = detector_tracks(backend, path)
@@ -187,13 +185,13 @@ def test_scene_points_stay_in_view_for_30_frames_on_average(sequences, path):
     assert in_view >= 30
 
 
-@pytest.mark.parametrize('path', ['tracking', 'turning'])
-@pytest.mark.xfail(strict=True, reason=(
-    'issue 11 acceptance 1 not met for xfeat (README, feature tracks): median track length 7 '
-    '(tracking_path) and 11 (turning_path) of the 15 asked; with the ground truth in place of '
-    'the slide and two-motion checks it is 11 and 28: on tracking_path new features fill every '
-    'gap, many late or where their point soon leaves the view; on turning_path the checks end '
-    'tracks that are still on their points'))
+# Acceptance 1's median on turning_path. On tracking_path, whose turns reverse, what comes into
+# view at a border soon leaves it again: new features there cannot last, and the median is 11
+# (it was 11 too with the rendered ground truth in place of the tracker's slide and two-motion
+# checks, and the first frame's unchecked features).
+@pytest.mark.parametrize('path', [pytest.param('tracking', marks=pytest.mark.xfail(
+    strict=True, reason='tracking_path: new features at the borders soon leave the view (README)')),
+    'turning'])
 def test_xfeat_tracks_last(detector_tracks, path):
     errors, frames = detector_tracks('xfeat', path)
     assert np.median(track_lengths(frames)) >= 15
@@ -217,14 +215,16 @@ def test_detector_free_propagation_does_not_drift(sequences, path):
 def test_stamps_going_backwards_reset_with_new_ids(views):
     tracker = Tracker(GridMatcher(views), TRACKER)
     first = [tracker.track(view.stamp_ns, view.image) for view in views[:3]]
+    # The first frame starts nothing: no previous frame checks its new features.
+    assert len(first[0]) == 0 and len(first[1]) > 0
     seen = set(np.concatenate([frame.ids for frame in first]).tolist())
     restarted = tracker.track(views[0].stamp_ns, views[0].image)
     assert restarted.reset and restarted.lost['reset'] == len(first[-1])
-    assert len(restarted) > 0 and not seen & set(restarted.ids.tolist())
-    assert (restarted.track_lengths == 1).all()
+    assert len(restarted) == 0
     following = tracker.track(views[1].stamp_ns, views[1].image)
-    assert not following.reset and (following.track_lengths[:len(restarted)] <= 2).all()
-    assert not seen & set(following.ids.tolist())
+    assert not following.reset and len(following) > 0
+    assert (following.track_lengths == 1).all() and not seen & set(following.ids.tolist())
+    assert following.ids.min() > max(seen)
 
 
 @pytest.mark.slow
@@ -242,7 +242,7 @@ def test_euroc_stereo_tracks_obey_the_calibration_and_persist(euroc_stereo_frame
     distances = sampson_distances(left, right, euroc_calibration)
     within = float(np.mean(distances <= 1.0))
     lengths = track_lengths(frames)
-    found = np.mean([frame.right_valid.mean() for frame in frames])
+    found = np.concatenate([frame.right_valid for frame in frames]).mean()
     print(f'{backend}: {len(distances)} stereo observations ({found:.0%} of the features), '
           f'{within:.2%} within 1 px Sampson, median track length {np.median(lengths)} of '
           f'{len(frames)} frames, {len(lengths)} tracks')
@@ -306,13 +306,13 @@ def test_no_track_in_a_masked_pixel(views):
     tracker = Tracker(GridMatcher(views), TRACKER)
     mask = left_half_masked()
     frames = [tracker.track(view.stamp_ns, view.image, left_mask=mask) for view in views[:8]]
-    assert all(len(frame) > 10 for frame in frames)
+    assert all(len(frame) > 10 for frame in frames[1:])
     assert not any(in_masked_half(frame.keypoints).any() for frame in frames)
     matcher = Matcher(MatcherConfig(backend='xfeat', options={'matcher': 'mnn'}, warmup=False))
     tracker = Tracker(matcher, TRACKER)
     frames = [tracker.track(view.stamp_ns, view.image, views[1].image, mask, mask)
               for view in views[:3]]
-    assert all(frame.right_valid.sum() > 10 for frame in frames)
+    assert all(frame.right_valid.sum() > 10 for frame in frames[1:])
     for frame in frames:
         assert not in_masked_half(frame.keypoints).any()
         assert not in_masked_half(frame.right_keypoints[frame.right_valid]).any()
@@ -325,11 +325,12 @@ def test_a_mask_of_the_wrong_size_is_a_mask_error(views):
     with pytest.raises(MaskError):
         Matcher(MatcherConfig(backend='opencv', warmup=False), mask=wrong).prepare(views[0].image)
     tracker = Tracker(GridMatcher(views), TRACKER)
-    tracker.track(views[0].stamp_ns, views[0].image)
+    for view in views[:2]:
+        tracker.track(view.stamp_ns, view.image)
     with pytest.raises(MaskError):
-        tracker.track(views[1].stamp_ns, views[1].image, left_mask=wrong)
+        tracker.track(views[2].stamp_ns, views[2].image, left_mask=wrong)
     # The refused frame changed nothing: the next good one continues the tracks.
-    following = tracker.track(views[1].stamp_ns, views[1].image)
+    following = tracker.track(views[2].stamp_ns, views[2].image)
     assert not following.reset and (following.track_lengths == 2).any()
     with pytest.raises(ConfigError):
         Matcher(MatcherConfig(backend='opencv', warmup=False), mask=np.ones((4, 4), np.float32))
@@ -337,6 +338,11 @@ def test_a_mask_of_the_wrong_size_is_a_mask_error(views):
 
 def test_a_flat_frame_starts_no_features_and_tracking_goes_on(views):
     tracker = Tracker(Matcher(DETECTORS['opencv']), TRACKER)
+    for view in views[:2]:
+        tracker.track(view.stamp_ns, view.image)
     blank = np.full_like(views[0].image, 128)  # a lens cap, a dark room: no corner at all
-    assert len(tracker.track(views[0].stamp_ns, blank).ids) == 0
-    assert len(tracker.track(views[1].stamp_ns, views[1].image).ids) > 0
+    assert len(tracker.track(views[2].stamp_ns, blank).ids) == 0
+    # The frame after it matches nothing before it, so nothing checks new features there;
+    # the next one starts them again.
+    assert len(tracker.track(views[3].stamp_ns, views[3].image).ids) == 0
+    assert len(tracker.track(views[4].stamp_ns, views[4].image).ids) > 0

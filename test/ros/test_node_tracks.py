@@ -80,14 +80,16 @@ def test_vins_fusion_reads_the_nodes_feature_cloud_as_its_tracks(
     tracks = Collector(harness, TRACKS, FeatureTracks)
     clouds = Collector(harness, '/feature_tracker/feature', PointCloud)
     harness.wait_for_subscribers(['/left/image', '/right/image'], process=node)
-    frames = euroc_stereo_frames[:4]
+    frames = euroc_stereo_frames[:5]
     for count, (stamp, left, right) in enumerate(frames, 1):
         harness.publish_pair(['/left/image', '/right/image'],
                              [mono8(left, 0, 'cam0'), mono8(right, 0, 'cam1')], stamp)
         tracks.wait(count, 60.0)
-    clouds.wait(len(frames))
+    # The first frame has no features (nothing to check new ones against), and no cloud.
+    assert len(tracks_arrays(tracks.msgs[0])[0]) == 0
+    clouds.wait(len(frames) - 1)
     cameras = (euroc_calibration.camera0, euroc_calibration.camera1)
-    for tracked, cloud in zip(tracks.msgs, clouds.msgs):
+    for tracked, cloud in zip(tracks.msgs[1:], clouds.msgs):
         assert cloud.header == tracked.header
         parsed = vins_feature_callback(cloud)  # asserts z == 1 as VINS-Fusion does
         ids, left, right, valid, _ = tracks_arrays(tracked)
@@ -103,9 +105,9 @@ def test_vins_fusion_reads_the_nodes_feature_cloud_as_its_tracks(
             np.testing.assert_allclose(seen[0][:2], normalized[row], atol=1e-6)
         assert len(cloud.points) == len(ids) + valid.sum()
     # The ids persist from frame to frame through the node.
-    first, last = (set(tracks_arrays(msg)[0].tolist()) for msg in (tracks.msgs[0], tracks.msgs[-1]))
+    first, last = (set(tracks_arrays(msg)[0].tolist()) for msg in (tracks.msgs[1], tracks.msgs[-1]))
     assert len(first & last) > 20
-    assert tracks_arrays(tracks.msgs[-1])[4].max() == len(frames)
+    assert tracks_arrays(tracks.msgs[-1])[4].max() == len(frames) - 1
 
 
 def test_without_calibration_only_tracks_are_published_and_said_once(
@@ -195,7 +197,8 @@ class Feed:
                 for keypoints in (msg.keypoints0, msg.keypoints1)]
 
     def outputs_of(self, frames):
-        """Publish frames 0..frames-1; the outputs (the first consecutive frame has none)."""
+        """Publish frames 0..frames-1; the outputs with points (the first consecutive frame
+        has no output, the first tracks frame no features: nothing checks new ones there)."""
         outputs = []
         for index in range(frames):
             self.frame(index)
@@ -203,6 +206,9 @@ class Feed:
                 outputs.append(self.output())
             else:  # the reference, taken before the next frame (latest wins)
                 wait_diagnostic(self.harness, 'frames_processed', '1')
+        if self.tracks_mode:
+            assert not any(len(side) for side in outputs[0])
+            return outputs[1:]
         return outputs
 
 
@@ -214,7 +220,7 @@ def test_no_keypoint_match_or_track_in_the_masked_half(node_process, harness, ph
     node = node_process(**NODE, **MODES[mode], mask=str(path))
     feed = Feed(harness, node, MODES[mode], photo_views)
     harness.wait_for_subscribers(feed.topics, process=node)
-    for points in feed.outputs_of(3):
+    for points in feed.outputs_of(4):
         for side in points:
             assert_usable(side)
         assert sum(len(side) for side in points) > 10
@@ -229,7 +235,7 @@ def test_the_mask_topics_latest_mask_applies(node_process, harness, photo_views,
     for topic in mask_topics:
         harness.publish(topic, mono8(half_mask(), START))
     wait_diagnostic(harness, 'masks_received', str(len(mask_topics)))
-    for points in feed.outputs_of(3):
+    for points in feed.outputs_of(4):
         for side in points:
             assert_usable(side)
 
@@ -252,6 +258,8 @@ def test_a_wrong_size_mask_is_counted_said_and_the_node_goes_on(node_process, ha
     harness.publish('/mask', mono8(half_mask(), START))
     wait_diagnostic(harness, 'masks_received', '2')
     feed.frame(1)
+    assert not len(feed.output()[0])  # the tracker's first frame: no features yet
+    feed.frame(2)
     assert_usable(feed.output()[0])
     node.raise_if_exited()
 
@@ -304,11 +312,12 @@ def test_bad_input_in_tracks_mode_is_counted_and_the_tracks_go_on(node_process, 
         drops += 1
         wait_diagnostic(harness, 'drops.bad_image', str(drops))
         following = good_frame(count)
-        # The tracks go on past the refused image: same ids, one frame longer.
+        # The tracks go on past the refused image: same ids, one frame longer (those born in
+        # the second frame: the first has none).
         ids, _, _, _, lengths = tracks_arrays(following)
         previous_ids = tracks_arrays(previous)[0]
         assert not following.reset and len(np.intersect1d(ids, previous_ids)) > 10, name
-        assert lengths.max() == count, name
+        assert lengths.max() == count - 1, name
         previous = following
     # A repeated stamp is dropped as in consecutive mode.
     harness.publish('/image', mono8(photo_views[0], stamp))
@@ -333,11 +342,14 @@ def test_stamps_going_backwards_reset_the_tracks_with_new_ids(node_process, harn
             msg = tracks.wait(count)[-1]
             ids, _, _, _, lengths = tracks_arrays(msg)
             if index == 0:
-                # A new start: every track is new, and no id comes back.
-                assert (lengths == 1).all() and not seen & set(ids.tolist())
-                assert msg.reset == (start != START)
+                # A new start: every track ends, and new ones start with the next frame.
+                assert len(ids) == 0 and msg.reset == (start != START)
+            elif index == 1:
+                # Every track is new, and no id comes back.
+                assert (lengths == 1).all() and len(ids) and not seen & set(ids.tolist())
+                assert not msg.reset
             else:
-                assert not msg.reset and lengths.max() == index + 1
+                assert not msg.reset and lengths.max() == index
             seen |= set(ids.tolist())
     wait_diagnostic(harness, 'stamp_resets', '2')
 
@@ -348,17 +360,19 @@ def test_stereo_tracks_name_the_refused_image_and_drop_its_partner(node_process,
     tracks = Collector(harness, TRACKS, FeatureTracks)
     topics = ['/left/image', '/right/image']
     harness.wait_for_subscribers(topics, process=node)
-    harness.publish_pair(topics, [mono8(photo_views[0], 0), mono8(photo_views[1], 0)], START)
-    tracks.wait(1)
+    for index in range(2):  # the first frame starts no features, the second does
+        harness.publish_pair(topics, [mono8(photo_views[index], 0),
+                                      mono8(photo_views[index + 1], 0)], START + index * 50 * MS)
+        tracks.wait(index + 1)
     nan = image_msg_from_array(np.full((240, 320), np.nan, np.float32), '32FC1',
                                make_header(0, 'camera'))
-    harness.publish_pair(topics, [mono8(photo_views[1], 0), nan], START + 50 * MS)
+    harness.publish_pair(topics, [mono8(photo_views[2], 0), nan], START + 100 * MS)
     wait_diagnostic(harness, 'drops.partner_refused', '1')
     assert harness.latest_diagnostics()['drops.bad_image'] == '1'
     node.wait_for_line('/right/image: bad_image: ')
-    harness.publish_pair(topics, [mono8(photo_views[1], 0), mono8(photo_views[2], 0)],
-                         START + 100 * MS)
-    following = tracks.wait(2)[-1]
+    harness.publish_pair(topics, [mono8(photo_views[2], 0), mono8(photo_views[3], 0)],
+                         START + 150 * MS)
+    following = tracks.wait(3)[-1]
     assert not following.reset and tracks_arrays(following)[4].max() == 2
     # Diagnostics of the tracks.
     wait_diagnostic(harness, 'tracks_lost', str(following.num_lost))

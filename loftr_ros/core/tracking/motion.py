@@ -67,6 +67,50 @@ def local_motion(points: np.ndarray, source: np.ndarray, target: np.ndarray,
     return predicted, linear, found
 
 
+def sector_motions(points: np.ndarray, steps: np.ndarray, source: np.ndarray,
+                   target: np.ndarray, index: np.ndarray, sectors: int,
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    """How the surroundings of each point move relative to the point itself, per direction.
+
+    points [N x 2] moved by steps [N x 2]; matches source [M x 2] -> target [M x 2], and for
+    each point the matches around it (index [N x K], -1 for none). The matches fall into
+    `sectors` equal angular sectors around their point; per sector, the median of (match step -
+    point step). Returns (medians [N x S x 2], NaN for sectors without a match; match counts
+    [N x S]). A point on one surface moves as every sector does; a point beside an occluding
+    edge moves with one side only: the sectors across the edge move otherwise.
+    """
+    valid = index >= 0
+    safe = np.where(valid, index, 0)
+    offsets = source[safe] - points[:, None]                                  # [N x K x 2]
+    relative = (target[safe] - source[safe]) - steps[:, None]                 # [N x K x 2]
+    angle = np.arctan2(offsets[..., 1], offsets[..., 0])
+    sector = np.floor((angle + np.pi) * sectors / (2 * np.pi)).astype(np.intp) % sectors
+    medians = np.stack([_median(relative, valid & (sector == k)) for k in range(sectors)], 1)
+    counts = np.stack([(valid & (sector == k)).sum(axis=1) for k in range(sectors)], 1)
+    return medians, counts
+
+
+def match_noise(points: np.ndarray, source: np.ndarray, target: np.ndarray,
+                index: np.ndarray) -> float:
+    """The matches' own localization noise (pixels, per axis, robust), from how far they lie
+    off the affine motion fitted to the matches around each point (index [N x K] as in
+    sector_motions): the motion's smooth part (zoom, rotation, a tilted surface) does not count.
+    0 without enough matches."""
+    valid = index >= 0
+    safe = np.where(valid, index, 0)
+    offsets = source[safe] - points[:, None]
+    displacements = target[safe] - source[safe]
+    fitted = valid & (valid.sum(axis=1) >= 2 * _MIN_SUPPORT)[:, None]
+    if not fitted.any():
+        return 0.0
+    shift, jacobian = _fit_affine(offsets, displacements, fitted)
+    residual = (displacements - shift[:, None]
+                - np.einsum('nij,nkj->nki', jacobian, offsets))[fitted]
+    # The lower quartile of |residual|, 0.3186 standard deviations for Gaussian noise: most
+    # neighbourhoods lie on one surface, but those across an occluding edge spread the rest.
+    return float(np.percentile(np.abs(residual), 25) / 0.3186)
+
+
 def _fitted(points: np.ndarray, source: np.ndarray, target: np.ndarray, radius: float,
             neighbours: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """local_motion from the nearest matches within `radius` only."""

@@ -49,10 +49,14 @@ detector's keypoint may lie on an edge or a blob whose patch slides (on the rend
 xfeat keypoints as candidates left 98.9 % of the observations within 1 px of their points,
 corners 99.5 %); a detector keypoint within a pixel of the new track carries it from the next
 frame on. Candidates need structure in every direction (smaller structure-tensor eigenvalue at
-least ``min_corner_quality`` of the frame's largest), and from the second frame on they are
-followed back into the previous frame as a track would be followed forward: a candidate that
-fails there, or whose patch shows two motions, is not started. Ids count up from 0 and are
-never reused, not even after a reset.
+least ``min_corner_quality`` of the frame's largest), and they are followed back into the
+previous frame as a track would be followed forward: a candidate that fails there, whose patch
+shows two motions, or beside which any part of its surroundings moves otherwise than it does
+(an occluding edge: the point goes with one surface, its patch may follow the other) is not
+started. So new features start only in a frame matched to the previous one: none in the first
+frame after a start, a reset or a cut, where nothing could check them (VINS's tracker publishes
+no features for its first image either). Ids count up from 0 and are never reused, not even
+after a reset.
 
 **Stereo**: every left feature is looked for in the right image of the same stamp the same way
 (predicted by the stereo matches, its left patch located in the right image) and kept when it
@@ -85,7 +89,8 @@ from loftr_ros.core.refinement import NCCRefinement, patch_ncc, sample_patches
 from loftr_ros.core.stamps import NS_PER_S
 from loftr_ros.core.tracking.config import TrackerConfig
 from loftr_ros.core.tracking.frame import TrackedFrame
-from loftr_ros.core.tracking.motion import NEIGHBOURS, REACH, local_motion
+from loftr_ros.core.tracking.motion import (NEIGHBOURS, REACH, local_motion, match_noise,
+                                            sector_motions)
 from loftr_ros.core.tracking.neighbours import nearest_within, spread_out
 
 ImageInput = Union[np.ndarray, PreparedImage]
@@ -121,6 +126,25 @@ _SLIDE_WEIGHT = 0.13
 _PATCH_REACH = 12.0
 _BIRTH_TWO_MOTIONS = (0.4, 0.3)
 _TRACK_TWO_MOTIONS = (0.6, 0.5)
+# A new feature's surroundings (the matches under its patch, within _PATCH_REACH pixels, at most
+# _SECTOR_MATCHES of them) fall into _SECTORS angular sectors, and every sector must move with
+# it: by the median of its matches, within _SECTOR_MOTION pixels. Beside an occluding edge the sectors across it move otherwise by the parallax
+# between the two surfaces, while the point goes with one of them and its patch, which both
+# share, with whichever has the stronger texture. On the rendered sequences of
+# test/core/test_tracking.py a quarter of the new features had an occluding edge in their
+# patch, and every track that ended more than 1.5 px off its point was one of them; a refined
+# sector on the feature's own surface moves within ~0.1 px of it. (One frame's parallax is all
+# there is to see: a track's own position is too noisy from frame to frame for the same check
+# later on, and summing the sectors' motion over frames ended most tracks near any edge.)
+_SECTORS = 8
+_SECTOR_MATCHES = 24
+_SECTOR_MOTION = 0.2
+# Each of a new feature's limits (_MAX_SLIDE, _BIRTH_TWO_MOTIONS, _SECTOR_MOTION) widens to this
+# many standard errors of what it measures where the matches are noisier than the limit allows
+# for (a matcher without sub-pixel refinement: 0.25 px per axis for the test matcher of
+# test/core/test_tracking.py, 0.06 for refined xfeat matches): with the fixed limits such a
+# matcher started a third as many features.
+_NOISE_SIGMAS = 3.0
 # New features are chosen, checked and, where some fail, chosen again this many times.
 _BIRTH_ROUNDS = 2
 # Block of the structure tensor that ranks new features: the template's size.
@@ -170,7 +194,8 @@ class _Pair:
     ([N x 2] float32, original pixels), and the latter refined to the sub-pixel where a point
     of interest needs them: the sub-pixel refinement costs as much as the rest of a frame's
     tracking when it runs on every match (thousands with a detector), and a point's motion
-    rests on its few nearest matches only."""
+    rests on its few nearest matches only. `refine` maps both keypoint arrays to the refined
+    image-1 keypoints and whether each refinement succeeded."""
 
     def __init__(self, keypoints0: np.ndarray, keypoints1: np.ndarray,
                  refine: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None):
@@ -178,6 +203,10 @@ class _Pair:
         self._refine = refine
         self.refined1 = keypoints1.copy()
         self._done = np.full(len(keypoints0), refine is None)
+        # Whether each refined match was moved to its patch's best fit: where the refinement
+        # failed (flat or cut-off patch, weak correlation) it keeps the backend's position,
+        # a pixel or so off.
+        self.refined = self._done.copy()
 
     def near(self, points: np.ndarray, side: int = 0) -> np.ndarray:
         """Indices of the matches a point [N x 2] of image `side` moves by (the nearest ones,
@@ -188,11 +217,19 @@ class _Pair:
         self.refine(index)
         return index
 
+    def around(self, points: np.ndarray, side: int, radius: float, count: int) -> np.ndarray:
+        """[N x count] indices of the matches nearest to each point [N x 2] of image `side`
+        within `radius`, refined, where the refinement succeeded (-1 elsewhere)."""
+        index = nearest_within(points, (self.keypoints0, self.keypoints1)[side], radius, count)
+        self.refine(np.unique(index[index >= 0]))
+        return np.where((index >= 0) & self.refined[index], index, -1)
+
     def refine(self, index: np.ndarray):
         """Refine the matches at `index` (once)."""
         todo = index[~self._done[index]]
         if len(todo):
-            self.refined1[todo] = self._refine(self.keypoints0[todo], self.keypoints1[todo])
+            self.refined1[todo], self.refined[todo] = self._refine(self.keypoints0[todo],
+                                                                   self.keypoints1[todo])
             self._done[todo] = True
 
 
@@ -339,7 +376,7 @@ class Tracker:
         if refinement is None:
             return _Pair(result.keypoints0, result.keypoints1)
         return _Pair(result.keypoints0, result.keypoints1, lambda keypoints0, keypoints1:
-                     refinement.refine(image0.gray, image1.gray, keypoints0, keypoints1)[0])
+                     refinement.refine(image0.gray, image1.gray, keypoints0, keypoints1))
 
     def _follow(self, tracks: _Tracks, current: PreparedImage, temporal: Optional[_Pair],
                 keypoints: Optional[np.ndarray]) -> Tuple[_Tracks, Dict[str, int]]:
@@ -418,11 +455,12 @@ class Tracker:
     def _births(self, tracks: _Tracks, current: PreparedImage,
                 temporal: Optional[_Pair]) -> _Tracks:
         """New features filling the frame up to max_features: candidates spread out, strongest
-        first, and (from the second frame on) followed back into the previous frame as a track
-        would be followed forward; a candidate that fails there (on an occlusion's corner, an
-        edge, too little texture) would end a frame or two later and is not started."""
+        first, and followed back into the previous frame as a track would be followed forward;
+        a candidate that fails there (beside an occluding edge, on an edge, too little texture)
+        would drift or end a frame or two later and is not started. None without matches to a
+        previous frame, where nothing could check them."""
         need = self.config.max_features - len(tracks)
-        if need <= 0:
+        if need <= 0 or temporal is None or len(temporal.keypoints0) == 0:
             return tracks.take(slice(0, 0))
         gray = current.gray
         usable = None if current.mask is None else current.mask.astype(np.uint8)
@@ -465,12 +503,12 @@ class Tracker:
                        positions.copy(), np.zeros((count, 2)), unknown, unknown.copy())
 
     def _trackable_back(self, positions: np.ndarray, current: PreparedImage,
-                        temporal: Optional[_Pair]) -> np.ndarray:
-        """[N] bool: candidates whose patch is found in the previous frame where the matches
-        around them say (within _MAX_SLIDE px); all True without a previous frame or without
-        a match to it (after a blank frame, a cut), where there is nothing to follow back."""
-        if temporal is None or len(temporal.keypoints0) == 0 or len(positions) == 0:
-            return np.ones(len(positions), bool)
+                        temporal: _Pair) -> np.ndarray:
+        """[N] bool: candidates whose patch is found in the previous frame (matched to this
+        one by `temporal`) where the matches around them say (within _MAX_SLIDE px), with one
+        motion under the patch and none otherwise around it (_SECTOR_MOTION)."""
+        if len(positions) == 0:
+            return np.ones(0, bool)
         near = temporal.near(positions, side=1)
         back = _Pair(temporal.refined1[near], temporal.keypoints0[near])
         predicted, found, _, field = _predict(
@@ -479,9 +517,17 @@ class Tracker:
                                                    motion=(back.keypoints0, back.keypoints1))
         located, valid, _ = self._located(self._previous.gray, templates, predicted,
                                           found & inside)
-        valid &= np.linalg.norm(located - field, axis=1) <= _MAX_SLIDE
-        return valid & ~_two_motions(positions, located, back.keypoints0, back.keypoints1,
-                                     _BIRTH_TWO_MOTIONS)
+        around = temporal.around(positions, 1, _PATCH_REACH, _SECTOR_MATCHES)
+        noise = match_noise(positions, temporal.refined1, temporal.keypoints0, around)
+        # The field rests on NEIGHBOURS matches.
+        valid &= (np.linalg.norm(located - field, axis=1)
+                  <= _noisy_limit(_MAX_SLIDE, noise, NEIGHBOURS))
+        pixels, share = _BIRTH_TWO_MOTIONS
+        valid &= ~_two_motions(positions, located, back.keypoints0, back.keypoints1,
+                               (_noisy_limit(pixels, noise, 1), share))
+        return valid & ~_beside_another_motion(positions, located - positions,
+                                               temporal.refined1, temporal.keypoints0, around,
+                                               noise)
 
     def _right_observations(self, tracks: _Tracks, current: PreparedImage,
                             right: PreparedImage, stereo: _Pair,
@@ -582,6 +628,23 @@ def _two_motions(points0: np.ndarray, points1: np.ndarray, keypoints0: np.ndarra
     other = has & (np.linalg.norm(steps - (points1 - points0)[:, None], axis=2) > other_motion)
     count = other.sum(axis=1)
     return (count >= 2) & (count >= share * has.sum(axis=1))
+
+
+def _beside_another_motion(points: np.ndarray, steps: np.ndarray, source: np.ndarray,
+                           target: np.ndarray, index: np.ndarray, noise: float) -> np.ndarray:
+    """[N] bool: points [N x 2] that moved by steps [N x 2] where a sector of their
+    surroundings (matches source -> target with `noise`, index [N x K] as in sector_motions)
+    moved otherwise (see _SECTOR_MOTION)."""
+    medians, counts = sector_motions(points, steps, source, target, index, _SECTORS)
+    limit = _noisy_limit(_SECTOR_MOTION, noise, np.maximum(counts, 1))
+    return (np.nan_to_num(np.linalg.norm(medians, axis=2)) > limit).any(axis=1)
+
+
+def _noisy_limit(limit: float, noise: float, samples):
+    """A new feature's limit on a motion measured from `samples` matches (a mean or median of
+    them) whose noise is `noise` (pixels, per axis): `limit`, or _NOISE_SIGMAS standard errors
+    where the matches are that noisy."""
+    return np.maximum(limit, _NOISE_SIGMAS * noise / np.sqrt(samples))
 
 
 def _snap_keys(keys: np.ndarray, positions: np.ndarray,

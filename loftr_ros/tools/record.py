@@ -262,7 +262,8 @@ def _tracks_messages(args, matcher, config, tracker_config, options, calibration
             unit = [(args.tracks_topic, left.stamp_ns, tracks_message(
                 types, left, right, frame, matcher.model_name, config.config_id))]
             cloud = feature_message(types, left, frame)
-            if cloud is not None:
+            # As the node: no cloud for a frame without features (the first after a start).
+            if cloud is not None and len(frame):
                 unit.append((args.feature_topic, left.stamp_ns, cloud))
             yield unit
     return messages

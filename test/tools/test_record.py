@@ -114,7 +114,7 @@ def test_recorded_tracks_read_back_with_rclpy(tmp_path, euroc_dir):
     output = tmp_path / 'tracks'
     rc = main(['record', str(euroc_dir / 'bag'), '--mode', 'tracks', '--backend', 'opencv',
                '--calibration', str(euroc_dir / 'calibration.yaml'), '--first', '20',
-               '--last', '22', '-o', str(output)])
+               '--last', '23', '-o', str(output)])
     assert rc == 0
     with AnyReader([output]) as reader:
         topics = {c.topic: c for c in reader.connections}
@@ -124,15 +124,17 @@ def test_recorded_tracks_read_back_with_rclpy(tmp_path, euroc_dir):
                   reader.messages([topics['/matcher_node/tracks']])]
         clouds = [deserialize_message(raw, PointCloud) for _, _, raw in
                   reader.messages([topics['/matcher_node/feature']])]
-    assert len(tracks) == len(clouds) == 3
-    assert all(msg.stereo and len(msg.ids) > 50 for msg in tracks)
-    # Ids persist: most of the first frame's features are still tracked two frames later.
-    assert len(set(tracks[0].ids) & set(tracks[2].ids)) > 0.5 * len(tracks[0].ids)
-    assert max(tracks[2].track_lengths) == 3
+    # The first frame starts no features (nothing checks new ones there) and has no cloud.
+    assert len(tracks) == 4 and len(clouds) == 3 and len(tracks[0].ids) == 0
+    assert [msg.header for msg in clouds] == [msg.header for msg in tracks[1:]]
+    assert all(msg.stereo and len(msg.ids) > 50 for msg in tracks[1:])
+    # Ids persist: most of the first features are still tracked two frames later.
+    assert len(set(tracks[1].ids) & set(tracks[3].ids)) > 0.5 * len(tracks[1].ids)
+    assert max(tracks[3].track_lengths) == 3
     cloud = clouds[2]
     assert [channel.name for channel in cloud.channels][:2] == ['id', 'camera_id']
     # One point per left observation and per right one found.
-    assert len(cloud.points) == len(tracks[2].ids) + int(np.sum(tracks[2].right_valid))
+    assert len(cloud.points) == len(tracks[3].ids) + int(np.sum(tracks[3].right_valid))
 
 
 def test_record_tracks_take_the_node_parameter_files_tracks_section(tmp_path, sequence_bag):

@@ -145,6 +145,16 @@ _SECTOR_MOTION = 0.2
 # test/core/test_tracking.py, 0.06 for refined xfeat matches): with the fixed limits such a
 # matcher started a third as many features.
 _NOISE_SIGMAS = 3.0
+# ... and to this share of the new feature's own step: the smooth part of the motion (zoom,
+# rotation, a tilted surface) varies across a neighbourhood in proportion to the motion, and so
+# does the parallax at an occluding edge. The sectors' raw steps over up to 12 px take 5 %, the
+# slide, against the local affine field, 2 %. On renderings moving 6-8 times faster per frame
+# than the 60-frame paths (tracking_path in 10 frames) the fixed limits alone let 0-9 features
+# start a frame; with these 15-46 from the second frame on (before this check the first
+# frame's 67 unchecked features kept 18-36 alive). On the 60-frame paths they change little
+# (opencv's worst track on tracking_path 2.6 -> 2.9 px); 3 % for the slide let one drift 3.2 px.
+_SECTOR_SHARE = 0.05
+_SLIDE_SHARE = 0.02
 # New features are chosen, checked and, where some fail, chosen again this many times.
 _BIRTH_ROUNDS = 2
 # Block of the structure tensor that ranks new features: the template's size.
@@ -520,8 +530,9 @@ class Tracker:
         around = temporal.around(positions, 1, _PATCH_REACH, _SECTOR_MATCHES)
         noise = match_noise(positions, temporal.refined1, temporal.keypoints0, around)
         # The field rests on NEIGHBOURS matches.
+        step = np.linalg.norm(located - positions, axis=1)
         valid &= (np.linalg.norm(located - field, axis=1)
-                  <= _noisy_limit(_MAX_SLIDE, noise, NEIGHBOURS))
+                  <= np.maximum(_noisy_limit(_MAX_SLIDE, noise, NEIGHBOURS), _SLIDE_SHARE * step))
         pixels, share = _BIRTH_TWO_MOTIONS
         valid &= ~_two_motions(positions, located, back.keypoints0, back.keypoints1,
                                (_noisy_limit(pixels, noise, 1), share))
@@ -636,7 +647,8 @@ def _beside_another_motion(points: np.ndarray, steps: np.ndarray, source: np.nda
     surroundings (matches source -> target with `noise`, index [N x K] as in sector_motions)
     moved otherwise (see _SECTOR_MOTION)."""
     medians, counts = sector_motions(points, steps, source, target, index, _SECTORS)
-    limit = _noisy_limit(_SECTOR_MOTION, noise, np.maximum(counts, 1))
+    limit = np.maximum(_noisy_limit(_SECTOR_MOTION, noise, np.maximum(counts, 1)),
+                       _SECTOR_SHARE * np.linalg.norm(steps, axis=1)[:, None])
     return (np.nan_to_num(np.linalg.norm(medians, axis=2)) > limit).any(axis=1)
 
 

@@ -11,8 +11,8 @@ stamps going backwards end every track, and the new ones get new ids). Each fram
 features, VINS-Fusion's feature cloud on ``~/feature`` (sensor_msgs/PointCloud; remap it to
 /feature_tracker/feature); without a camera model the node says so once and publishes only
 ``~/tracks``. New features start only in a frame matched to the previous one (see
-loftr_ros.core.tracking.tracker): the first frame after a start, a reset or a cut has none. ``~/overlay`` shows the
-tracks as trails coloured by id, kept only while someone subscribes.
+loftr_ros.core.tracking.tracker): the first frame after a start, a reset or a cut has none.
+``~/overlay`` shows the tracks as trails coloured by id, kept only while someone subscribes.
 """
 import dataclasses
 import threading

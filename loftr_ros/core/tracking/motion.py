@@ -79,10 +79,8 @@ def sector_motions(points: np.ndarray, steps: np.ndarray, source: np.ndarray,
     [N x S]). A point on one surface moves as every sector does; a point beside an occluding
     edge moves with one side only: the sectors across the edge move otherwise.
     """
-    valid = index >= 0
-    safe = np.where(valid, index, 0)
-    offsets = source[safe] - points[:, None]                                  # [N x K x 2]
-    relative = (target[safe] - source[safe]) - steps[:, None]                 # [N x K x 2]
+    valid, offsets, displacements = _gathered(points, source, target, index)
+    relative = displacements - steps[:, None]                                 # [N x K x 2]
     angle = np.arctan2(offsets[..., 1], offsets[..., 0])
     sector = np.floor((angle + np.pi) * sectors / (2 * np.pi)).astype(np.intp) % sectors
     medians = np.stack([_median(relative, valid & (sector == k)) for k in range(sectors)], 1)
@@ -96,10 +94,7 @@ def match_noise(points: np.ndarray, source: np.ndarray, target: np.ndarray,
     off the affine motion fitted to the matches around each point (index [N x K] as in
     sector_motions): the motion's smooth part (zoom, rotation, a tilted surface) does not count.
     0 without enough matches."""
-    valid = index >= 0
-    safe = np.where(valid, index, 0)
-    offsets = source[safe] - points[:, None]
-    displacements = target[safe] - source[safe]
+    valid, offsets, displacements = _gathered(points, source, target, index)
     fitted = valid & (valid.sum(axis=1) >= 2 * _MIN_SUPPORT)[:, None]
     if not fitted.any():
         return 0.0
@@ -114,11 +109,8 @@ def match_noise(points: np.ndarray, source: np.ndarray, target: np.ndarray,
 def _fitted(points: np.ndarray, source: np.ndarray, target: np.ndarray, radius: float,
             neighbours: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """local_motion from the nearest matches within `radius` only."""
-    index = nearest_within(points, source, radius, neighbours)
-    valid = index >= 0
-    safe = np.where(valid, index, 0)
-    offsets = source[safe] - points[:, None]           # [N x K x 2] from the point
-    displacements = target[safe] - source[safe]       # [N x K x 2]
+    valid, offsets, displacements = _gathered(
+        points, source, target, nearest_within(points, source, radius, neighbours))
     distance = np.linalg.norm(offsets, axis=2)
 
     median = _median(displacements, valid)
@@ -132,6 +124,16 @@ def _fitted(points: np.ndarray, source: np.ndarray, target: np.ndarray, radius: 
     shift, jacobian = _fit_affine(offsets, displacements, support)
     found = (support.sum(axis=1) >= _MIN_SUPPORT) & np.isfinite(shift).all(axis=1)
     return points + shift, np.eye(2)[None] + jacobian, found
+
+
+def _gathered(points: np.ndarray, source: np.ndarray, target: np.ndarray, index: np.ndarray,
+              ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The matches around each point (index [N x K], -1 for none): (valid [N x K]; their
+    offsets from the point and their displacements, [N x K x 2], meaningless where not
+    valid)."""
+    valid = index >= 0
+    safe = np.where(valid, index, 0)
+    return valid, source[safe] - points[:, None], target[safe] - source[safe]
 
 
 def _fit_affine(offsets: np.ndarray, displacements: np.ndarray, weights: np.ndarray):

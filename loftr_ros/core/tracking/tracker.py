@@ -128,9 +128,10 @@ _BIRTH_TWO_MOTIONS = (0.4, 0.3)
 _TRACK_TWO_MOTIONS = (0.6, 0.5)
 # A new feature's surroundings (the matches under its patch, within _PATCH_REACH pixels, at most
 # _SECTOR_MATCHES of them) fall into _SECTORS angular sectors, and every sector must move with
-# it: by the median of its matches, within _SECTOR_MOTION pixels. Beside an occluding edge the sectors across it move otherwise by the parallax
-# between the two surfaces, while the point goes with one of them and its patch, which both
-# share, with whichever has the stronger texture. On the rendered sequences of
+# it: by the median of its matches, within _SECTOR_MOTION pixels. Beside an occluding edge the
+# sectors across it move otherwise by the parallax between the two surfaces, while the point
+# goes with one of them and its patch, which both share, with whichever has the stronger
+# texture. On the rendered sequences of
 # test/core/test_tracking.py a quarter of the new features had an occluding edge in their
 # patch, and every track that ended more than 1.5 px off its point was one of them; a refined
 # sector on the feature's own surface moves within ~0.1 px of it. (One frame's parallax is all
@@ -529,16 +530,16 @@ class Tracker:
                                           found & inside)
         around = temporal.around(positions, 1, _PATCH_REACH, _SECTOR_MATCHES)
         noise = match_noise(positions, temporal.refined1, temporal.keypoints0, around)
+        steps = located - positions
         # The field rests on NEIGHBOURS matches.
-        step = np.linalg.norm(located - positions, axis=1)
-        valid &= (np.linalg.norm(located - field, axis=1)
-                  <= np.maximum(_noisy_limit(_MAX_SLIDE, noise, NEIGHBOURS), _SLIDE_SHARE * step))
+        slide_limit = np.maximum(_noisy_limit(_MAX_SLIDE, noise, NEIGHBOURS),
+                                 _SLIDE_SHARE * np.linalg.norm(steps, axis=1))
+        valid &= np.linalg.norm(located - field, axis=1) <= slide_limit
         pixels, share = _BIRTH_TWO_MOTIONS
         valid &= ~_two_motions(positions, located, back.keypoints0, back.keypoints1,
                                (_noisy_limit(pixels, noise, 1), share))
-        return valid & ~_beside_another_motion(positions, located - positions,
-                                               temporal.refined1, temporal.keypoints0, around,
-                                               noise)
+        return valid & ~_beside_another_motion(positions, steps, temporal.refined1,
+                                               temporal.keypoints0, around, noise)
 
     def _right_observations(self, tracks: _Tracks, current: PreparedImage,
                             right: PreparedImage, stereo: _Pair,
